@@ -1,0 +1,224 @@
+"""BabyAI-Text: minigrid's BabyAI levels as a gymnasium environment whose observations are text.
+
+The language models routed between in this benchmark act from text alone, so each step the agent's
+egocentric 7x7 view is turned into short English sentences ("You see a red ball 1 step left and
+3 steps forward"), preceded by the mission. Actions are minigrid's own first six actions, named in
+words (`ACTIONS`); reward, termination and truncation are minigrid's unchanged, so a single-level
+episode with seed s is exactly minigrid's episode s, and minigrid's BabyAIBot can drive the
+underlying environment (see `BabyAITextEnv.minigrid_env`) to produce demonstrations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import string
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium
+import minigrid  # noqa: F401  (importing registers the BabyAI-* ids with gymnasium)
+import numpy as np
+from gymnasium import spaces
+from minigrid.core.constants import IDX_TO_COLOR, IDX_TO_OBJECT, OBJECT_TO_IDX
+from minigrid.core.world_object import WorldObj
+from minigrid.minigrid_env import MiniGridEnv
+
+log = logging.getLogger(__name__)
+
+ACTIONS: tuple[str, ...] = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")
+
+# Cell types that are never described: walls get their own (restricted) sentences, and the rest
+# carry no information for the agent (or, for "unseen", must not leak occluded content).
+_NOT_OBJECTS = frozenset({"unseen", "empty", "floor", "wall", "agent"})
+_DOOR_STATES = {0: "open", 1: "closed", 2: "locked"}
+
+# Every character a mission or a sentence can contain; kept wider than strictly needed so that a
+# mission surface form from any BabyAI level stays inside the observation space.
+OBS_CHARSET = string.ascii_letters + string.digits + " :,.-'\n"
+# A full 7x7 view of objects is ~48 sentences of <= 64 characters; missions of the longest BabyAI
+# levels (BossLevel's chained instructions) stay well under 1,000 characters.
+OBS_MAX_LENGTH = 8192
+
+
+def _steps(n: int, direction: str) -> str:
+    return f"{n} step {direction}" if n == 1 else f"{n} steps {direction}"
+
+
+def _where(dx: int, fwd: int) -> str:
+    side = _steps(abs(dx), "left" if dx < 0 else "right") if dx else ""
+    ahead = _steps(fwd, "forward") if fwd else ""
+    return " and ".join(part for part in (side, ahead) if part)
+
+
+def _with_article(words: str) -> str:
+    return f"an {words}" if words[0] in "aeiou" else f"a {words}"
+
+
+def describe_view(image: np.ndarray, carrying: WorldObj | None) -> list[str]:
+    """Describe minigrid's egocentric encoded view (``obs["image"]``) as a list of sentences.
+
+    ``image[i, j]`` is the cell at column i, row j of the agent's view; the agent stands at the
+    middle of the bottom row looking towards row 0. Only the nearest wall straight ahead and the
+    nearest wall on each side of the agent's own row are described, then every visible object by
+    increasing Manhattan distance, then what the agent carries.
+    """
+    width, height = image.shape[0], image.shape[1]
+    agent_x, agent_y = width // 2, height - 1
+    wall = OBJECT_TO_IDX["wall"]
+
+    def is_wall(dx: int, fwd: int) -> bool:
+        return int(image[agent_x + dx, agent_y - fwd, 0]) == wall
+
+    sentences: list[str] = []
+    wall_fwd = next((f for f in range(1, height) if is_wall(0, f)), None)
+    if wall_fwd is not None:
+        sentences.append(f"You see a wall {_where(0, wall_fwd)}")
+    wall_left = next((-d for d in range(1, agent_x + 1) if is_wall(-d, 0)), None)
+    if wall_left is not None:
+        sentences.append(f"You see a wall {_where(wall_left, 0)}")
+    wall_right = next((d for d in range(1, width - agent_x) if is_wall(d, 0)), None)
+    if wall_right is not None:
+        sentences.append(f"You see a wall {_where(wall_right, 0)}")
+
+    objects: list[tuple[tuple[int, int, int], str]] = []
+    for i in range(width):
+        for j in range(height):
+            dx, fwd = i - agent_x, agent_y - j
+            # The agent's own cell holds the carried object in minigrid's encoding, not a seen one.
+            if dx == 0 and fwd == 0:
+                continue
+            type_idx, color_idx, state = (int(v) for v in image[i, j])
+            kind = IDX_TO_OBJECT.get(type_idx, "unseen")
+            if kind in _NOT_OBJECTS:
+                continue
+            words = f"{IDX_TO_COLOR.get(color_idx, 'grey')} {kind}"
+            if kind == "door":
+                words = f"{_DOOR_STATES.get(state, 'closed')} {words}"
+            sentence = f"You see {_with_article(words)} {_where(dx, fwd)}"
+            objects.append(((abs(dx) + fwd, dx, fwd), sentence))
+    sentences.extend(sentence for _, sentence in sorted(objects, key=lambda item: item[0]))
+
+    if carrying is not None:
+        sentences.append(f"You carry {_with_article(f'{carrying.color} {carrying.type}')}")
+    return sentences
+
+
+class BabyAITextEnv(gymnasium.Env):
+    """One or several BabyAI levels behind a text observation and the six named minigrid actions.
+
+    With several levels (a mixed task) each reset draws the level from ``self.np_random``, so the
+    level sequence is reproducible from the reset seed like everything else.
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 10}
+
+    def __init__(self, levels: Sequence[str], max_steps: int = 64, render_mode: str | None = None):
+        if isinstance(levels, str):
+            # A bare string would otherwise be read as a sequence of one-letter level ids.
+            levels = (levels,)
+        self.levels: tuple[str, ...] = tuple(levels)
+        if not self.levels:
+            raise ValueError("BabyAITextEnv needs at least one level id")
+        for level in self.levels:
+            if level not in gymnasium.registry:
+                raise ValueError(f"unknown BabyAI level id: {level!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            modes = self.metadata["render_modes"]
+            raise ValueError(f"render_mode must be one of {modes}, got {render_mode!r}")
+        self.max_steps = max_steps
+        self.render_mode = render_mode
+        self.observation_space = spaces.Text(max_length=OBS_MAX_LENGTH, charset=OBS_CHARSET)
+        self.action_space = spaces.Discrete(len(ACTIONS))
+
+        # Made lazily: building every level of a mixed task up front costs time for levels an
+        # evaluation run over one seed range may never draw.
+        self._wrapped: dict[str, gymnasium.Env] = {}
+        self._envs: dict[str, MiniGridEnv] = {}
+        self._level: str | None = None
+        self._obs_text = ""
+
+    def _underlying(self, level: str) -> MiniGridEnv:
+        if level not in self._envs:
+            kwargs: dict[str, Any] = {"max_steps": self.max_steps}
+            if self.render_mode == "rgb_array":
+                kwargs["render_mode"] = "rgb_array"
+            try:
+                wrapped = gymnasium.make(level, **kwargs)
+            except (gymnasium.error.Error, TypeError) as error:
+                raise ValueError(f"cannot build BabyAI level {level!r}: {error}") from error
+            env = wrapped.unwrapped
+            if not isinstance(env, MiniGridEnv):
+                wrapped.close()
+                raise ValueError(f"level {level!r} is not a minigrid environment")
+            self._wrapped[level] = wrapped
+            self._envs[level] = env
+        return self._envs[level]
+
+    @property
+    def minigrid_env(self) -> MiniGridEnv:
+        """The unwrapped minigrid environment of the current episode (e.g. for BabyAIBot)."""
+        if self._level is None:
+            raise RuntimeError("call reset() before using minigrid_env")
+        return self._envs[self._level]
+
+    def _observe(self, env: MiniGridEnv, image: np.ndarray) -> tuple[str, list[str]]:
+        sentences = describe_view(image, env.carrying)
+        return "\n".join([f"Mission: {env.mission}", *sentences]), sentences
+
+    def _info(self, env: MiniGridEnv, sentences: list[str], success: bool) -> dict[str, Any]:
+        return {
+            "mission": str(env.mission),
+            "level": self._level,
+            "descriptions": list(sentences),
+            "step": int(env.step_count),
+            "success": success,
+        }
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[str, dict[str, Any]]:
+        super().reset(seed=seed)
+        if len(self.levels) > 1:
+            level = self.levels[int(self.np_random.integers(len(self.levels)))]
+        else:
+            level = self.levels[0]
+        env = self._underlying(level)
+        self._level = level
+        # RoomGridLevel prints every rejected sample ("Sampling rejected: ...") while generating a
+        # mission; that is routine rejection sampling, not something a user should see.
+        captured = io.StringIO()
+        with contextlib.redirect_stdout(captured):
+            obs, _ = env.reset(seed=seed)
+        if captured.getvalue():
+            log.debug("minigrid output during reset of %s: %s", level, captured.getvalue().strip())
+        self._obs_text, sentences = self._observe(env, obs["image"])
+        return self._obs_text, self._info(env, sentences, success=False)
+
+    def step(self, action: int) -> tuple[str, float, bool, bool, dict[str, Any]]:
+        if self._level is None:
+            raise RuntimeError("call reset() before step()")
+        if not 0 <= int(action) < len(ACTIONS):
+            raise ValueError(f"action must be in 0..{len(ACTIONS) - 1}, got {action!r}")
+        env = self._envs[self._level]
+        obs, reward, terminated, truncated, _ = env.step(int(action))
+        reward = float(reward)
+        self._obs_text, sentences = self._observe(env, obs["image"])
+        info = self._info(env, sentences, success=bool(terminated) and reward > 0)
+        return self._obs_text, reward, bool(terminated), bool(truncated), info
+
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "ansi":
+            return self._obs_text
+        if self.render_mode == "rgb_array" and self._level is not None:
+            return self._envs[self._level].render()
+        return None
+
+    def close(self) -> None:
+        for wrapped in self._wrapped.values():
+            wrapped.close()
+        self._wrapped.clear()
+        self._envs.clear()
+        self._level = None
+        super().close()

@@ -1,0 +1,62 @@
+"""What a language model reads: context builders that turn an episode so far into one prompt.
+
+A model is trained and run with one builder, named in its checkpoint (`londi.json`), so the
+same text format is used for demonstrations, behaviour cloning and evaluation. QUICK reacts
+to the current view; DEEPTHINK reads more of the episode (a longer input costs more FLOPs
+and seconds, and the meter records that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class EpisodeHistory:
+    """Everything a context builder may read: observations so far (last = current), actions taken."""
+
+    observations: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+
+    def current(self) -> str:
+        return self.observations[-1]
+
+
+def _split_mission(observation: str) -> tuple[str, list[str]]:
+    lines = observation.split("\n")
+    return lines[0], lines[1:]
+
+
+def reflex_context(history: EpisodeHistory) -> str:
+    """The current view and the last action: what a fast, reactive policy sees."""
+    mission, view = _split_mission(history.current())
+    last = history.actions[-1] if history.actions else "none"
+    return f"{mission}. Last action: {last}. " + ". ".join(view)
+
+
+def history_context(history: EpisodeHistory, actions: int = 4, views: int = 1) -> str:
+    """The current view, the previous `views` views and the last `actions` actions taken."""
+    mission, view = _split_mission(history.current())
+    recent = history.actions[-actions:] if history.actions else []
+    parts = [f"{mission}. Step {len(history.actions)}. Actions: {', '.join(recent) or 'none'}."]
+    for back in range(views, 0, -1):
+        index = len(history.observations) - 1 - back
+        if index >= 0:
+            _, earlier = _split_mission(history.observations[index])
+            parts.append(f"Before {back}: " + (". ".join(earlier) or "nothing") + ".")
+    parts.append("Now: " + (". ".join(view) or "nothing") + ".")
+    return " ".join(parts)
+
+
+CONTEXTS: dict[str, Callable[[EpisodeHistory], str]] = {
+    "reflex": reflex_context,
+    "history": history_context,
+}
+
+
+def get_context(name: str) -> Callable[[EpisodeHistory], str]:
+    try:
+        return CONTEXTS[name]
+    except KeyError:
+        raise ValueError(f"unknown context {name!r}; known contexts: {', '.join(CONTEXTS)}") from None

@@ -1,0 +1,93 @@
+"""Expert demonstrations: minigrid's BabyAIBot solving training episodes, written once and reused.
+
+An episode is stored as its text observations and the bot's actions, not as prompts, so each
+model's context builder can turn the same episodes into its own (prompt -> action) pairs.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bench.babyai_text import ACTIONS, BabyAITextEnv
+from bench.contexts import EpisodeHistory, get_context
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Demo:
+    level: str
+    seed: int
+    observations: list[str]
+    actions: list[str]
+    reward: float
+
+
+def bot_episode(level: str, seed: int, max_steps: int) -> Demo | None:
+    """Run BabyAIBot on one episode; None if the bot fails (it rarely does, and we skip those)."""
+    from minigrid.utils.baby_ai_bot import BabyAIBot
+
+    env = BabyAITextEnv(levels=(level,), max_steps=max_steps)
+    try:
+        obs, info = env.reset(seed=seed)
+        bot = BabyAIBot(env.minigrid_env)
+        observations, actions = [obs], []
+        action = None
+        reward = 0.0
+        for _ in range(max_steps):
+            action = bot.replan(action)
+            if int(action) >= len(ACTIONS):  # the bot's "done" is not an action of the text env
+                return None
+            obs, reward, terminated, truncated, info = env.step(int(action))
+            actions.append(ACTIONS[int(action)])
+            if terminated or truncated:
+                break
+            observations.append(obs)
+        if not info["success"]:
+            return None
+        return Demo(level, seed, observations, actions, float(reward))
+    except Exception as error:  # noqa: BLE001 - the bot raises plain exceptions on the odd layout
+        log.debug("bot failed on %s seed %d: %s", level, seed, error)
+        return None
+    finally:
+        env.close()
+
+
+def collect(levels: Sequence[str], seeds: Sequence[int], max_steps: int, path: Path) -> list[Demo]:
+    """Demonstrations for every (level, seed), read from `path` if it was written before."""
+    if path.exists():
+        return load(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    demos: list[Demo] = []
+    jobs = [(level, seed) for level in levels for seed in seeds]
+    for level, seed in tqdm(jobs, desc="BabyAIBot demonstrations", unit="ep", mininterval=1.0):
+        demo = bot_episode(level, seed, max_steps)
+        if demo is not None:
+            demos.append(demo)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as out:
+        for demo in demos:
+            out.write(json.dumps(demo.__dict__) + "\n")
+    tmp.rename(path)  # only a complete file ever carries the final name
+    return demos
+
+
+def load(path: Path) -> list[Demo]:
+    with gzip.open(path, "rt") as f:
+        return [Demo(**json.loads(line)) for line in f]
+
+
+def pairs(demos: Sequence[Demo], context: str) -> Iterator[tuple[str, str]]:
+    """(prompt, expert action) pairs, the prompt built by the named context builder."""
+    build = get_context(context)
+    for demo in demos:
+        for t, action in enumerate(demo.actions):
+            history = EpisodeHistory(observations=demo.observations[: t + 1], actions=demo.actions[:t])
+            yield build(history), action

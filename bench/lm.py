@@ -1,0 +1,172 @@
+"""One interface for any Hugging Face seq2seq checkpoint as an acting policy.
+
+`ActionLM.load(name_or_path)` takes a hub name (google/flan-t5-small, where the hub is
+reachable) or a local directory, including the checkpoints the harness trains itself. An
+action is chosen by scoring every candidate action's log-likelihood under the model: the
+encoder runs once per prompt, the decoder once per (prompt, candidate) pair, all batched.
+
+Every call returns its cost per prompt (tokens in and out, analytic FLOPs) so the runner can
+charge each environment for exactly what it asked; wall seconds are measured by the caller.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+LONDI_META = "londi.json"
+
+
+@dataclass(frozen=True)
+class CallCost:
+    """Cost of one batched scoring call, one entry per prompt."""
+
+    tokens_in: np.ndarray
+    tokens_out: np.ndarray
+    flops: np.ndarray
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    """Parameter counts that the FLOPs estimate uses (embeddings and the LM head excluded)."""
+
+    total_params: int
+    encoder_params: int
+    decoder_params: int
+    encoder_layers: int
+    decoder_layers: int
+    attention_width: int
+
+    @property
+    def non_embedding_params(self) -> int:
+        return self.encoder_params + self.decoder_params
+
+
+def model_size(model: PreTrainedModel) -> ModelSize:
+    """Count non-embedding parameters of an encoder-decoder model, per stack."""
+    embedding_ids = {id(p) for p in model.get_input_embeddings().parameters()}
+    output = model.get_output_embeddings()
+    if output is not None:
+        embedding_ids |= {id(p) for p in output.parameters()}
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters() if id(p) not in embedding_ids)
+
+    config = model.config
+    heads = getattr(config, "num_heads", None) or config.encoder_attention_heads
+    d_kv = getattr(config, "d_kv", None) or config.d_model // heads
+    return ModelSize(
+        total_params=sum(p.numel() for p in model.parameters()),
+        encoder_params=count(model.get_encoder()),
+        decoder_params=count(model.get_decoder()),
+        encoder_layers=getattr(config, "num_layers", None) or config.encoder_layers,
+        decoder_layers=getattr(config, "num_decoder_layers", None) or config.decoder_layers,
+        attention_width=heads * d_kv,
+    )
+
+
+class ActionLM:
+    """A seq2seq language model that picks among candidate actions by likelihood."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        name: str,
+        context: str = "history",
+        device: str | torch.device = "cpu",
+        meta: dict | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.name = name
+        self.context = context
+        self.meta = meta or {}
+        self.size = model_size(model)
+        self._candidate_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, device: str = "cpu", context: str | None = None) -> ActionLM:
+        """Load a hub checkpoint by name or a local directory (with its `londi.json` if present)."""
+        path = Path(name_or_path)
+        looks_local = path.is_absolute() or str(name_or_path).startswith(".") or path.exists()
+        if looks_local and not (path / "config.json").exists():
+            raise FileNotFoundError(
+                f"no model at {str(name_or_path)!r} (no config.json there): train the offline models "
+                f"with `make models`, or pass a Hugging Face checkpoint name such as google/flan-t5-small"
+            )
+        meta = json.loads((path / LONDI_META).read_text()) if (path / LONDI_META).exists() else {}
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
+        return cls(
+            model, tokenizer, name=meta.get("name", str(name_or_path)),
+            context=context or meta.get("context", "history"), device=device, meta=meta,
+        )
+
+    def _candidates(self, candidates: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        key = tuple(candidates)
+        if key not in self._candidate_cache:
+            encoded = self.tokenizer(list(candidates), padding=True, return_tensors="pt")
+            labels = encoded["input_ids"].to(self.device)
+            mask = encoded["attention_mask"].to(self.device)
+            self._candidate_cache[key] = (labels, mask)
+        return self._candidate_cache[key]
+
+    @torch.inference_mode()
+    def score(self, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[np.ndarray, CallCost]:
+        """Log-likelihood of each candidate after each prompt: an array [prompts, candidates]."""
+        encoded = self.tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt")
+        input_ids = encoded["input_ids"].to(self.device)
+        attention_mask = encoded["attention_mask"].to(self.device)
+        labels, label_mask = self._candidates(candidates)
+        n_prompts, n_cands = len(prompts), len(candidates)
+
+        encoder_out = self.model.get_encoder()(input_ids=input_ids, attention_mask=attention_mask)
+        hidden = encoder_out.last_hidden_state.repeat_interleave(n_cands, dim=0)
+        expanded_mask = attention_mask.repeat_interleave(n_cands, dim=0)
+        tiled_labels = labels.repeat(n_prompts, 1)
+        tiled_label_mask = label_mask.repeat(n_prompts, 1)
+        decoder_input_ids = self.model.prepare_decoder_input_ids_from_labels(
+            labels=tiled_labels.masked_fill(tiled_label_mask == 0, self.tokenizer.pad_token_id)
+        )
+        logits = self.model(
+            encoder_outputs=(hidden,),
+            attention_mask=expanded_mask,
+            decoder_input_ids=decoder_input_ids,
+        ).logits
+        token_logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, tiled_labels.unsqueeze(-1)).squeeze(-1)
+        scores = (token_logp * tiled_label_mask).sum(-1).view(n_prompts, n_cands)
+        return scores.cpu().numpy(), self._cost(attention_mask.sum(-1).cpu().numpy(), label_mask.sum(-1).cpu().numpy())
+
+    def _cost(self, prompt_tokens: np.ndarray, candidate_tokens: np.ndarray) -> CallCost:
+        """Analytic forward FLOPs: 2 x non-embedding params x tokens, plus the attention-context term.
+
+        Per token, attention over n_ctx positions costs 2 x layers x n_ctx x attention width
+        (Kaplan et al. 2020); decoder tokens attend to the candidate prefix and to the prompt.
+        """
+        s = self.size
+        prompt_tokens = prompt_tokens.astype(np.float64)
+        cand = candidate_tokens.astype(np.float64)
+        encoder = 2 * s.encoder_params * prompt_tokens + 2 * s.encoder_layers * prompt_tokens**2 * s.attention_width
+        decoder_tokens = cand.sum()
+        decoder = (
+            2 * s.decoder_params * decoder_tokens
+            + 2 * s.decoder_layers * s.attention_width * ((cand**2).sum() + decoder_tokens * prompt_tokens)
+        )
+        return CallCost(
+            tokens_in=prompt_tokens.astype(np.int64),
+            tokens_out=np.full(len(prompt_tokens), int(decoder_tokens), dtype=np.int64),
+            flops=encoder + decoder,
+        )
+
+    def flops_per_decision(self, prompt_tokens: int, candidates: Sequence[str]) -> float:
+        """FLOPs of one decision for a prompt of `prompt_tokens` tokens (for reports)."""
+        _, mask = self._candidates(candidates)
+        return float(self._cost(np.array([prompt_tokens]), mask.sum(-1).cpu().numpy()).flops[0])

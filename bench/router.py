@@ -1,0 +1,89 @@
+"""The router contract: at every step of every running episode, decide which model acts.
+
+A router is one class with `route(view) -> mask` (True = DEEPTHINK acts). The `StepView` it
+receives lets it look at the episodes and, if it needs to, ask either model for its scores
+before deciding (a confidence cascade asks QUICK; an oracle asks both). Those calls are metered
+and cached, so the runner reuses them instead of paying twice. A learned router gets every
+transition through `observe`. Nothing in bench/ knows a particular router.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from bench.contexts import EpisodeHistory
+from bench.metering import Meter
+
+
+@dataclass
+class StepView:
+    """What a router sees at one step, for the episodes still running (`slots`)."""
+
+    slots: list[int]
+    histories: list[EpisodeHistory]
+    infos: list[dict[str, Any]]
+    last_rewards: np.ndarray
+    steps: np.ndarray
+    candidates: tuple[str, ...]
+    meter: Meter
+    _score: Callable[[str, list[int]], dict[int, np.ndarray]]
+    _cache: dict[str, dict[int, np.ndarray]] = field(default_factory=lambda: {"quick": {}, "deepthink": {}})
+
+    def scores(self, model: str, positions: list[int] | None = None) -> np.ndarray:
+        """Candidate scores [len(positions), candidates] from `model` ("quick" or "deepthink").
+
+        `positions` index into `slots` (default: all). Computed once per step and model.
+        """
+        positions = list(range(len(self.slots))) if positions is None else positions
+        cache = self._cache[model]
+        missing = [p for p in positions if self.slots[p] not in cache]
+        if missing:
+            cache.update(self._score(model, [self.slots[p] for p in missing]))
+        return np.stack([cache[self.slots[p]] for p in positions]) if positions else np.zeros((0, 0))
+
+    def quick(self, positions: list[int] | None = None) -> np.ndarray:
+        return self.scores("quick", positions)
+
+    def deepthink(self, positions: list[int] | None = None) -> np.ndarray:
+        return self.scores("deepthink", positions)
+
+    def called(self, model: str) -> set[int]:
+        """Slots for which `model` has already been run at this step."""
+        return set(self._cache[model])
+
+
+@dataclass
+class Transition:
+    """One step of one episode, as a learned router sees it after the environment moved."""
+
+    slot: int
+    history: EpisodeHistory
+    deepthink: bool
+    reward: float
+    terminated: bool
+    truncated: bool
+    next_history: EpisodeHistory
+
+
+class Router:
+    """Base class of every router. Subclasses set `name` and implement `route`."""
+
+    name: ClassVar[str] = "router"
+
+    def route(self, view: StepView) -> np.ndarray:
+        """Boolean mask over `view.slots`: True where DEEPTHINK acts this step."""
+        raise NotImplementedError
+
+    def start_episode(self, slot: int, seed: int) -> None:
+        """A new episode (env seed `seed`) begins in `slot`; reset any per-episode state."""
+
+    def observe(self, transitions: list[Transition]) -> None:
+        """Called after every environment step with what happened (learned routers train here)."""
+
+    def params(self) -> dict[str, Any]:
+        """Hyperparameters to log with the run."""
+        return {}

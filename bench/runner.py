@@ -1,0 +1,181 @@
+"""The one episode loop every router runs in.
+
+Episodes run in lockstep over a batch of environment slots so that each model call is batched
+over environments. At each step the router picks, per running episode, QUICK or DEEPTHINK;
+the chosen model scores the candidate actions from its own context of the episode and its
+best candidate is played. Every model call is metered and charged to the episodes it served.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from bench.babyai_text import ACTIONS
+from bench.contexts import EpisodeHistory, get_context
+from bench.lm import ActionLM
+from bench.metering import Meter, Usage, usage_metrics
+from bench.router import Router, StepView, Transition
+from bench.tasks import TaskSpec
+
+MODELS = ("quick", "deepthink")
+
+
+@dataclass(frozen=True)
+class ModelPair:
+    quick: ActionLM
+    deepthink: ActionLM
+
+    def get(self, role: str) -> ActionLM:
+        return self.quick if role == "quick" else self.deepthink
+
+
+@dataclass
+class EpisodeResult:
+    """One finished episode: its outcome, who acted, what it cost, and its step-by-step trace."""
+
+    index: int
+    env_seed: int
+    reward: float
+    success: bool
+    steps: int
+    deepthink_acted: int
+    usage: dict[str, Usage]
+    trace: list[dict[str, Any]] = field(repr=False)
+    level: str = ""
+
+    def metrics(self) -> dict[str, float]:
+        m = usage_metrics(self.usage)
+        m.update(
+            reward=self.reward,
+            success=float(self.success),
+            steps=self.steps,
+            deepthink_acted=self.deepthink_acted,
+            deepthink_fraction=self.usage["deepthink"].calls / max(1, self.steps),
+        )
+        return m
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_episodes(
+    router: Router,
+    task: TaskSpec,
+    models: ModelPair,
+    env_seeds: Sequence[int],
+    batch_size: int = 32,
+    seed: int = 0,
+    on_episode: Callable[[EpisodeResult], None] | None = None,
+    progress: bool = True,
+    description: str = "",
+) -> tuple[list[EpisodeResult], Meter]:
+    """Run one episode per env seed with `router` choosing the model at every step."""
+    seed_everything(seed)
+    n_slots = min(batch_size, len(env_seeds))
+    meter = Meter(n_slots, device=models.deepthink.device)
+    envs = [task.make_env() for _ in range(n_slots)]
+    contexts = {role: get_context(models.get(role).context) for role in MODELS}
+    histories = [EpisodeHistory() for _ in range(n_slots)]
+    infos: list[dict[str, Any]] = [{} for _ in range(n_slots)]
+    last_rewards = np.zeros(n_slots)
+    steps = np.zeros(n_slots, dtype=np.int64)
+    acted = np.zeros(n_slots, dtype=np.int64)
+    traces: list[list[dict[str, Any]]] = [[] for _ in range(n_slots)]
+    episode_of = [-1] * n_slots
+    queue = list(enumerate(env_seeds))
+    results: list[EpisodeResult] = []
+    bar = tqdm(total=len(env_seeds), desc=description or f"{task.name} {router.name}", unit="ep",
+               disable=not progress, mininterval=0.5)
+
+    def start(slot: int) -> bool:
+        if not queue:
+            episode_of[slot] = -1
+            return False
+        index, env_seed = queue.pop(0)
+        obs, info = envs[slot].reset(seed=int(env_seed))
+        histories[slot] = EpisodeHistory(observations=[obs])
+        infos[slot], last_rewards[slot], steps[slot], acted[slot] = info, 0.0, 0, 0
+        traces[slot], episode_of[slot] = [], index
+        meter.take(slot)
+        router.start_episode(slot, int(env_seed))
+        return True
+
+    def score(role: str, slots: list[int]) -> dict[int, np.ndarray]:
+        lm = models.get(role)
+        prompts = [contexts[role](histories[s]) for s in slots]
+        table = meter.call(role, slots, lambda: lm.score(prompts, ACTIONS))
+        return {s: table[i] for i, s in enumerate(slots)}
+
+    for slot in range(n_slots):
+        start(slot)
+    try:
+        while True:
+            active = [s for s in range(n_slots) if episode_of[s] >= 0]
+            if not active:
+                break
+            view = StepView(
+                slots=active, histories=[histories[s] for s in active], infos=[infos[s] for s in active],
+                last_rewards=last_rewards[active], steps=steps[active], candidates=ACTIONS,
+                meter=meter, _score=score,
+            )
+            use_deepthink = np.asarray(router.route(view), dtype=bool)
+            if use_deepthink.shape != (len(active),):
+                raise ValueError(f"router {router.name!r} returned shape {use_deepthink.shape}, "
+                                 f"expected ({len(active)},)")
+            positions = {role: [p for p in range(len(active)) if use_deepthink[p] == (role == "deepthink")]
+                         for role in MODELS}
+            chosen: dict[int, int] = {}
+            for role in MODELS:
+                if positions[role]:
+                    table = view.scores(role, positions[role])
+                    for p, row in zip(positions[role], table, strict=True):
+                        chosen[active[p]] = int(row.argmax())
+            transitions: list[Transition] = []
+            for p, slot in enumerate(active):
+                action = chosen[slot]
+                before = histories[slot]
+                obs, reward, terminated, truncated, info = envs[slot].step(action)
+                steps[slot] += 1
+                acted[slot] += int(use_deepthink[p])
+                last_rewards[slot] = reward
+                traces[slot].append({
+                    "step": int(steps[slot]), "observation": before.current(),
+                    "model": "deepthink" if use_deepthink[p] else "quick",
+                    "action": ACTIONS[action], "reward": float(reward),
+                })
+                after = EpisodeHistory(observations=before.observations + [obs],
+                                       actions=before.actions + [ACTIONS[action]])
+                transitions.append(Transition(slot, before, bool(use_deepthink[p]), float(reward),
+                                              bool(terminated), bool(truncated), after))
+                histories[slot], infos[slot] = after, info
+                if terminated or truncated:
+                    result = EpisodeResult(
+                        index=episode_of[slot], env_seed=int(env_seeds[episode_of[slot]]),
+                        reward=float(reward), success=bool(info.get("success", False)),
+                        steps=int(steps[slot]), deepthink_acted=int(acted[slot]),
+                        usage=meter.take(slot), trace=traces[slot], level=str(info.get("level", "")),
+                    )
+                    results.append(result)
+                    if on_episode is not None:
+                        on_episode(result)
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{np.mean([r.reward for r in results]):.3f}",
+                                    dt=f"{np.mean([r.metrics()['deepthink_fraction'] for r in results]):.2f}")
+                    start(slot)
+            router.observe(transitions)
+    finally:
+        bar.close()
+        for env in envs:
+            env.close()
+    results.sort(key=lambda r: r.index)
+    return results, meter

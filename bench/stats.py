@@ -1,0 +1,74 @@
+"""Means with 95% intervals, from scipy's bootstrap (not hand-rolled).
+
+Episodes of all seeds of a (task, router) cell are pooled; the interval is scipy.stats.bootstrap's
+percentile interval of the mean with a fixed random state, so the same numbers give the same
+interval. A constant sample (all successes, say) has a zero-width interval by definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{fmt(self.mean)} [{fmt(self.low)}, {fmt(self.high)}]"
+
+
+def fmt(value: float) -> str:
+    if value != value:  # NaN
+        return "n/a"
+    magnitude = abs(value)
+    if magnitude != 0 and (magnitude >= 1e5 or magnitude < 1e-3):
+        return f"{value:.3g}"
+    return f"{value:.3f}" if magnitude < 10 else f"{value:.1f}"
+
+
+def mean_ci(values: Sequence[float], seed: int = 0) -> Estimate:
+    data = np.asarray(values, dtype=np.float64)
+    if data.size == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    mean = float(data.mean())
+    if data.size == 1 or np.all(data == data[0]):
+        return Estimate(mean, mean, mean, int(data.size))
+    result = stats.bootstrap(
+        (data,), np.mean, confidence_level=CONFIDENCE, n_resamples=RESAMPLES,
+        method="percentile", random_state=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return Estimate(mean, float(interval.low), float(interval.high), int(data.size))
+
+
+def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed: int = 0) -> Estimate:
+    """mean(numerator) / mean(denominator) for two independent samples, bootstrapped jointly."""
+    a = np.asarray(numerator, dtype=np.float64)
+    b = np.asarray(denominator, dtype=np.float64)
+    if a.size == 0 or b.size == 0 or b.mean() == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), int(min(a.size, b.size)))
+    point = float(a.mean() / b.mean())
+    if (np.all(a == a[0]) and np.all(b == b[0])) or a.size == 1 or b.size == 1:
+        return Estimate(point, point, point, int(min(a.size, b.size)))
+
+    def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        denominator_mean = y.mean(axis=axis)
+        return x.mean(axis=axis) / np.where(denominator_mean == 0, np.nan, denominator_mean)
+
+    result = stats.bootstrap(
+        (a, b), statistic, confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile",
+        paired=False, vectorized=True, random_state=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return Estimate(point, float(interval.low), float(interval.high), int(min(a.size, b.size)))

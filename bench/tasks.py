@@ -1,0 +1,119 @@
+"""The task registry: a task name -> how to build its environment, its seeds and its step limit.
+
+Adding a task is one `register(TaskSpec(...))` call; nothing else in the harness lists tasks.
+Demonstration (training) seeds and evaluation seeds are disjoint ranges, so a model is never
+evaluated on an episode it was cloned from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+
+
+class UnknownTaskError(KeyError):
+    """Raised for a task name that is not registered; the message lists the known names."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; a user should read a sentence
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One named task of the registry."""
+
+    name: str
+    suite: str
+    make_env: Callable[[], gym.Env]
+    max_steps: int
+    train_seeds: range
+    eval_seeds: range
+    description: str = ""
+    levels: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        overlap = range(max(self.train_seeds.start, self.eval_seeds.start),
+                        min(self.train_seeds.stop, self.eval_seeds.stop))
+        if len(overlap) > 0:
+            raise ValueError(f"task {self.name!r}: train and eval seeds overlap on {overlap}")
+
+    def eval_episode_seeds(self, run_seed: int, episodes: int) -> list[int]:
+        """The evaluation episodes of run `run_seed`: consecutive blocks, so runs never share episodes."""
+        start = run_seed * episodes
+        if start + episodes > len(self.eval_seeds):
+            raise ValueError(
+                f"task {self.name!r} has {len(self.eval_seeds)} evaluation seeds; run seed {run_seed} "
+                f"with {episodes} episodes needs {start + episodes}: use fewer episodes or seeds"
+            )
+        return list(self.eval_seeds[start:start + episodes])
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+
+
+def register(spec: TaskSpec) -> TaskSpec:
+    if spec.name in _REGISTRY:
+        raise ValueError(f"task {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_task(name: str) -> TaskSpec:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}"
+        ) from None
+
+
+def task_names(suite: str | None = None) -> list[str]:
+    return [name for name, spec in _REGISTRY.items() if suite is None or spec.suite == suite]
+
+
+# ---------------------------------------------------------------- BabyAI-Text
+# Seeds below 1,000,000 are for demonstrations and training; evaluation starts at 1,000,000.
+BABYAI_TRAIN_SEEDS = range(0, 1_000_000)
+BABYAI_EVAL_SEEDS = range(1_000_000, 1_100_000)
+BABYAI_MAX_STEPS = 64
+BABYAI_LEVELS = {
+    "GoToLocal": "BabyAI-GoToLocal-v0",
+    "PickupLoc": "BabyAI-PickupLoc-v0",
+    "PutNextLocal": "BabyAI-PutNextLocal-v0",
+    "OpenDoor": "BabyAI-OpenDoor-v0",
+}
+
+
+def _babyai_builder(levels: tuple[str, ...]) -> Callable[[], gym.Env]:
+    def make() -> gym.Env:
+        from bench.babyai_text import BabyAITextEnv
+
+        return BabyAITextEnv(levels=levels, max_steps=BABYAI_MAX_STEPS)
+
+    return make
+
+
+for _short, _level in BABYAI_LEVELS.items():
+    register(TaskSpec(
+        name=f"babyai/{_short}",
+        suite="babyai",
+        make_env=_babyai_builder((_level,)),
+        max_steps=BABYAI_MAX_STEPS,
+        train_seeds=BABYAI_TRAIN_SEEDS,
+        eval_seeds=BABYAI_EVAL_SEEDS,
+        description=f"BabyAI-Text over minigrid's {_level}",
+        levels=(_level,),
+    ))
+
+register(TaskSpec(
+    name="babyai/Mixed",
+    suite="babyai",
+    make_env=_babyai_builder(tuple(BABYAI_LEVELS.values())),
+    max_steps=BABYAI_MAX_STEPS,
+    train_seeds=BABYAI_TRAIN_SEEDS,
+    eval_seeds=BABYAI_EVAL_SEEDS,
+    description="BabyAI-Text, one of the four levels drawn per episode (the paper's mixed tasks)",
+    levels=tuple(BABYAI_LEVELS.values()),
+))

@@ -1,0 +1,99 @@
+"""MLflow tracking: one run per (task, router, seed) with params, per-episode and summary metrics.
+
+The store is MLFLOW_TRACKING_URI when set, else a sqlite file `mlflow.db` in the working
+directory with artifacts beside it in `mlartifacts/`. Per-episode metrics use the episode
+index as the MLflow step, so `get_metric_history` gives one value per episode back.
+Episode metrics are flushed in batches while the run goes, so a crash loses at most one batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+DEFAULT_EXPERIMENT = "londi-bench"
+FLUSH_EVERY = 200  # metrics per log_batch call (MLflow accepts up to 1000)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    """Keep artifacts next to a local sqlite store rather than in MLflow's cwd-relative default."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def get_client(uri: str | None = None) -> MlflowClient:
+    return MlflowClient(tracking_uri=uri or tracking_uri())
+
+
+def experiment_id(client: MlflowClient, name: str = DEFAULT_EXPERIMENT) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=_artifact_root(client.tracking_uri))
+
+
+class RunLogger:
+    """Logs one MLflow run; use as a context manager so a crash marks the run FAILED, not RUNNING."""
+
+    def __init__(
+        self,
+        run_name: str,
+        params: dict[str, Any],
+        tags: dict[str, str] | None = None,
+        experiment: str = DEFAULT_EXPERIMENT,
+        uri: str | None = None,
+    ) -> None:
+        self.client = get_client(uri)
+        exp_id = experiment_id(self.client, experiment)
+        self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
+        self._pending: list[Metric] = []
+        self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())])
+
+    def __enter__(self) -> RunLogger:
+        return self
+
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        self.flush()
+        if exc_type is None:
+            status = "FINISHED"
+        elif issubclass(exc_type, KeyboardInterrupt):
+            status = "KILLED"
+        else:
+            status = "FAILED"
+            self.client.set_tag(self.run_id, "londi.error", f"{exc_type.__name__}: {exc}"[:5000])
+        self.client.set_terminated(self.run_id, status=status)
+
+    def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), now, step) for k, v in metrics.items())
+        if len(self._pending) >= FLUSH_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        while self._pending:
+            chunk, self._pending = self._pending[:FLUSH_EVERY], self._pending[FLUSH_EVERY:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_json_lines(self, rows: list[dict[str, Any]], filename: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / filename
+            path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+            self.client.log_artifact(self.run_id, str(path))
+
+    def log_file(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)

@@ -1,0 +1,181 @@
+"""Behaviour cloning of the offline QUICK and DEEPTHINK models from BabyAIBot demonstrations.
+
+A word-level tokenizer is trained on the demonstration text and saved with the model, so
+`ActionLM.load(path)` (and transformers' `from_pretrained`) loads the pair back like any
+Hugging Face checkpoint. The models are T5 encoder-decoders trained from scratch; the loss
+is the cross-entropy of the expert action's tokens (padding masked out with -100).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from tqdm import tqdm
+from transformers import (
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    PreTrainedTokenizerFast,
+    T5Config,
+    T5ForConditionalGeneration,
+    get_cosine_schedule_with_warmup,
+)
+
+from bench.babyai_text import ACTIONS
+from bench.lm import LONDI_META, ActionLM
+
+SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """Shape and training schedule of one offline model."""
+
+    role: str
+    context: str
+    d_model: int
+    d_ff: int
+    layers: int
+    heads: int
+    steps: int
+    batch_size: int = 64
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    seed: int = 0
+    init_from: str | None = None
+    """A Hugging Face checkpoint to fine-tune (its own tokenizer and shape); None trains from scratch."""
+
+
+def build_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A lower-cased word-level tokenizer over every word in `texts` (and the action strings)."""
+    normalizer = normalizers.Lowercase()
+    splitter = pre_tokenizers.Whitespace()
+    words: set[str] = set()
+    for text in list(texts) + list(ACTIONS):
+        words.update(w for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
+    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
+    for word in sorted(words):
+        vocab.setdefault(word, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.normalizer = normalizer
+    core.pre_tokenizer = splitter
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=1024
+    )
+
+
+def build_model(recipe: ModelRecipe, tokenizer: PreTrainedTokenizerFast) -> T5ForConditionalGeneration:
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=recipe.d_model,
+        d_kv=recipe.d_model // recipe.heads,
+        d_ff=recipe.d_ff,
+        num_layers=recipe.layers,
+        num_decoder_layers=recipe.layers,
+        num_heads=recipe.heads,
+        dropout_rate=0.0,
+        feed_forward_proj="relu",
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    return T5ForConditionalGeneration(config)
+
+
+def _batch(tokenizer: PreTrainedTokenizerFast, prompts: list[str], actions: list[str]) -> dict[str, torch.Tensor]:
+    inputs = tokenizer(prompts, padding=True, return_tensors="pt")
+    labels = tokenizer(actions, padding=True, return_tensors="pt")
+    target = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)
+    return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": target}
+
+
+def step_accuracy(lm: ActionLM, pairs: Sequence[tuple[str, str]], batch_size: int = 256) -> float:
+    """Fraction of (prompt, expert action) pairs where the model's top-scored action is the expert's."""
+    correct = 0
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start:start + batch_size]
+        scores, _ = lm.score([p for p, _ in chunk], ACTIONS)
+        chosen = scores.argmax(axis=1)
+        correct += sum(ACTIONS[c] == a for c, (_, a) in zip(chosen, chunk, strict=True))
+    return correct / max(1, len(pairs))
+
+
+def train(
+    recipe: ModelRecipe,
+    train_pairs: Sequence[tuple[str, str]],
+    heldout_pairs: Sequence[tuple[str, str]],
+    out_dir: Path,
+    name: str,
+    device: str = "cpu",
+) -> dict:
+    """Train one model by behaviour cloning and save model, tokenizer and `londi.json` to `out_dir`."""
+    random.seed(recipe.seed)
+    np.random.seed(recipe.seed)
+    torch.manual_seed(recipe.seed)
+    started = time.perf_counter()
+    if recipe.init_from:
+        tokenizer = AutoTokenizer.from_pretrained(recipe.init_from)
+        model = AutoModelForSeq2SeqLM.from_pretrained(recipe.init_from)
+    else:
+        tokenizer = build_tokenizer([p for p, _ in train_pairs])
+        model = build_model(recipe, tokenizer)
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    schedule = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.steps)
+    order = np.random.default_rng(recipe.seed)
+    indices = order.permutation(len(train_pairs))
+    cursor = 0
+    log: list[dict] = []
+    model.train()
+    smoothed = math.nan
+    progress = tqdm(range(recipe.steps), desc=f"train {name}", unit="step", mininterval=1.0)
+    for step in progress:
+        if cursor + recipe.batch_size > len(indices):
+            indices, cursor = order.permutation(len(train_pairs)), 0
+        chunk = [train_pairs[i] for i in indices[cursor:cursor + recipe.batch_size]]
+        cursor += recipe.batch_size
+        batch = _batch(tokenizer, [p for p, _ in chunk], [a for _, a in chunk])
+        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        smoothed = loss.item() if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * loss.item()
+        if step % 50 == 0 or step == recipe.steps - 1:
+            log.append({"step": step, "loss": round(smoothed, 5), "lr": schedule.get_last_lr()[0]})
+            progress.set_postfix(loss=f"{smoothed:.3f}")
+    train_s = time.perf_counter() - started
+    model.eval()
+    lm = ActionLM(model, tokenizer, name=name, context=recipe.context, device=device)
+    meta = {
+        "name": name,
+        "role": recipe.role,
+        "context": recipe.context,
+        "recipe": asdict(recipe),
+        "train_pairs": len(train_pairs),
+        "epochs": recipe.steps * recipe.batch_size / max(1, len(train_pairs)),
+        "train_s": round(train_s, 2),
+        "final_loss": log[-1]["loss"],
+        "heldout_step_accuracy": step_accuracy(lm, heldout_pairs),
+        "non_embedding_params": lm.size.non_embedding_params,
+        "total_params": lm.size.total_params,
+        "torch": torch.__version__,
+        "log": log,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.to("cpu").save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    (out_dir / LONDI_META).write_text(json.dumps(meta, indent=1))
+    return meta
