@@ -38,7 +38,7 @@ def reflex_context(history: EpisodeHistory) -> str:
 def history_context(history: EpisodeHistory, actions: int = 4, views: int = 1) -> str:
     """The current view, the previous `views` views and the last `actions` actions taken."""
     mission, view = _split_mission(history.current())
-    recent = history.actions[-actions:] if history.actions else []
+    recent = history.actions[-actions:] if actions > 0 else []  # [-0:] would be every action
     parts = [f"{mission}. Step {len(history.actions)}. Actions: {', '.join(recent) or 'none'}."]
     for back in range(views, 0, -1):
         index = len(history.observations) - 1 - back

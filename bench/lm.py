@@ -19,6 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
+
+# transformers' per-file progress bars ("Loading weights", "Writing model shards") would bury the
+# harness's own progress bars under lines for checkpoints that load in milliseconds.
+hf_logging.disable_progress_bar()
 
 LONDI_META = "londi.json"
 
@@ -50,7 +55,10 @@ class ModelSize:
 
 def model_size(model: PreTrainedModel) -> ModelSize:
     """Count non-embedding parameters of an encoder-decoder model, per stack."""
-    embedding_ids = {id(p) for p in model.get_input_embeddings().parameters()}
+    embedding_ids: set[int] = set()
+    # Each stack's own token embedding too: an untied config gives the encoder and decoder their own copies.
+    for module in (model, model.get_encoder(), model.get_decoder()):
+        embedding_ids |= {id(p) for p in module.get_input_embeddings().parameters()}
     output = model.get_output_embeddings()
     if output is not None:
         embedding_ids |= {id(p) for p in output.parameters()}
@@ -96,7 +104,9 @@ class ActionLM:
     def load(cls, name_or_path: str | Path, device: str = "cpu", context: str | None = None) -> ActionLM:
         """Load a hub checkpoint by name or a local directory (with its `londi.json` if present)."""
         path = Path(name_or_path)
-        looks_local = path.is_absolute() or str(name_or_path).startswith(".") or path.exists()
+        # A hub id is "name" or "owner/name"; a deeper path can only be a local directory.
+        looks_local = (path.is_absolute() or str(name_or_path).startswith(".") or path.exists()
+                       or len(path.parts) > 2)
         if looks_local and not (path / "config.json").exists():
             raise FileNotFoundError(
                 f"no model at {str(name_or_path)!r} (no config.json there): train the offline models "

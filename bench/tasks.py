@@ -41,6 +41,9 @@ class TaskSpec:
 
     def eval_episode_seeds(self, run_seed: int, episodes: int) -> list[int]:
         """The evaluation episodes of run `run_seed`: consecutive blocks, so runs never share episodes."""
+        if run_seed < 0 or episodes < 1:
+            # a negative start would slice from the end of the range and silently give no episodes
+            raise ValueError(f"run seed must be >= 0 and episodes >= 1, got run seed {run_seed}, {episodes} episodes")
         start = run_seed * episodes
         if start + episodes > len(self.eval_seeds):
             raise ValueError(

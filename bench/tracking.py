@@ -1,8 +1,9 @@
 """MLflow tracking: one run per (task, router, seed) with params, per-episode and summary metrics.
 
 The store is MLFLOW_TRACKING_URI when set, else a sqlite file `mlflow.db` in the working
-directory with artifacts beside it in `mlartifacts/`. Per-episode metrics use the episode
-index as the MLflow step, so `get_metric_history` gives one value per episode back.
+directory with artifacts beside it in `mlartifacts/`. Per-episode metrics are named
+`episode/<metric>` with the episode index as the MLflow step, so `get_metric_history` gives one
+value per episode back; the plain names (`reward`, `flops`, ...) are the run's summary.
 Episode metrics are flushed in batches while the run goes, so a crash loses at most one batch.
 """
 
@@ -20,6 +21,9 @@ from mlflow.tracking import MlflowClient
 
 DEFAULT_EXPERIMENT = "londi-bench"
 FLUSH_EVERY = 200  # metrics per log_batch call (MLflow accepts up to 1000)
+# A summary logged under the same name as a per-episode series would join its history (as a
+# second point at step 0) and become neither the run's latest value nor one episode's.
+EPISODE_PREFIX = "episode/"
 
 
 def tracking_uri() -> str:

@@ -1,0 +1,48 @@
+# londi-bench: every target sets up its own virtual environment first (pinned installs).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TORCH_VERSION := 2.13.0
+# Machines that keep wheels on disk (the CPU torch wheel) get them from there, not from the index.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PROFILE ?= cpu
+ARGS ?=
+
+.PHONY: help setup test reproduce models bench lint report clean
+
+help:
+	@echo "make reproduce   run the comparison (PROFILE=$(PROFILE)), print the table, write results/"
+	@echo "make test        run the test suite (real envs, real tiny models, a temp MLflow store)"
+	@echo "make models      retrain the offline QUICK and DEEPTHINK of PROFILE"
+	@echo "make bench       pytest-benchmark suite (env steps/s, decision latency), JSON to results/"
+	@echo "make lint        ruff"
+	@echo "make clean       remove the venv, caches, MLflow store"
+
+setup: $(STAMP)
+
+# torch is installed only when the venv has none: a GPU user installs their CUDA build first and keeps it.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(FIND_LINKS) torch==$(TORCH_VERSION)
+	$(PY) -m pip install -q $(FIND_LINKS) -r requirements.txt
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+reproduce: setup
+	$(PY) -m bench.reproduce --profile $(PROFILE) $(ARGS)
+
+models: setup
+	$(PY) -m bench.models --profile $(PROFILE) --retrain
+
+bench: setup
+	$(PY) -m pytest -q tests/test_benchmarks.py --benchmark-only --benchmark-json results/benchmarks.json $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .cache mlflow.db mlartifacts mlruns .pytest_cache .ruff_cache .benchmarks *.egg-info

@@ -1,0 +1,34 @@
+"""QUICK-only: the small model acts at every step.
+
+The cheap end of every comparison: no DEEPTHINK call, so its reward is the floor a router must
+beat and its compute the least any router can spend (a router's own cost comes on top).
+
+    python -m baselines.quick_only --task babyai/Mixed --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tyro
+
+from bench.evaluate import EvalArgs, run_cli
+from bench.router import Router, StepView
+
+
+@dataclass
+class Args(EvalArgs):
+    exp_name: str = "quick_only"
+    """run name part after the task"""
+
+
+class QuickOnly(Router):
+    name = "quick_only"
+
+    def route(self, view: StepView) -> np.ndarray:
+        return np.zeros(len(view.slots), dtype=bool)
+
+
+if __name__ == "__main__":
+    run_cli(QuickOnly, tyro.cli(Args))

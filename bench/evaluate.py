@@ -1,0 +1,178 @@
+"""Evaluate a router on a task and record it in MLflow: the entry point every router's CLI shares.
+
+One MLflow run per (task, router, seed), named cleanrl-style `{task}__{exp_name}__{seed}__{time}`,
+with every parameter, per-episode metrics (`episode/<metric>`, MLflow step = episode index),
+summary metrics under the plain names with 95% intervals, NVML readings where a GPU answers, and
+`episodes.jsonl` (every step of every episode: observation, which model acted, action, reward)
+as an artifact.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from bench.gpu import GpuMonitor
+from bench.profiles import get_profile
+from bench.router import Router
+from bench.runner import EpisodeResult, ModelPair, run_episodes
+from bench.stats import mean_ci
+from bench.tasks import TaskSpec, get_task
+from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, RunLogger
+
+SUMMARY_METRICS = (
+    "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted",
+    "quick_calls", "flops", "flops_quick", "flops_deepthink", "flops_router",
+    "compute_s", "compute_s_quick", "compute_s_deepthink", "compute_s_router",
+    "tokens_in_quick", "tokens_in_deepthink",
+)
+
+
+@dataclass
+class EvalArgs:
+    """Options shared by every router's command line."""
+
+    task: str = "babyai/Mixed"
+    """task name from the registry (e.g. babyai/GoToLocal, babyai/Mixed)"""
+    seeds: tuple[int, ...] = (0,)
+    """run seeds: each seed is one MLflow run over its own block of evaluation episodes"""
+    episodes: int | None = None
+    """evaluation episodes per seed (default: the profile's)"""
+    profile: str = "cpu"
+    """smoke, cpu or paper: sets the default models, episodes and batch size"""
+    quick: str | None = None
+    """QUICK checkpoint, a Hugging Face name or local path (default: the profile's offline model)"""
+    deepthink: str | None = None
+    """DEEPTHINK checkpoint, a Hugging Face name or local path (default: the profile's offline model)"""
+    device: str = "auto"
+    """torch device for the models; auto picks cuda when available"""
+    batch_size: int | None = None
+    """environments run in lockstep, model calls batched over them (default: the profile's)"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)"""
+    experiment: str = DEFAULT_EXPERIMENT
+    """MLflow experiment name"""
+    sweep: str | None = None
+    """tag that groups the runs of one comparison (default: a fresh id)"""
+    exp_name: str = ""
+    """run name part after the task (default: the router's name)"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def summary_metrics(results: list[EpisodeResult]) -> dict[str, float]:
+    """Mean and 95% interval of every summary metric over the run's episodes."""
+    metrics: dict[str, float] = {}
+    per_episode = [r.metrics() for r in results]
+    for name in SUMMARY_METRICS:
+        estimate = mean_ci([m[name] for m in per_episode])
+        metrics[name] = estimate.mean
+        metrics[f"{name}_ci_low"] = estimate.low
+        metrics[f"{name}_ci_high"] = estimate.high
+    metrics["episodes"] = len(results)
+    return metrics
+
+
+def evaluate(
+    router: Router,
+    task: TaskSpec,
+    models: ModelPair,
+    seed: int,
+    episodes: int,
+    batch_size: int,
+    profile: str,
+    sweep: str,
+    exp_name: str | None = None,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    progress: bool = True,
+    extra_params: dict | None = None,
+) -> list[EpisodeResult]:
+    """Run `episodes` evaluation episodes of `task` for run seed `seed` and log them as one MLflow run."""
+    exp_name = exp_name or router.name
+    env_seeds = task.eval_episode_seeds(seed, episodes)
+    params = {
+        "router": router.name, "exp_name": exp_name, "task": task.name, "seed": seed, "episodes": episodes,
+        "env_seeds": f"{env_seeds[0]}..{env_seeds[-1]}", "batch_size": batch_size, "profile": profile,
+        "max_steps": task.max_steps, "git_commit": git_commit(), "torch": torch.__version__,
+        "device": str(models.deepthink.device),
+        **{f"router.{k}": v for k, v in router.params().items()},
+        **(extra_params or {}),
+    }
+    for role in ("quick", "deepthink"):
+        lm = models.get(role)
+        params.update({f"{role}.name": lm.name, f"{role}.context": lm.context,
+                       f"{role}.non_embedding_params": lm.size.non_embedding_params,
+                       f"{role}.total_params": lm.size.total_params})
+    tags = {"londi.kind": "eval", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
+            "londi.profile": profile}
+    run_name = f"{task.name}__{exp_name}__{seed}__{int(time.time())}"
+    with RunLogger(run_name, params, tags, experiment=experiment, uri=tracking_uri) as run:
+        def log_episode(result: EpisodeResult) -> None:
+            run.log_metrics({EPISODE_PREFIX + k: v for k, v in result.metrics().items()}, step=result.index)
+
+        monitor = GpuMonitor(device_index=_cuda_index(models))
+        monitor.start()
+        try:
+            results, meter = run_episodes(
+                router, task, models, env_seeds, batch_size=batch_size, seed=seed, on_episode=log_episode,
+                progress=progress, description=f"{task.name} {exp_name} seed {seed}",
+            )
+        finally:
+            reading = monitor.stop()
+        run.log_metrics({**summary_metrics(results), **reading.as_metrics()})
+        if not reading.available:
+            run.set_tags({"londi.gpu": f"unavailable: {reading.unavailable_reason}"})
+        run.log_json_lines(
+            [{"episode": r.index, "env_seed": r.env_seed, "level": r.level, "reward": r.reward,
+              "success": r.success, "steps": r.steps, "trace": r.trace} for r in results],
+            "episodes.jsonl",
+        )
+    return results
+
+
+def _cuda_index(models: ModelPair) -> int:
+    device = models.deepthink.device
+    return (device.index or 0) if device.type == "cuda" else 0
+
+
+def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
+    """What `python -m baselines.<router>` does: evaluate the router on args.task for each seed."""
+    from bench.models import ensure_models, load_pair
+    from bench.report import print_sweep
+
+    profile = get_profile(args.profile)
+    task = get_task(args.task)
+    device = resolve_device(args.device)
+    if args.quick is None or args.deepthink is None:
+        quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri)
+    quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)
+    models = ModelPair(quick, deepthink)
+    sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
+    episodes = args.episodes or profile.episodes
+    for seed in args.seeds:
+        router = make_router()
+        evaluate(router, task, models, seed, episodes, args.batch_size or profile.batch_size, profile.name,
+                 sweep, exp_name=args.exp_name or None, tracking_uri=args.tracking_uri,
+                 experiment=args.experiment, progress=args.progress)
+    print_sweep(sweep, tracking_uri=args.tracking_uri, experiment=args.experiment)

@@ -1,0 +1,86 @@
+"""Profiles: how big a run is, from the seconds-long smoke test to the paper's GPU setting.
+
+- smoke: tiny models trained in seconds on a few demonstrations; what tests and CI use.
+- cpu: the default of `make reproduce`; both offline models trained by the harness on a
+  2-core machine without a GPU or the model hub.
+- paper: Flan-T5-small and Flan-T5-large from the hub, fine-tuned on a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bench.tasks import task_names
+from bench.train import ModelRecipe
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    episodes: int
+    """Evaluation episodes per task and seed."""
+    batch_size: int
+    """Environments run in lockstep (model calls are batched over them)."""
+    demo_seeds: int
+    """BabyAIBot demonstration episodes per level."""
+    heldout_seeds: int
+    """Further demonstration episodes per level, held out to measure per-step accuracy."""
+    quick: ModelRecipe
+    deepthink: ModelRecipe
+    device: str = "cpu"
+
+
+BABYAI_TASKS = tuple(task_names("babyai"))
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        tasks=("babyai/GoToLocal", "babyai/Mixed"),
+        seeds=(0,),
+        episodes=4,
+        batch_size=4,
+        demo_seeds=12,
+        heldout_seeds=2,
+        quick=ModelRecipe(role="quick", context="reflex", d_model=16, d_ff=32, layers=1, heads=2,
+                          steps=30, batch_size=16, lr=3e-3, warmup_steps=5),
+        deepthink=ModelRecipe(role="deepthink", context="history", d_model=32, d_ff=64, layers=2, heads=2,
+                              steps=30, batch_size=16, lr=3e-3, warmup_steps=5),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        tasks=BABYAI_TASKS,
+        seeds=(0, 1, 2),
+        episodes=40,
+        batch_size=40,
+        demo_seeds=1000,
+        heldout_seeds=50,
+        quick=ModelRecipe(role="quick", context="reflex", d_model=48, d_ff=192, layers=2, heads=4,
+                          steps=1500, batch_size=64, lr=1e-3, warmup_steps=100),
+        deepthink=ModelRecipe(role="deepthink", context="history", d_model=128, d_ff=512, layers=3, heads=4,
+                              steps=700, batch_size=64, lr=5e-4, warmup_steps=100),
+    ),
+    "paper": Profile(
+        name="paper",
+        tasks=BABYAI_TASKS,
+        seeds=(0, 1, 2, 3, 4),
+        episodes=100,
+        batch_size=64,
+        demo_seeds=1000,
+        heldout_seeds=100,
+        quick=ModelRecipe(role="quick", context="history", d_model=0, d_ff=0, layers=0, heads=0,
+                          steps=3000, batch_size=32, lr=3e-4, warmup_steps=200, init_from="google/flan-t5-small"),
+        deepthink=ModelRecipe(role="deepthink", context="history", d_model=0, d_ff=0, layers=0, heads=0,
+                              steps=3000, batch_size=32, lr=1e-4, warmup_steps=200,
+                              init_from="google/flan-t5-large"),
+        device="cuda",
+    ),
+}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; known profiles: {', '.join(PROFILES)}") from None

@@ -1,0 +1,182 @@
+"""The report: read a sweep's runs back from MLflow and write tables and plots to results/.
+
+Everything in the table is recomputed from the per-episode metrics stored in MLflow (not from
+in-memory results), so a report can be rebuilt later from the tracking store alone. Episodes
+of all seeds of a (task, router) cell are pooled for the mean and its 95% bootstrap interval.
+Only FINISHED runs count: a failed or interrupted run logged only part of its block of episodes.
+Savings are against DEEPTHINK-only on the same tasks and episodes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from bench.stats import Estimate, mean_ci, ratio_ci
+from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
+
+EPISODE_METRICS = (
+    "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "quick_calls",
+    "flops", "flops_quick", "flops_deepthink", "flops_router", "compute_s",
+    "compute_s_quick", "compute_s_deepthink", "compute_s_router",
+)
+TABLE_METRICS = ("reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "flops", "compute_s")
+REFERENCE = "deepthink_only"
+
+
+def eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
+    client = get_client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"no MLflow experiment {experiment!r} at {client.tracking_uri}")
+    runs = client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`londi.sweep` = '{sweep}' and tags.`londi.kind` = 'eval' "
+                      "and attributes.status = 'FINISHED'",
+        max_results=10000,
+    )
+    rows = [{"run_id": r.info.run_id, "status": r.info.status, **r.data.params,
+             **{f"metric.{k}": v for k, v in r.data.metrics.items()}} for r in runs]
+    return pd.DataFrame(rows)
+
+
+def episodes_frame(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
+    """One row per logged episode of the sweep: task, router, seed, episode and its metrics."""
+    client = get_client(tracking_uri)
+    runs = eval_runs(sweep, tracking_uri, experiment)
+    if runs.empty:
+        raise ValueError(f"no finished evaluation runs with tag londi.sweep={sweep!r} in experiment "
+                         f"{experiment!r} at {client.tracking_uri}: check the sweep name and the tracking URI")
+    rows: dict[tuple[str, int], dict] = {}
+    for run in runs.itertuples():
+        for metric in EPISODE_METRICS:
+            for point in client.get_metric_history(run.run_id, EPISODE_PREFIX + metric):
+                row = rows.setdefault((run.run_id, point.step), {
+                    "run_id": run.run_id, "task": run.task, "router": run.exp_name, "seed": int(run.seed),
+                    "episode": point.step,
+                })
+                row[metric] = point.value
+    return pd.DataFrame(list(rows.values()))
+
+
+@dataclass
+class Cell:
+    task: str
+    router: str
+    episodes: int
+    seeds: int
+    values: dict[str, Estimate]
+
+
+def summarize(episodes: pd.DataFrame) -> list[Cell]:
+    """Mean and 95% interval per (task, router) of every table metric, plus savings vs DEEPTHINK-only."""
+    cells = []
+    for (task, router), group in episodes.groupby(["task", "router"], sort=True):
+        values = {m: mean_ci(group[m].to_numpy()) for m in TABLE_METRICS}
+        reference = episodes[(episodes.task == task) & (episodes.router == REFERENCE)]
+        if len(reference) and router != REFERENCE:
+            for cost in ("flops", "compute_s"):
+                ratio = ratio_ci(group[cost].to_numpy(), reference[cost].to_numpy())
+                values[f"saving_{cost}"] = Estimate(1 - ratio.mean, 1 - ratio.high, 1 - ratio.low, ratio.n)
+            values["reward_retained"] = ratio_ci(group["reward"].to_numpy(), reference["reward"].to_numpy())
+        cells.append(Cell(task, router, len(group), group["seed"].nunique(), values))
+    return cells
+
+
+def model_costs(episodes: pd.DataFrame) -> pd.DataFrame:
+    """FLOPs and milliseconds per decision of each model, over every call the sweep made."""
+    rows = []
+    for role in ("quick", "deepthink"):
+        calls = episodes[f"{role}_calls"].sum()
+        if calls:
+            rows.append({"model": role, "decisions": int(calls),
+                         "flops_per_decision": episodes[f"flops_{role}"].sum() / calls,
+                         "ms_per_decision": 1000 * episodes[f"compute_s_{role}"].sum() / calls})
+    return pd.DataFrame(rows)
+
+
+def costs_markdown(costs: pd.DataFrame) -> str:
+    if costs.empty:
+        return "(no model calls)"
+    lines = ["| model | decisions | FLOPs per decision | ms per decision |", "|---|---|---|---|"]
+    for row in costs.itertuples():
+        lines.append(f"| {row.model} | {row.decisions} | {row.flops_per_decision:.4g} | {row.ms_per_decision:.3f} |")
+    return "\n".join(lines)
+
+
+def plot_cost_reward(cells: list[Cell], path: Path) -> Path:
+    """Reward against FLOPs per episode, one panel per task, one point (with 95% intervals) per router."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({c.task for c in cells})
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=True):
+        for c in (c for c in cells if c.task == task):
+            x, y = c.values["flops"], c.values["reward"]
+            ax.errorbar(x.mean, y.mean, xerr=[[x.mean - x.low], [x.high - x.mean]],
+                        yerr=[[y.mean - y.low], [y.high - y.mean]], fmt="o", capsize=3, label=c.router)
+        ax.set_xscale("log")
+        ax.set_title(task)
+        ax.set_xlabel("FLOPs per episode")
+        ax.set_ylabel("reward")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def table_markdown(cells: list[Cell]) -> str:
+    columns = list(TABLE_METRICS)
+    if any("saving_flops" in c.values for c in cells):
+        columns += ["saving_flops", "saving_compute_s", "reward_retained"]
+    header = "| task | router | episodes | " + " | ".join(columns) + " |"
+    lines = [header, "|" + "---|" * (3 + len(columns))]
+    for c in cells:
+        shown = [str(c.values[m]) if m in c.values else "" for m in columns]
+        lines.append(f"| {c.task} | {c.router} | {c.episodes} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
+def cells_records(cells: list[Cell]) -> list[dict]:
+    records = []
+    for c in cells:
+        record = {"task": c.task, "router": c.router, "episodes": c.episodes, "seeds": c.seeds}
+        for name, e in c.values.items():
+            record.update({name: e.mean, f"{name}_ci_low": e.low, f"{name}_ci_high": e.high})
+        records.append(record)
+    return records
+
+
+def write_results(cells: list[Cell], costs: pd.DataFrame, out_dir: Path, stem: str, context: dict) -> list[Path]:
+    """Write `<stem>.md`, `<stem>.csv` and `<stem>.json` under out_dir; return their paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    markdown = (
+        f"# {stem}\n\nMean [95% bootstrap interval] per episode, episodes of all seeds pooled. "
+        f"flops and compute_s are per episode (QUICK, DEEPTHINK and router calls).\n\n"
+        + "".join(f"- {k}: {v}\n" for k, v in context.items())
+        + "\n" + table_markdown(cells) + "\n\n## Cost per decision\n\n"
+        + costs_markdown(costs) + "\n"
+    )
+    paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.json"]
+    paths[0].write_text(markdown)
+    pd.DataFrame(cells_records(cells)).to_csv(paths[1], index=False)
+    paths[2].write_text(json.dumps({"context": context, "cells": cells_records(cells),
+                                    "model_costs": costs.to_dict(orient="records")}, indent=1))
+    return paths
+
+
+def print_sweep(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> list[Cell]:
+    episodes = episodes_frame(sweep, tracking_uri, experiment)
+    cells = summarize(episodes)
+    print(f"\nsweep {sweep}: mean [95% CI] per episode\n")
+    print(table_markdown(cells))
+    return cells

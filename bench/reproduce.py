@@ -1,0 +1,111 @@
+"""`make reproduce`: train (or reuse) the profile's model pair, run every router on every task and
+seed, record all of it in MLflow, then print the comparison table and write it to results/.
+
+    python -m bench.reproduce --profile cpu
+    python -m bench.reproduce --profile smoke --routers quick_only my_routers:AlwaysLeft
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import tyro
+
+from bench.evaluate import evaluate, git_commit, resolve_device
+from bench.lm import ActionLM
+from bench.models import ensure_models, load_pair
+from bench.profiles import get_profile
+from bench.report import Cell, episodes_frame, model_costs, plot_cost_reward, summarize, table_markdown, write_results
+from bench.routers import router_class
+from bench.runner import ModelPair
+from bench.tasks import get_task
+from bench.tracking import DEFAULT_EXPERIMENT, RunLogger
+
+
+@dataclass
+class Args:
+    """Run the comparison of a profile and write its report to results/."""
+
+    profile: str = "cpu"
+    """smoke (seconds, for tests), cpu (default; 2 cores, no GPU, no hub) or paper (Flan-T5 on a GPU)"""
+    routers: tuple[str, ...] = ("quick_only", "deepthink_only")
+    """built-in router names, or user routers as module:Class"""
+    tasks: tuple[str, ...] | None = None
+    """tasks from the registry (default: the profile's)"""
+    seeds: tuple[int, ...] | None = None
+    """run seeds (default: the profile's)"""
+    episodes: int | None = None
+    """evaluation episodes per task and seed (default: the profile's)"""
+    results_dir: Path = Path("results")
+    """where tables and plots go (a subfolder per profile)"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)"""
+    experiment: str = DEFAULT_EXPERIMENT
+    """MLflow experiment name"""
+    retrain: bool = False
+    """train the offline models again even if cached"""
+    device: str = "auto"
+    """torch device for evaluation; auto picks cuda when available"""
+    progress: bool = True
+    """show progress bars"""
+
+
+def main(args: Args) -> list[Cell]:
+    started = time.perf_counter()
+    profile = get_profile(args.profile)
+    tasks = [get_task(name) for name in (args.tasks or profile.tasks)]  # unknown names fail before any work
+    routers = [router_class(spec) for spec in args.routers]
+    seeds = args.seeds or profile.seeds
+    episodes = args.episodes or profile.episodes
+    quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri)
+    device = resolve_device(args.device)
+    models = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
+    sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    for task in tasks:
+        for cls in routers:
+            for seed in seeds:
+                evaluate(cls(), task, models, seed, episodes, profile.batch_size, profile.name, sweep,
+                         tracking_uri=args.tracking_uri, experiment=args.experiment, progress=args.progress)
+
+    episodes_table = episodes_frame(sweep, args.tracking_uri, args.experiment)
+    cells = summarize(episodes_table)
+    costs = model_costs(episodes_table)
+    wall_s = time.perf_counter() - started
+    context = {
+        "profile": profile.name,
+        "command": f"python -m bench.reproduce --profile {profile.name}",
+        "sweep (MLflow tag londi.sweep)": sweep,
+        "git commit": git_commit(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "seeds": ", ".join(map(str, seeds)),
+        "episodes per task and seed": episodes,
+        "device": device,
+        "wall time (s), training included when not cached": round(wall_s, 1),
+        **{f"{role.upper()}": _describe(lm) for role, lm in (("quick", models.quick), ("deepthink", models.deepthink))},
+    }
+    out_dir = args.results_dir / profile.name
+    paths = write_results(cells, costs, out_dir, "babyai", context)
+    paths.append(plot_cost_reward(cells, out_dir / "babyai_cost_reward.png"))
+    with RunLogger(f"report__{sweep}", {"profile": profile.name, "sweep": sweep}, tags={"londi.kind": "report",
+                   "londi.sweep": sweep}, experiment=args.experiment, uri=args.tracking_uri) as run:
+        for path in paths:
+            run.log_file(path)
+    print("\n" + table_markdown(cells))
+    print(f"\nwrote {', '.join(str(p) for p in paths)} in {wall_s:.0f} s")
+    return cells
+
+
+def _describe(lm: ActionLM) -> str:
+    parts = [lm.name, f"{lm.size.non_embedding_params / 1e6:.3f}M non-embedding params", f"context {lm.context}"]
+    if "train_s" in lm.meta:
+        meta = lm.meta
+        parts.append(f"trained {meta['train_s']:.0f} s ({meta['epochs']:.1f} epochs, loss {meta['final_loss']:.3f})")
+        parts.append(f"held-out step accuracy vs BabyAIBot {meta['heldout_step_accuracy']:.3f}")
+    return ", ".join(parts)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

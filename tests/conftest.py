@@ -1,0 +1,59 @@
+"""Shared fixtures: a real MLflow store in a temp dir and the smoke profile's real (tiny) model pair."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.lm import ActionLM
+from bench.runner import ModelPair
+
+
+@pytest.fixture(scope="session")
+def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LONDI_CACHE holding the smoke profile's demonstrations and trained models (trained once)."""
+    cache = tmp_path_factory.mktemp("londi-cache")
+    store = tmp_path_factory.mktemp("train-store")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LONDI_CACHE", str(cache))
+    from bench.models import ensure_models
+    from bench.profiles import get_profile
+
+    ensure_models(get_profile("smoke"), tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
+    mp.undo()
+    return cache
+
+
+@pytest.fixture
+def londi_cache(smoke_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the harness at the session's smoke cache for one test."""
+    monkeypatch.setenv("LONDI_CACHE", str(smoke_cache))
+    return smoke_cache
+
+
+@pytest.fixture(scope="session")
+def smoke_model_paths(smoke_cache: Path) -> tuple[Path, Path]:
+    from bench.models import model_dir
+    from bench.profiles import get_profile
+
+    profile = get_profile("smoke")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LONDI_CACHE", str(smoke_cache))
+    paths = model_dir(profile, profile.quick), model_dir(profile, profile.deepthink)
+    mp.undo()
+    return paths
+
+
+@pytest.fixture(scope="session")
+def smoke_models(smoke_model_paths: tuple[Path, Path]) -> ModelPair:
+    quick, deepthink = smoke_model_paths
+    return ModelPair(ActionLM.load(quick), ActionLM.load(deepthink))
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh sqlite MLflow store in a temp dir, also set as MLFLOW_TRACKING_URI."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

@@ -1,0 +1,73 @@
+"""Speed benchmarks (`make bench`; skipped by `make test`): env steps and model decision latency.
+
+The models are the default (cpu) profile's offline pair, trained first if not cached, so the
+numbers are those of the pair `make reproduce` uses. `make bench` writes the JSON to results/.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bench.babyai_text import ACTIONS
+from bench.contexts import EpisodeHistory, get_context
+from bench.lm import ActionLM
+from bench.tasks import get_task
+
+
+@pytest.fixture(scope="module")
+def cpu_pair() -> dict[str, ActionLM]:
+    from bench.models import ensure_models
+    from bench.profiles import get_profile
+
+    quick, deepthink = ensure_models(get_profile("cpu"))
+    return {"quick": ActionLM.load(quick), "deepthink": ActionLM.load(deepthink)}
+
+
+def _prompts(lm: ActionLM, n: int) -> list[str]:
+    """Prompts from real BabyAI-Text episodes (a few random steps in), in the model's own context."""
+    env = get_task("babyai/Mixed").make_env()
+    rng = np.random.default_rng(0)
+    build = get_context(lm.context)
+    prompts = []
+    for seed in range(n):
+        obs, _ = env.reset(seed=1_000_000 + seed)
+        history = EpisodeHistory(observations=[obs])
+        for _ in range(3):
+            action = int(rng.integers(3))
+            obs, *_ = env.step(action)
+            history = EpisodeHistory(history.observations + [obs], history.actions + [ACTIONS[action]])
+        prompts.append(build(history))
+    return prompts
+
+
+def test_env_steps(benchmark: pytest.FixtureRequest) -> None:
+    env = get_task("babyai/Mixed").make_env()
+    env.reset(seed=1_000_000)
+    rng = np.random.default_rng(0)
+    actions = rng.integers(0, 3, size=100_000)
+    state = {"i": 0, "seed": 1_000_000}
+
+    def step() -> None:
+        _, _, terminated, truncated, _ = env.step(int(actions[state["i"] % len(actions)]))
+        state["i"] += 1
+        if terminated or truncated:
+            state["seed"] += 1
+            env.reset(seed=state["seed"])
+
+    benchmark(step)
+
+
+@pytest.mark.parametrize("role", ["quick", "deepthink"])
+@pytest.mark.parametrize("batch", [1, 16])
+def test_decision_latency(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, ActionLM], role: str,
+                          batch: int) -> None:
+    lm = cpu_pair[role]
+    prompts = _prompts(lm, batch)
+    benchmark.extra_info.update(
+        model=lm.name, batch=batch, torch_threads=torch.get_num_threads(),
+        non_embedding_params=lm.size.non_embedding_params,
+        flops_per_decision=float(lm.score(prompts, ACTIONS)[1].flops.mean()),
+    )
+    benchmark(lm.score, prompts, ACTIONS)

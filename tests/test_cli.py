@@ -1,0 +1,107 @@
+"""Tests of the command lines a user runs: a baseline's --help, `python -m bench.reproduce --profile
+smoke` end to end (with a user router from its own file), and its errors for unknown names."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from bench.evaluate import EvalArgs
+from bench.tasks import task_names
+
+REPO = Path(__file__).resolve().parent.parent
+USER_ROUTER = '''
+import numpy as np
+
+from bench.router import Router, StepView
+
+
+class EvenSteps(Router):
+    """DEEPTHINK on even steps, QUICK on odd ones."""
+
+    name = "even_steps"
+
+    def route(self, view: StepView) -> np.ndarray:
+        return view.steps % 2 == 0
+'''
+
+
+def run_module(module: str, *args: str, extra_path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)  # carries LONDI_CACHE and MLFLOW_TRACKING_URI set by the fixtures
+    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (REPO, extra_path) if p is not None)
+    env["COLUMNS"] = "200"
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def logged_runs(uri: str) -> list:
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.exists():
+        return []
+    client = MlflowClient(uri)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_baseline_help_shows_every_option() -> None:
+    done = run_module("baselines.quick_only", "--help")
+    assert done.returncode == 0, done.stderr
+    for field in dataclasses.fields(EvalArgs):
+        assert f"--{field.name.replace('_', '-')}" in done.stdout, field.name
+    assert "babyai/Mixed" in done.stdout  # the default task is shown
+
+
+def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path, tracking_uri: str,
+                                                              tmp_path: Path) -> None:
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    (user_dir / "mymod.py").write_text(USER_ROUTER)
+    results = tmp_path / "results"
+    done = run_module("bench.reproduce", "--profile", "smoke", "--results-dir", str(results), "--no-progress",
+                      "--routers", "quick_only", "deepthink_only", "mymod:EvenSteps", extra_path=user_dir)
+    assert done.returncode == 0, done.stderr
+
+    tasks = ("babyai/GoToLocal", "babyai/Mixed")
+    for task in tasks:
+        for router in ("quick_only", "deepthink_only", "even_steps"):
+            assert f"| {task} | {router} | 4 |" in done.stdout
+    out = results / "smoke"
+    for name in ("babyai.md", "babyai.csv", "babyai.json", "babyai_cost_reward.png"):
+        assert (out / name).stat().st_size > 0, name
+
+    table = pd.read_csv(out / "babyai.csv").set_index(["task", "router"])
+    assert set(table.index) == {(t, r) for t in tasks for r in ("quick_only", "deepthink_only", "even_steps")}
+    for task in tasks:
+        assert table.loc[(task, "even_steps"), "deepthink_fraction"] == pytest.approx(0.5, abs=0.05)
+        assert table.loc[(task, "quick_only"), "deepthink_fraction"] == 0
+        assert table.loc[(task, "deepthink_only"), "deepthink_fraction"] == 1
+        assert 0 < table.loc[(task, "even_steps"), "saving_flops"] < table.loc[(task, "quick_only"), "saving_flops"]
+
+    runs = logged_runs(tracking_uri)
+    evals = [r for r in runs if r.data.tags.get("londi.kind") == "eval"]
+    assert len(evals) == 6 and all(r.info.status == "FINISHED" for r in evals)
+    assert sum(r.data.tags.get("londi.kind") == "report" for r in runs) == 1
+
+
+def test_unknown_task_fails_before_any_run(londi_cache: Path, tracking_uri: str, tmp_path: Path) -> None:
+    done = run_module("bench.reproduce", "--profile", "smoke", "--tasks", "babyai/Nope",
+                      "--results-dir", str(tmp_path))
+    assert done.returncode != 0
+    assert "unknown task 'babyai/Nope'" in done.stderr
+    assert all(name in done.stderr for name in task_names())
+    assert logged_runs(tracking_uri) == []
+
+
+def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: str, tmp_path: Path) -> None:
+    done = run_module("bench.reproduce", "--profile", "smoke", "--routers", "quick_only", "nope",
+                      "--results-dir", str(tmp_path))
+    assert done.returncode != 0
+    assert "unknown router 'nope'" in done.stderr
+    assert "quick_only" in done.stderr and "deepthink_only" in done.stderr and "module:Class" in done.stderr
+    assert logged_runs(tracking_uri) == []

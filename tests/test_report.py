@@ -1,0 +1,137 @@
+"""Tests for bench.report: a sweep of QUICK-only and DEEPTHINK-only on the smoke pair, logged to a
+real MLflow store, read back into the pooled table, savings and results files."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from baselines.deepthink_only import DeepthinkOnly
+from baselines.quick_only import QuickOnly
+from bench.evaluate import evaluate
+from bench.report import Cell, episodes_frame, model_costs, plot_cost_reward, summarize, write_results
+from bench.router import Router, StepView
+from bench.runner import ModelPair
+from bench.tasks import get_task
+from bench.tracking import DEFAULT_EXPERIMENT
+
+SWEEP = "report-test"
+EPISODES = 2
+# (task, run seeds): two seeds on GoToLocal so that a cell pools runs, one on Mixed.
+PLAN = {"babyai/GoToLocal": (0, 1), "babyai/Mixed": (0,)}
+
+
+class CrashesInSecondEpisode(Router):
+    name = "crashes"
+
+    def __init__(self) -> None:
+        self.started = 0
+
+    def start_episode(self, slot: int, seed: int) -> None:
+        self.started += 1
+
+    def route(self, view: StepView) -> np.ndarray:
+        if self.started == 2:
+            raise RuntimeError("crash")
+        return np.zeros(len(view.slots), dtype=bool)
+
+
+@dataclass
+class Sweep:
+    uri: str
+    episodes: pd.DataFrame
+    cells: list[Cell]
+
+
+@pytest.fixture(scope="module")
+def sweep(smoke_models: ModelPair, tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('report-store') / 'mlflow.db'}"
+    for task_name, seeds in PLAN.items():
+        task = get_task(task_name)
+        for router in (QuickOnly, DeepthinkOnly):
+            for seed in seeds:
+                evaluate(router(), task, smoke_models, seed, EPISODES, batch_size=2, profile="smoke", sweep=SWEEP,
+                         tracking_uri=uri, progress=False)
+    with pytest.raises(RuntimeError):
+        evaluate(CrashesInSecondEpisode(), get_task("babyai/GoToLocal"), smoke_models, 0, EPISODES, batch_size=1,
+                 profile="smoke", sweep=SWEEP, tracking_uri=uri, progress=False)
+    episodes = episodes_frame(SWEEP, uri)
+    return Sweep(uri, episodes, summarize(episodes))
+
+
+def by_key(cells: list[Cell]) -> dict[tuple[str, str], Cell]:
+    return {(c.task, c.router): c for c in cells}
+
+
+def histories(uri: str, task: str, router: str, metric: str) -> np.ndarray:
+    """Every episode's value of `metric` for (task, router), read straight from MLflow."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    runs = client.search_runs([experiment], f"params.task = '{task}' and params.router = '{router}'")
+    return np.array([p.value for r in runs for p in client.get_metric_history(r.info.run_id, f"episode/{metric}")])
+
+
+def test_one_cell_per_task_and_router_with_pooled_episodes(sweep: Sweep) -> None:
+    cells = by_key(sweep.cells)
+    assert set(cells) == {(t, r) for t in PLAN for r in ("quick_only", "deepthink_only")}
+    for (task, _), cell in cells.items():
+        assert cell.seeds == len(PLAN[task])
+        assert cell.episodes == EPISODES * len(PLAN[task])
+        reward = cell.values["reward"]
+        assert reward.low <= reward.mean <= reward.high
+
+
+def test_failed_runs_are_left_out(sweep: Sweep) -> None:
+    assert "crashes" not in set(sweep.episodes["router"])
+    assert len(sweep.episodes) == sum(EPISODES * len(seeds) * 2 for seeds in PLAN.values())
+
+
+def test_quick_only_saving_is_against_deepthink_only_on_the_same_task(sweep: Sweep) -> None:
+    cells = by_key(sweep.cells)
+    for task in PLAN:
+        saving = cells[(task, "quick_only")].values["saving_flops"]
+        quick = histories(sweep.uri, task, "quick_only", "flops")
+        deepthink = histories(sweep.uri, task, "deepthink_only", "flops")
+        assert 0 < saving.mean < 1
+        assert saving.mean == pytest.approx(1 - quick.mean() / deepthink.mean())
+        assert saving.low <= saving.mean <= saving.high
+        assert "saving_flops" not in cells[(task, "deepthink_only")].values
+
+
+def test_results_files_match_mlflow(sweep: Sweep, tmp_path: Path) -> None:
+    costs = model_costs(sweep.episodes)
+    paths = write_results(sweep.cells, costs, tmp_path, "babyai", {"profile": "smoke"})
+    paths.append(plot_cost_reward(sweep.cells, tmp_path / "babyai_cost_reward.png"))
+    assert [p.name for p in paths] == ["babyai.md", "babyai.csv", "babyai.json", "babyai_cost_reward.png"]
+    assert all(p.stat().st_size > 0 for p in paths)
+    assert paths[3].read_bytes().startswith(b"\x89PNG")
+
+    table = pd.read_csv(paths[1])
+    assert len(table) == len(sweep.cells)
+    for row in table.itertuples():
+        assert row.episodes == len(histories(sweep.uri, row.task, row.router, "reward"))
+        for metric in ("reward", "steps", "deepthink_fraction", "flops"):
+            assert getattr(row, metric) == pytest.approx(histories(sweep.uri, row.task, row.router, metric).mean())
+        assert row.flops_ci_low <= row.flops <= row.flops_ci_high
+
+    report = json.loads(paths[2].read_text())
+    assert report["context"] == {"profile": "smoke"}
+    assert len(report["cells"]) == len(sweep.cells)
+    decisions = {c["model"]: c["decisions"] for c in report["model_costs"]}
+    assert decisions["quick"] == int(sweep.episodes["quick_calls"].sum())
+    assert decisions["deepthink"] == int(sweep.episodes["deepthink_calls"].sum())
+
+    markdown = paths[0].read_text()
+    for cell in sweep.cells:
+        assert f"| {cell.task} | {cell.router} | {cell.episodes} |" in markdown
+
+
+def test_unknown_sweep_is_a_clear_error(sweep: Sweep) -> None:
+    with pytest.raises(ValueError, match="no finished evaluation runs with tag londi.sweep='nope'"):
+        episodes_frame("nope", sweep.uri)

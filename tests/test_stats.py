@@ -1,0 +1,66 @@
+"""Tests for bench.stats: bootstrap intervals of means and ratios, as the report prints them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from bench.stats import Estimate, mean_ci, ratio_ci
+
+
+def sample(n: int = 40, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).normal(loc=2.0, scale=1.0, size=n)
+
+
+def test_interval_contains_the_mean_and_has_width() -> None:
+    data = sample()
+    estimate = mean_ci(data)
+    assert estimate.mean == data.mean()
+    assert estimate.low < estimate.mean < estimate.high
+    assert estimate.n == len(data)
+    # A 95% interval of a mean of 40 unit-variance draws is about +-0.3 wide, far less than the spread.
+    assert 0.2 < estimate.high - estimate.low < 1.5
+
+
+def test_constant_sample_has_zero_width() -> None:
+    assert mean_ci([1.0, 1.0, 1.0, 1.0]) == Estimate(1.0, 1.0, 1.0, 4)
+    assert mean_ci([0.25]) == Estimate(0.25, 0.25, 0.25, 1)
+
+
+def test_empty_sample_is_nan_not_zero() -> None:
+    estimate = mean_ci([])
+    assert estimate.n == 0 and math.isnan(estimate.mean) and math.isnan(estimate.low)
+    assert str(estimate) == "n/a [n/a, n/a]"
+
+
+def test_same_input_gives_the_same_interval() -> None:
+    data = list(sample())
+    assert mean_ci(data) == mean_ci(list(data))
+    assert ratio_ci(data, [3.0, 1.0, 2.0, 5.0]) == ratio_ci(list(data), [3.0, 1.0, 2.0, 5.0])
+
+
+def test_agrees_with_scipy_bootstrap_called_directly() -> None:
+    data = sample(25, seed=11)
+    direct = stats.bootstrap((data,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                             random_state=np.random.default_rng(0)).confidence_interval
+    estimate = mean_ci(data, seed=0)
+    assert (estimate.low, estimate.high) == (direct.low, direct.high)
+
+
+def test_ratio_point_value_is_the_ratio_of_means() -> None:
+    numerator = [1.0, 2.0, 3.0, 2.0]
+    denominator = [4.0, 6.0, 5.0]
+    estimate = ratio_ci(numerator, denominator)
+    assert estimate.mean == 2.0 / 5.0
+    assert estimate.low < estimate.mean < estimate.high
+    assert estimate.n == 3
+
+
+def test_ratio_with_zero_denominator_is_nan() -> None:
+    assert math.isnan(ratio_ci([1.0, 2.0], [0.0, 0.0]).mean)
+
+
+def test_ratio_of_constant_samples_has_zero_width() -> None:
+    assert ratio_ci([2.0, 2.0], [8.0, 8.0, 8.0]) == Estimate(0.25, 0.25, 0.25, 2)
