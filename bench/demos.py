@@ -71,6 +71,10 @@ def collect(levels: Sequence[str], seeds: Sequence[int], max_steps: int, path: P
         demo = bot_episode(level, seed, max_steps)
         if demo is not None:
             demos.append(demo)
+    if len(demos) < len(jobs) / 2:
+        # A cache of failed demonstrations would be reused forever; refuse to write it.
+        raise RuntimeError(f"BabyAIBot solved only {len(demos)} of {len(jobs)} episodes of {list(levels)}: "
+                           f"check the minigrid version (the bot and levels must match)")
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as out:
         for demo in demos:

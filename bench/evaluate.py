@@ -43,27 +43,40 @@ class EvalArgs:
     seeds: tuple[int, ...] = (0,)
     """run seeds: each seed is one MLflow run over its own block of evaluation episodes"""
     episodes: int | None = None
-    """evaluation episodes per seed (default: the profile's)"""
+    """evaluation episodes per seed; unset: the profile's"""
     profile: str = "cpu"
     """smoke, cpu or paper: sets the default models, episodes and batch size"""
     quick: str | None = None
-    """QUICK checkpoint, a Hugging Face name or local path (default: the profile's offline model)"""
+    """QUICK checkpoint, a Hugging Face name or local path; unset: the profile's offline model"""
     deepthink: str | None = None
-    """DEEPTHINK checkpoint, a Hugging Face name or local path (default: the profile's offline model)"""
+    """DEEPTHINK checkpoint, a Hugging Face name or local path; unset: the profile's offline model"""
     device: str = "auto"
     """torch device for the models; auto picks cuda when available"""
     batch_size: int | None = None
-    """environments run in lockstep, model calls batched over them (default: the profile's)"""
+    """environments run in lockstep, model calls batched over them; unset: the profile's"""
     tracking_uri: str | None = None
-    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)"""
+    """MLflow tracking URI; unset: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here"""
     experiment: str = DEFAULT_EXPERIMENT
     """MLflow experiment name"""
     sweep: str | None = None
-    """tag that groups the runs of one comparison (default: a fresh id)"""
+    """tag that groups the runs of one comparison; unset: a fresh id"""
     exp_name: str = ""
-    """run name part after the task (default: the router's name)"""
+    """run name part after the task; empty: the router's name"""
     progress: bool = True
     """show a progress bar"""
+
+
+def check_run_options(tasks: list[TaskSpec], seeds: tuple[int, ...], episodes: int, batch_size: int) -> None:
+    """Refuse options that make no sense before any model is trained or any run is logged."""
+    if episodes <= 0:
+        raise ValueError(f"--episodes must be a positive number of episodes per seed, got {episodes}")
+    if batch_size <= 0:
+        raise ValueError(f"--batch-size must be a positive number of environments, got {batch_size}")
+    if not seeds:
+        raise ValueError("--seeds is empty: give at least one run seed, e.g. --seeds 0 1 2")
+    for task in tasks:
+        for seed in seeds:
+            task.eval_episode_seeds(seed, episodes)
 
 
 def resolve_device(device: str) -> str:
@@ -129,7 +142,8 @@ def evaluate(
     run_name = f"{task.name}__{exp_name}__{seed}__{int(time.time())}"
     with RunLogger(run_name, params, tags, experiment=experiment, uri=tracking_uri) as run:
         def log_episode(result: EpisodeResult) -> None:
-            run.log_metrics({EPISODE_PREFIX + k: v for k, v in result.metrics().items()}, step=result.index)
+            metrics = {**result.metrics(), "env_seed": result.env_seed}
+            run.log_metrics({EPISODE_PREFIX + k: v for k, v in metrics.items()}, step=result.index)
 
         monitor = GpuMonitor(device_index=_cuda_index(models))
         monitor.start()
@@ -158,21 +172,30 @@ def _cuda_index(models: ModelPair) -> int:
 
 def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     """What `python -m baselines.<router>` does: evaluate the router on args.task for each seed."""
+    from bench.cli import user_errors
+
+    with user_errors():
+        _run_cli(make_router, args)
+
+
+def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     from bench.models import ensure_models, load_pair
     from bench.report import print_sweep
 
     profile = get_profile(args.profile)
     task = get_task(args.task)
     device = resolve_device(args.device)
+    episodes = profile.episodes if args.episodes is None else args.episodes
+    batch_size = profile.batch_size if args.batch_size is None else args.batch_size
+    check_run_options([task], args.seeds, episodes, batch_size)
     if args.quick is None or args.deepthink is None:
         quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri)
     quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)
     models = ModelPair(quick, deepthink)
     sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
-    episodes = args.episodes or profile.episodes
     for seed in args.seeds:
         router = make_router()
-        evaluate(router, task, models, seed, episodes, args.batch_size or profile.batch_size, profile.name,
+        evaluate(router, task, models, seed, episodes, batch_size, profile.name,
                  sweep, exp_name=args.exp_name or None, tracking_uri=args.tracking_uri,
                  experiment=args.experiment, progress=args.progress)
     print_sweep(sweep, tracking_uri=args.tracking_uri, experiment=args.experiment)

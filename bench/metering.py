@@ -22,9 +22,10 @@ COMPONENTS = ("quick", "deepthink", "router")
 T = TypeVar("T")
 
 
-def _synchronize(device: torch.device | None) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
+def _synchronize(devices: tuple[torch.device, ...]) -> None:
+    for device in devices:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -50,7 +51,8 @@ class Meter:
     """Per-slot (environment) and whole-run accounting of model calls."""
 
     n_slots: int
-    device: torch.device | None = None
+    devices: tuple[torch.device, ...] = ()
+    """Devices the models run on: CUDA ones are synchronised around every timed call."""
     slots: list[dict[str, Usage]] = field(init=False)
     run: dict[str, Usage] = field(init=False)
 
@@ -62,16 +64,18 @@ class Meter:
         """Run one batched model call serving `slots`, time it and charge each slot its share."""
         if component not in COMPONENTS:
             raise ValueError(f"unknown component {component!r}; known: {', '.join(COMPONENTS)}")
-        _synchronize(self.device)
+        _synchronize(self.devices)
         started = time.perf_counter()
         result, cost = fn()
-        _synchronize(self.device)
+        _synchronize(self.devices)
         seconds = time.perf_counter() - started
         self.charge(component, slots, cost, seconds)
         return result
 
     def charge(self, component: str, slots: Sequence[int], cost: CallCost, seconds: float) -> None:
         flops = np.asarray(cost.flops, dtype=np.float64)
+        if len(flops) != len(slots):
+            raise ValueError(f"{component} call cost has {len(flops)} entries for {len(slots)} slots")
         total = flops.sum()
         shares = flops / total if total > 0 else np.full(len(slots), 1.0 / max(1, len(slots)))
         for i, slot in enumerate(slots):

@@ -108,4 +108,7 @@ if __name__ == "__main__":
             print(f"{meta['role']}: {path} ({meta['non_embedding_params']} non-embedding params, "
                   f"{meta['train_s']} s, held-out step accuracy {meta['heldout_step_accuracy']:.3f})")
 
-    tyro.cli(main)
+    from bench.cli import user_errors
+
+    with user_errors():
+        tyro.cli(main)

@@ -19,7 +19,7 @@ from bench.stats import Estimate, mean_ci, ratio_ci
 from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
 
 EPISODE_METRICS = (
-    "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "quick_calls",
+    "env_seed", "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "quick_calls",
     "flops", "flops_quick", "flops_deepthink", "flops_router", "compute_s",
     "compute_s_quick", "compute_s_deepthink", "compute_s_router",
 )
@@ -55,7 +55,8 @@ def episodes_frame(sweep: str, tracking_uri: str | None = None, experiment: str 
         for metric in EPISODE_METRICS:
             for point in client.get_metric_history(run.run_id, EPISODE_PREFIX + metric):
                 row = rows.setdefault((run.run_id, point.step), {
-                    "run_id": run.run_id, "task": run.task, "router": run.exp_name, "seed": int(run.seed),
+                    "run_id": run.run_id, "task": run.task, "router": run.exp_name, "router_class": run.router,
+                    "seed": int(run.seed),
                     "episode": point.step,
                 })
                 row[metric] = point.value
@@ -76,12 +77,19 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
     cells = []
     for (task, router), group in episodes.groupby(["task", "router"], sort=True):
         values = {m: mean_ci(group[m].to_numpy()) for m in TABLE_METRICS}
-        reference = episodes[(episodes.task == task) & (episodes.router == REFERENCE)]
-        if len(reference) and router != REFERENCE:
-            for cost in ("flops", "compute_s"):
-                ratio = ratio_ci(group[cost].to_numpy(), reference[cost].to_numpy())
-                values[f"saving_{cost}"] = Estimate(1 - ratio.mean, 1 - ratio.high, 1 - ratio.low, ratio.n)
-            values["reward_retained"] = ratio_ci(group["reward"].to_numpy(), reference["reward"].to_numpy())
+        reference = episodes[(episodes.task == task) & (episodes.router_class == REFERENCE)]
+        if len(reference) and router not in set(reference.router):
+            # Savings compare the same episodes: pair each episode with the reference's on its env seed.
+            mine = group.drop_duplicates("env_seed").set_index("env_seed")
+            theirs = reference.drop_duplicates("env_seed").set_index("env_seed")
+            shared = mine.index.intersection(theirs.index).sort_values()
+            if len(shared):
+                mine, theirs = mine.loc[shared], theirs.loc[shared]
+                for cost in ("flops", "compute_s"):
+                    ratio = ratio_ci(mine[cost].to_numpy(), theirs[cost].to_numpy(), paired=True)
+                    values[f"saving_{cost}"] = Estimate(1 - ratio.mean, 1 - ratio.high, 1 - ratio.low, ratio.n)
+                values["reward_retained"] = ratio_ci(mine["reward"].to_numpy(), theirs["reward"].to_numpy(),
+                                                     paired=True)
         cells.append(Cell(task, router, len(group), group["seed"].nunique(), values))
     return cells
 

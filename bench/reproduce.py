@@ -14,7 +14,8 @@ from pathlib import Path
 
 import tyro
 
-from bench.evaluate import evaluate, git_commit, resolve_device
+from bench.cli import user_errors
+from bench.evaluate import check_run_options, evaluate, git_commit, resolve_device
 from bench.lm import ActionLM
 from bench.models import ensure_models, load_pair
 from bench.profiles import get_profile
@@ -34,15 +35,15 @@ class Args:
     routers: tuple[str, ...] = ("quick_only", "deepthink_only")
     """built-in router names, or user routers as module:Class"""
     tasks: tuple[str, ...] | None = None
-    """tasks from the registry (default: the profile's)"""
+    """tasks from the registry; unset: the profile's"""
     seeds: tuple[int, ...] | None = None
-    """run seeds (default: the profile's)"""
+    """run seeds; unset: the profile's"""
     episodes: int | None = None
-    """evaluation episodes per task and seed (default: the profile's)"""
+    """evaluation episodes per task and seed; unset: the profile's"""
     results_dir: Path = Path("results")
     """where tables and plots go (a subfolder per profile)"""
     tracking_uri: str | None = None
-    """MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)"""
+    """MLflow tracking URI; unset: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here"""
     experiment: str = DEFAULT_EXPERIMENT
     """MLflow experiment name"""
     retrain: bool = False
@@ -56,10 +57,12 @@ class Args:
 def main(args: Args) -> list[Cell]:
     started = time.perf_counter()
     profile = get_profile(args.profile)
-    tasks = [get_task(name) for name in (args.tasks or profile.tasks)]  # unknown names fail before any work
+    # Every name and option is checked before any model is trained or any run is logged.
+    tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
     routers = [router_class(spec) for spec in args.routers]
-    seeds = args.seeds or profile.seeds
-    episodes = args.episodes or profile.episodes
+    seeds = profile.seeds if args.seeds is None else args.seeds
+    episodes = profile.episodes if args.episodes is None else args.episodes
+    check_run_options(tasks, seeds, episodes, profile.batch_size)
     quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri)
     device = resolve_device(args.device)
     models = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
@@ -108,4 +111,5 @@ def _describe(lm: ActionLM) -> str:
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    with user_errors():
+        main(tyro.cli(Args))

@@ -82,7 +82,7 @@ def run_episodes(
     """Run one episode per env seed with `router` choosing the model at every step."""
     seed_everything(seed)
     n_slots = min(batch_size, len(env_seeds))
-    meter = Meter(n_slots, device=models.deepthink.device)
+    meter = Meter(n_slots, devices=(models.quick.device, models.deepthink.device))
     envs = [task.make_env() for _ in range(n_slots)]
     contexts = {role: get_context(models.get(role).context) for role in MODELS}
     histories = [EpisodeHistory() for _ in range(n_slots)]
@@ -141,6 +141,7 @@ def run_episodes(
                     for p, row in zip(positions[role], table, strict=True):
                         chosen[active[p]] = int(row.argmax())
             transitions: list[Transition] = []
+            finished: list[int] = []
             for p, slot in enumerate(active):
                 action = chosen[slot]
                 before = histories[slot]
@@ -170,9 +171,12 @@ def run_episodes(
                         on_episode(result)
                     bar.update(1)
                     bar.set_postfix(reward=f"{np.mean([r.reward for r in results]):.3f}",
-                                    dt=f"{np.mean([r.metrics()['deepthink_fraction'] for r in results]):.2f}")
-                    start(slot)
+                                    deepthink=f"{np.mean([r.metrics()['deepthink_fraction'] for r in results]):.2f}")
+                    finished.append(slot)
+            # The router sees every final transition before its slot's next episode starts.
             router.observe(transitions)
+            for slot in finished:
+                start(slot)
     finally:
         bar.close()
         for env in envs:

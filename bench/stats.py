@@ -52,10 +52,16 @@ def mean_ci(values: Sequence[float], seed: int = 0) -> Estimate:
     return Estimate(mean, float(interval.low), float(interval.high), int(data.size))
 
 
-def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed: int = 0) -> Estimate:
-    """mean(numerator) / mean(denominator) for two independent samples, bootstrapped jointly."""
+def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed: int = 0, paired: bool = False) -> Estimate:
+    """mean(numerator) / mean(denominator), bootstrapped jointly.
+
+    With `paired`, entry i of both samples is the same episode (same task and env seed), and
+    episodes are resampled together, which removes the between-episode variance both share.
+    """
     a = np.asarray(numerator, dtype=np.float64)
     b = np.asarray(denominator, dtype=np.float64)
+    if paired and a.size != b.size:
+        raise ValueError(f"paired samples differ in length: {a.size} and {b.size}")
     if a.size == 0 or b.size == 0 or b.mean() == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), int(min(a.size, b.size)))
     point = float(a.mean() / b.mean())
@@ -68,7 +74,7 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed: int
 
     result = stats.bootstrap(
         (a, b), statistic, confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile",
-        paired=False, vectorized=True, random_state=np.random.default_rng(seed),
+        paired=paired, vectorized=True, random_state=np.random.default_rng(seed),
     )
     interval = result.confidence_interval
     return Estimate(point, float(interval.low), float(interval.high), int(min(a.size, b.size)))

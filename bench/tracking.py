@@ -4,7 +4,8 @@ The store is MLFLOW_TRACKING_URI when set, else a sqlite file `mlflow.db` in the
 directory with artifacts beside it in `mlartifacts/`. Per-episode metrics are named
 `episode/<metric>` with the episode index as the MLflow step, so `get_metric_history` gives one
 value per episode back; the plain names (`reward`, `flops`, ...) are the run's summary.
-Episode metrics are flushed in batches while the run goes, so a crash loses at most one batch.
+Episode metrics are flushed in batches while the run goes and on exit (failure included), so only
+a hard kill (SIGKILL) can lose the last unflushed batch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 DEFAULT_EXPERIMENT = "londi-bench"
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 FLUSH_EVERY = 200  # metrics per log_batch call (MLflow accepts up to 1000)
 # A summary logged under the same name as a per-episode series would join its history (as a
 # second point at step 0) and become neither the run's latest value nor one episode's.
@@ -63,7 +65,9 @@ class RunLogger:
         exp_id = experiment_id(self.client, experiment)
         self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
         self._pending: list[Metric] = []
-        self.client.log_batch(self.run_id, params=[Param(k, str(v)[:6000]) for k, v in sorted(params.items())])
+        entries = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]
+        for start in range(0, len(entries), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=entries[start:start + MAX_PARAMS_PER_BATCH])
 
     def __enter__(self) -> RunLogger:
         return self

@@ -9,7 +9,6 @@ is the cross-entropy of the expert action's tokens (padding masked out with -100
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from bench.babyai_text import ACTIONS
 from bench.lm import LONDI_META, ActionLM
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
+LOG_EVERY = 25  # training steps per logged (mean) loss
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def train(
     cursor = 0
     log: list[dict] = []
     model.train()
-    smoothed = math.nan
+    window: list[float] = []  # losses since the last log line: each logged loss is their mean
     progress = tqdm(range(recipe.steps), desc=f"train {name}", unit="step", mininterval=1.0)
     for step in progress:
         if cursor + recipe.batch_size > len(indices):
@@ -152,10 +152,12 @@ def train(
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        smoothed = loss.item() if math.isnan(smoothed) else 0.98 * smoothed + 0.02 * loss.item()
-        if step % 50 == 0 or step == recipe.steps - 1:
-            log.append({"step": step, "loss": round(smoothed, 5), "lr": schedule.get_last_lr()[0]})
-            progress.set_postfix(loss=f"{smoothed:.3f}")
+        window.append(loss.item())
+        if (step + 1) % LOG_EVERY == 0 or step == recipe.steps - 1:
+            mean_loss = float(np.mean(window))
+            log.append({"step": step, "loss": round(mean_loss, 5), "lr": schedule.get_last_lr()[0]})
+            progress.set_postfix(loss=f"{mean_loss:.3f}")
+            window = []
     train_s = time.perf_counter() - started
     model.eval()
     lm = ActionLM(model, tokenizer, name=name, context=recipe.context, device=device)

@@ -105,3 +105,27 @@ def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: st
     assert "unknown router 'nope'" in done.stderr
     assert "quick_only" in done.stderr and "deepthink_only" in done.stderr and "module:Class" in done.stderr
     assert logged_runs(tracking_uri) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--tasks", "babyai/Nope"), "unknown task 'babyai/Nope'"),
+    (("--episodes", "0"), "--episodes must be a positive number"),
+    (("--seeds", "-1"), "run seed -1"),
+    (("--profile", "huge"), "unknown profile 'huge'; known profiles: smoke, cpu, paper"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(args: tuple[str, ...], message: str, londi_cache: Path,
+                                                 tracking_uri: str, tmp_path: Path) -> None:
+    done = run_module("bench.reproduce", "--profile", "smoke", *args, "--results-dir", str(tmp_path))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], done.stderr
+    assert logged_runs(tracking_uri) == []
+
+
+def test_missing_model_path_names_the_fix(londi_cache: Path, tracking_uri: str, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    done = run_module("baselines.quick_only", "--profile", "smoke", "--task", "babyai/GoToLocal",
+                      "--quick", str(missing), "--deepthink", str(missing), "--episodes", "1")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert str(missing) in done.stderr and "make models" in done.stderr

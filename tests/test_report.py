@@ -135,3 +135,22 @@ def test_results_files_match_mlflow(sweep: Sweep, tmp_path: Path) -> None:
 def test_unknown_sweep_is_a_clear_error(sweep: Sweep) -> None:
     with pytest.raises(ValueError, match="no finished evaluation runs with tag londi.sweep='nope'"):
         episodes_frame("nope", sweep.uri)
+
+
+def test_savings_pair_the_same_episodes(smoke_models: ModelPair, tmp_path: Path) -> None:
+    """A reference that ran fewer episodes is compared only on the episodes both ran (same env seeds)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    task = get_task("babyai/GoToLocal")
+    evaluate(QuickOnly(), task, smoke_models, 0, 4, batch_size=4, profile="smoke", sweep="pairs",
+             tracking_uri=uri, progress=False)
+    evaluate(DeepthinkOnly(), task, smoke_models, 0, 2, batch_size=2, profile="smoke", sweep="pairs",
+             tracking_uri=uri, progress=False)
+    episodes = episodes_frame("pairs", uri)
+    cells = by_key(summarize(episodes))
+    saving = cells[("babyai/GoToLocal", "quick_only")].values["saving_flops"]
+    assert saving.n == 2
+    quick = episodes[episodes.router == "quick_only"].set_index("env_seed")["flops"]
+    deepthink = episodes[episodes.router == "deepthink_only"].set_index("env_seed")["flops"]
+    shared = sorted(set(quick.index) & set(deepthink.index))
+    assert shared == list(task.eval_episode_seeds(0, 2))
+    assert saving.mean == pytest.approx(1 - quick.loc[shared].mean() / deepthink.loc[shared].mean())

@@ -9,7 +9,7 @@ import pytest
 from baselines.deepthink_only import DeepthinkOnly
 from baselines.quick_only import QuickOnly
 from bench.babyai_text import ACTIONS
-from bench.router import Router, StepView
+from bench.router import Router, StepView, Transition
 from bench.runner import EpisodeResult, ModelPair, run_episodes
 from bench.tasks import get_task
 
@@ -168,3 +168,39 @@ def test_results_are_sorted_by_index_with_the_tasks_eval_seeds(smoke_models: Mod
     assert sorted(finished) == [0, 1, 2, 3]
     assert [r.env_seed for r in results] == env_seeds == list(range(1_000_040, 1_000_044))
     assert all(s in task.eval_seeds and s not in task.train_seeds for s in env_seeds)
+
+
+class RecordsOrder(Router):
+    """QUICK everywhere; records the order of episode starts and observed transitions per slot."""
+
+    name = "records_order"
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, int, bool]] = []
+
+    def start_episode(self, slot: int, seed: int) -> None:
+        self.events.append(("start", slot, False))
+
+    def observe(self, transitions: list[Transition]) -> None:
+        self.events.extend(("step", t.slot, t.terminated or t.truncated) for t in transitions)
+
+    def route(self, view: StepView) -> np.ndarray:
+        return np.zeros(len(view.slots), dtype=bool)
+
+
+def test_a_router_sees_the_final_transition_before_the_slot_restarts(smoke_models: ModelPair) -> None:
+    router = RecordsOrder()
+    results, _ = run_episodes(router, get_task("babyai/Mixed"), smoke_models, list(range(1_000_000, 1_000_005)),
+                              batch_size=2, progress=False)
+    per_slot: dict[int, list[tuple[str, bool]]] = {}
+    for kind, slot, done in router.events:
+        per_slot.setdefault(slot, []).append((kind, done))
+    episodes = 0
+    for events in per_slot.values():
+        assert events[0] == ("start", False)
+        for before, after in zip(events, events[1:], strict=False):
+            if after[0] == "start":
+                assert before == ("step", True)  # the previous episode's end, already observed
+        episodes += sum(kind == "start" for kind, _ in events)
+    assert episodes == len(results) == 5
+    assert sum(done for kind, _, done in router.events if kind == "step") == 5
