@@ -4,8 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
-# Machines that keep wheels on disk (the CPU torch wheel) get them from there, not from the index.
+# Machines that keep wheels on disk (the CPU torch wheel) get them from there; elsewhere the CPU
+# build comes from PyTorch's CPU index, since PyPI's torch wheel for Linux is a multi-GB CUDA build.
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+TORCH_SOURCE := $(if $(FIND_LINKS),$(FIND_LINKS),--index-url https://download.pytorch.org/whl/cpu)
 PROFILE ?= cpu
 ARGS ?=
 
@@ -24,7 +26,7 @@ setup: $(STAMP)
 # torch is installed only when the venv has none: a GPU user installs their CUDA build first and keeps it.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(FIND_LINKS) torch==$(TORCH_VERSION)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH_SOURCE) torch==$(TORCH_VERSION)
 	$(PY) -m pip install -q $(FIND_LINKS) -r requirements.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@

@@ -3,8 +3,9 @@
 The language models routed between in this benchmark act from text alone, so each step the agent's
 egocentric 7x7 view is turned into short English sentences ("You see a red ball 1 step left and
 3 steps forward"), preceded by the mission. Actions are minigrid's own first six actions, named in
-words (`ACTIONS`); reward, termination and truncation are minigrid's unchanged, so a single-level
-episode with seed s is exactly minigrid's episode s, and minigrid's BabyAIBot can drive the
+words (`ACTIONS`); reward, termination and truncation are minigrid's, with the registry's step
+limit (64) as max_steps, so a single-level episode with seed s has the layout of minigrid's
+episode s (its reward scale follows that step limit), and minigrid's BabyAIBot can drive the
 underlying environment (see `BabyAITextEnv.minigrid_env`) to produce demonstrations.
 """
 
@@ -190,7 +191,10 @@ class BabyAITextEnv(gymnasium.Env):
         # mission; that is routine rejection sampling, not something a user should see.
         captured = io.StringIO()
         with contextlib.redirect_stdout(captured):
-            obs, _ = env.reset(seed=seed)
+            # Unseeded resets draw the level's seed from this env's generator, so a seeded first
+            # reset makes the whole sequence reproducible, whichever levels it visits.
+            level_seed = seed if seed is not None else int(self.np_random.integers(2**31))
+            obs, _ = env.reset(seed=level_seed)
         if captured.getvalue():
             log.debug("minigrid output during reset of %s: %s", level, captured.getvalue().strip())
         self._obs_text, sentences = self._observe(env, obs["image"])

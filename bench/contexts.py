@@ -39,7 +39,9 @@ def history_context(history: EpisodeHistory, actions: int = 4, views: int = 1) -
     """The current view, the previous `views` views and the last `actions` actions taken."""
     mission, view = _split_mission(history.current())
     recent = history.actions[-actions:] if actions > 0 else []  # [-0:] would be every action
-    parts = [f"{mission}. Step {len(history.actions)}. Actions: {', '.join(recent) or 'none'}."]
+    # No absolute step number: a word-level vocabulary trained on short bot episodes has no word
+    # for the step counts of long evaluation episodes.
+    parts = [f"{mission}. Actions: {', '.join(recent) or 'none'}."]
     for back in range(views, 0, -1):
         index = len(history.observations) - 1 - back
         if index >= 0:

@@ -9,6 +9,7 @@ as an artifact.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 import uuid
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import torch
 
-from bench.gpu import GpuMonitor
+from bench.gpu import GpuMonitor, GpuReading
+from bench.metering import usage_metrics
 from bench.profiles import get_profile
 from bench.router import Router
 from bench.runner import EpisodeResult, ModelPair, run_episodes
@@ -30,7 +32,7 @@ SUMMARY_METRICS = (
     "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted",
     "quick_calls", "flops", "flops_quick", "flops_deepthink", "flops_router",
     "compute_s", "compute_s_quick", "compute_s_deepthink", "compute_s_router",
-    "tokens_in_quick", "tokens_in_deepthink",
+    "tokens_in_quick", "tokens_in_deepthink", "tokens_out_quick", "tokens_out_deepthink",
 )
 
 
@@ -87,7 +89,8 @@ def resolve_device(device: str) -> str:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        # "-dirty" marks numbers made by code that is in no commit.
+        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -134,7 +137,7 @@ def evaluate(
     }
     for role in ("quick", "deepthink"):
         lm = models.get(role)
-        params.update({f"{role}.name": lm.name, f"{role}.context": lm.context,
+        params.update({f"{role}.name": lm.name, f"{role}.source": lm.source, f"{role}.context": lm.context,
                        f"{role}.non_embedding_params": lm.size.non_embedding_params,
                        f"{role}.total_params": lm.size.total_params})
     tags = {"londi.kind": "eval", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
@@ -145,16 +148,19 @@ def evaluate(
             metrics = {**result.metrics(), "env_seed": result.env_seed}
             run.log_metrics({EPISODE_PREFIX + k: v for k, v in metrics.items()}, step=result.index)
 
-        monitor = GpuMonitor(device_index=_cuda_index(models))
-        monitor.start()
+        monitor = _gpu_monitor(models)
+        started = time.perf_counter()
         try:
             results, meter = run_episodes(
                 router, task, models, env_seeds, batch_size=batch_size, seed=seed, on_episode=log_episode,
                 progress=progress, description=f"{task.name} {exp_name} seed {seed}",
             )
         finally:
-            reading = monitor.stop()
-        run.log_metrics({**summary_metrics(results), **reading.as_metrics()})
+            reading = monitor.stop() if monitor is not None else GpuReading(
+                available=False, gpu_s=None, gpu_energy_j=None, wall_s=time.perf_counter() - started, samples=0,
+                unavailable_reason="no model runs on a CUDA device", device_name=None)
+        totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
+        run.log_metrics({**summary_metrics(results), **totals, **reading.as_metrics()})
         if not reading.available:
             run.set_tags({"londi.gpu": f"unavailable: {reading.unavailable_reason}"})
         run.log_json_lines(
@@ -165,9 +171,20 @@ def evaluate(
     return results
 
 
-def _cuda_index(models: ModelPair) -> int:
-    device = models.deepthink.device
-    return (device.index or 0) if device.type == "cuda" else 0
+def _gpu_monitor(models: ModelPair) -> GpuMonitor | None:
+    """An NVML monitor of the GPU the models run on, started; None when they run on the CPU.
+
+    NVML numbers devices physically while torch numbers the visible ones, so a torch index is
+    mapped through CUDA_VISIBLE_DEVICES when that lists plain indices.
+    """
+    devices = [lm.device for lm in (models.deepthink, models.quick) if lm.device.type == "cuda"]
+    if not devices:
+        return None
+    index = devices[0].index or 0
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if index < len(visible) and visible[index].isdigit():
+        index = int(visible[index])
+    return GpuMonitor(device_index=index).start()
 
 
 def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:

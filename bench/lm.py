@@ -12,6 +12,7 @@ charge each environment for exactly what it asked; wall seconds are measured by 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,8 @@ from transformers.utils import logging as hf_logging
 hf_logging.disable_progress_bar()
 
 LONDI_META = "londi.json"
+# Cross-attention key/value projections (T5: EncDecAttention.k/.v; BART-likes: encoder_attn.k_proj/.v_proj).
+CROSS_KV = re.compile(r"(EncDecAttention\.[kv]|encoder_attn\.[kv]_proj)\.")
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,8 @@ class ModelSize:
     encoder_layers: int
     decoder_layers: int
     attention_width: int
+    cross_kv_params: int = 0
+    """Decoder parameters projecting the prompt's encoder states to cross-attention keys and values."""
 
     @property
     def non_embedding_params(self) -> int:
@@ -66,6 +71,7 @@ def model_size(model: PreTrainedModel) -> ModelSize:
     def count(module: torch.nn.Module) -> int:
         return sum(p.numel() for p in module.parameters() if id(p) not in embedding_ids)
 
+    cross_kv = sum(p.numel() for name, p in model.get_decoder().named_parameters() if CROSS_KV.search(name))
     config = model.config
     heads = getattr(config, "num_heads", None) or config.encoder_attention_heads
     d_kv = getattr(config, "d_kv", None) or config.d_model // heads
@@ -76,6 +82,7 @@ def model_size(model: PreTrainedModel) -> ModelSize:
         encoder_layers=getattr(config, "num_layers", None) or config.encoder_layers,
         decoder_layers=getattr(config, "num_decoder_layers", None) or config.decoder_layers,
         attention_width=heads * d_kv,
+        cross_kv_params=cross_kv,
     )
 
 
@@ -90,8 +97,10 @@ class ActionLM:
         context: str = "history",
         device: str | torch.device = "cpu",
         meta: dict | None = None,
+        source: str | None = None,
     ) -> None:
         self.device = torch.device(device)
+        self.source = source or name  # the hub name or local path it was loaded from
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.name = name
@@ -118,6 +127,7 @@ class ActionLM:
         return cls(
             model, tokenizer, name=meta.get("name", str(name_or_path)),
             context=context or meta.get("context", "history"), device=device, meta=meta,
+            source=str(name_or_path),
         )
 
     def _candidates(self, candidates: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,25 +166,37 @@ class ActionLM:
         return scores.cpu().numpy(), self._cost(attention_mask.sum(-1).cpu().numpy(), label_mask.sum(-1).cpu().numpy())
 
     def _cost(self, prompt_tokens: np.ndarray, candidate_tokens: np.ndarray) -> CallCost:
-        """Analytic forward FLOPs: 2 x non-embedding params x tokens, plus the attention-context term.
+        """Analytic forward FLOPs of what `score` executes, per prompt.
 
-        Per token, attention over n_ctx positions costs 2 x layers x n_ctx x attention width
-        (Kaplan et al. 2020); decoder tokens attend to the candidate prefix and to the prompt.
+        2 x non-embedding params x tokens (Kaplan et al. 2020), plus the attention-context term
+        2 x layers x n_ctx x attention width per token. The decoder runs once per candidate and
+        recomputes the cross-attention keys and values over the whole prompt each time, so those
+        projections are charged per prompt token per candidate, the rest per decoder token.
         """
-        s = self.size
-        prompt_tokens = prompt_tokens.astype(np.float64)
-        cand = candidate_tokens.astype(np.float64)
-        encoder = 2 * s.encoder_params * prompt_tokens + 2 * s.encoder_layers * prompt_tokens**2 * s.attention_width
-        decoder_tokens = cand.sum()
-        decoder = (
-            2 * s.decoder_params * decoder_tokens
-            + 2 * s.decoder_layers * s.attention_width * ((cand**2).sum() + decoder_tokens * prompt_tokens)
-        )
+        linear, attention = self.flops_parts(prompt_tokens, candidate_tokens)
+        decoder_tokens = candidate_tokens.sum()
         return CallCost(
             tokens_in=prompt_tokens.astype(np.int64),
             tokens_out=np.full(len(prompt_tokens), int(decoder_tokens), dtype=np.int64),
-            flops=encoder + decoder,
+            flops=linear + attention,
         )
+
+    def flops_parts(self, prompt_tokens: np.ndarray, candidate_tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per prompt: FLOPs of the weight matmuls, and of the attention-context term."""
+        s = self.size
+        prompt = prompt_tokens.astype(np.float64)
+        cand = candidate_tokens.astype(np.float64)
+        decoder_tokens = cand.sum()
+        linear = (
+            2 * s.encoder_params * prompt
+            + 2 * (s.decoder_params - s.cross_kv_params) * decoder_tokens
+            + 2 * s.cross_kv_params * prompt * len(cand)
+        )
+        attention = (
+            2 * s.encoder_layers * prompt**2 * s.attention_width
+            + 2 * s.decoder_layers * s.attention_width * ((cand**2).sum() + decoder_tokens * prompt)
+        )
+        return linear, attention
 
     def flops_per_decision(self, prompt_tokens: int, candidates: Sequence[str]) -> float:
         """FLOPs of one decision for a prompt of `prompt_tokens` tokens (for reports)."""

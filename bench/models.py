@@ -22,7 +22,7 @@ from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
 from bench.tracking import RunLogger
 from bench.train import ModelRecipe, train
 
-FORMAT_VERSION = 1  # bump when the text format or training code changes what a recipe produces
+FORMAT_VERSION = 2  # bump when the text format or training code changes what a recipe produces
 
 
 def cache_dir() -> Path:
@@ -49,7 +49,9 @@ def load_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Dem
     """Training and held-out demonstrations, collected once per profile and reused."""
     levels = list(BABYAI_LEVELS.values())
     total = profile.demo_seeds + profile.heldout_seeds
-    path = cache_dir() / "demos" / f"babyai-{total}x{len(levels)}-v{FORMAT_VERSION}.jsonl.gz"
+    config = {k: v for k, v in _demo_config(profile).items() if k != "heldout_seeds"} | {"seeds": total}
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    path = cache_dir() / "demos" / f"babyai-{total}x{len(levels)}-{digest}.jsonl.gz"
     demos = demo_lib.collect(levels, range(total), BABYAI_MAX_STEPS, path)
     train_demos = [d for d in demos if d.seed < profile.demo_seeds]
     heldout = [d for d in demos if d.seed >= profile.demo_seeds]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.stats import Estimate, mean_ci, ratio_ci
+from bench.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
 from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
 
 EPISODE_METRICS = (
@@ -72,16 +72,29 @@ class Cell:
     values: dict[str, Estimate]
 
 
+QUICK_REFERENCE = "quick_only"
+
+
+def _by_env_seed(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.drop_duplicates("env_seed").set_index("env_seed")
+
+
 def summarize(episodes: pd.DataFrame) -> list[Cell]:
-    """Mean and 95% interval per (task, router) of every table metric, plus savings vs DEEPTHINK-only."""
+    """Mean and 95% interval per (task, router) of every table metric, plus savings vs DEEPTHINK-only.
+
+    `deepthink_fraction` is pooled (all DEEPTHINK calls / all steps), as DESIGN.md defines it.
+    Savings, `reward_retained` and `gap_recovered` pair each episode with the reference's episode
+    on the same env seed, so they compare the same episodes only.
+    """
     cells = []
     for (task, router), group in episodes.groupby(["task", "router"], sort=True):
         values = {m: mean_ci(group[m].to_numpy()) for m in TABLE_METRICS}
-        reference = episodes[(episodes.task == task) & (episodes.router_class == REFERENCE)]
+        values["deepthink_fraction"] = ratio_ci(group["deepthink_calls"].to_numpy(), group["steps"].to_numpy(),
+                                                paired=True)
+        on_task = episodes[episodes.task == task]
+        reference = on_task[on_task.router_class == REFERENCE]
         if len(reference) and router not in set(reference.router):
-            # Savings compare the same episodes: pair each episode with the reference's on its env seed.
-            mine = group.drop_duplicates("env_seed").set_index("env_seed")
-            theirs = reference.drop_duplicates("env_seed").set_index("env_seed")
+            mine, theirs = _by_env_seed(group), _by_env_seed(reference)
             shared = mine.index.intersection(theirs.index).sort_values()
             if len(shared):
                 mine, theirs = mine.loc[shared], theirs.loc[shared]
@@ -90,6 +103,14 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
                     values[f"saving_{cost}"] = Estimate(1 - ratio.mean, 1 - ratio.high, 1 - ratio.low, ratio.n)
                 values["reward_retained"] = ratio_ci(mine["reward"].to_numpy(), theirs["reward"].to_numpy(),
                                                      paired=True)
+                quick = on_task[on_task.router_class == QUICK_REFERENCE]
+                if len(quick) and router not in set(quick.router):
+                    floor = _by_env_seed(quick)
+                    common = shared.intersection(floor.index).sort_values()
+                    if len(common):
+                        values["gap_recovered"] = gap_recovered_ci(
+                            mine.loc[common, "reward"].to_numpy(), floor.loc[common, "reward"].to_numpy(),
+                            theirs.loc[common, "reward"].to_numpy())
         cells.append(Cell(task, router, len(group), group["seed"].nunique(), values))
     return cells
 
@@ -144,8 +165,9 @@ def plot_cost_reward(cells: list[Cell], path: Path) -> Path:
 
 def table_markdown(cells: list[Cell]) -> str:
     columns = list(TABLE_METRICS)
-    if any("saving_flops" in c.values for c in cells):
-        columns += ["saving_flops", "saving_compute_s", "reward_retained"]
+    for extra in ("saving_flops", "saving_compute_s", "reward_retained", "gap_recovered"):
+        if any(extra in c.values for c in cells):
+            columns.append(extra)
     header = "| task | router | episodes | " + " | ".join(columns) + " |"
     lines = [header, "|" + "---|" * (3 + len(columns))]
     for c in cells:

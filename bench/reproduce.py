@@ -96,6 +96,8 @@ def main(args: Args) -> list[Cell]:
                    "londi.sweep": sweep}, experiment=args.experiment, uri=args.tracking_uri) as run:
         for path in paths:
             run.log_file(path)
+        run.log_metrics({f"{c.task}.{c.router}.{name}": e.mean for c in cells for name, e in c.values.items()
+                         if e.mean == e.mean})
     print("\n" + table_markdown(cells))
     print(f"\nwrote {', '.join(str(p) for p in paths)} in {wall_s:.0f} s")
     return cells

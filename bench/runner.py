@@ -88,6 +88,7 @@ def run_episodes(
     histories = [EpisodeHistory() for _ in range(n_slots)]
     infos: list[dict[str, Any]] = [{} for _ in range(n_slots)]
     last_rewards = np.zeros(n_slots)
+    returns = np.zeros(n_slots)
     steps = np.zeros(n_slots, dtype=np.int64)
     acted = np.zeros(n_slots, dtype=np.int64)
     traces: list[list[dict[str, Any]]] = [[] for _ in range(n_slots)]
@@ -104,7 +105,7 @@ def run_episodes(
         index, env_seed = queue.pop(0)
         obs, info = envs[slot].reset(seed=int(env_seed))
         histories[slot] = EpisodeHistory(observations=[obs])
-        infos[slot], last_rewards[slot], steps[slot], acted[slot] = info, 0.0, 0, 0
+        infos[slot], last_rewards[slot], returns[slot], steps[slot], acted[slot] = info, 0.0, 0.0, 0, 0
         traces[slot], episode_of[slot] = [], index
         meter.take(slot)
         router.start_episode(slot, int(env_seed))
@@ -149,6 +150,7 @@ def run_episodes(
                 steps[slot] += 1
                 acted[slot] += int(use_deepthink[p])
                 last_rewards[slot] = reward
+                returns[slot] += reward
                 traces[slot].append({
                     "step": int(steps[slot]), "observation": before.current(),
                     "model": "deepthink" if use_deepthink[p] else "quick",
@@ -162,7 +164,7 @@ def run_episodes(
                 if terminated or truncated:
                     result = EpisodeResult(
                         index=episode_of[slot], env_seed=int(env_seeds[episode_of[slot]]),
-                        reward=float(reward), success=bool(info.get("success", False)),
+                        reward=float(returns[slot]), success=bool(info.get("success", False)),
                         steps=int(steps[slot]), deepthink_acted=int(acted[slot]),
                         usage=meter.take(slot), trace=traces[slot], level=str(info.get("level", "")),
                     )

@@ -2,7 +2,8 @@
 
 Episodes of all seeds of a (task, router) cell are pooled; the interval is scipy.stats.bootstrap's
 percentile interval of the mean with a fixed random state, so the same numbers give the same
-interval. A constant sample (all successes, say) has a zero-width interval by definition.
+interval. A constant sample (all successes, say) has a zero-width interval by definition; a
+single value has no interval (NaN), rather than one that looks certain.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def mean_ci(values: Sequence[float], seed: int = 0) -> Estimate:
     if data.size == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0)
     mean = float(data.mean())
-    if data.size == 1 or np.all(data == data[0]):
+    if data.size == 1:  # one value says nothing about its spread
+        return Estimate(mean, float("nan"), float("nan"), 1)
+    if np.all(data == data[0]):
         return Estimate(mean, mean, mean, int(data.size))
     result = stats.bootstrap(
         (data,), np.mean, confidence_level=CONFIDENCE, n_resamples=RESAMPLES,
@@ -65,7 +68,9 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed: int
     if a.size == 0 or b.size == 0 or b.mean() == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), int(min(a.size, b.size)))
     point = float(a.mean() / b.mean())
-    if (np.all(a == a[0]) and np.all(b == b[0])) or a.size == 1 or b.size == 1:
+    if a.size == 1 or b.size == 1:
+        return Estimate(point, float("nan"), float("nan"), int(min(a.size, b.size)))
+    if np.all(a == a[0]) and np.all(b == b[0]):
         return Estimate(point, point, point, int(min(a.size, b.size)))
 
     def statistic(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -78,3 +83,30 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed: int
     )
     interval = result.confidence_interval
     return Estimate(point, float(interval.low), float(interval.high), int(min(a.size, b.size)))
+
+
+def gap_recovered_ci(router: Sequence[float], quick: Sequence[float], deepthink: Sequence[float],
+                     seed: int = 0) -> Estimate:
+    """(mean(router) - mean(quick)) / (mean(deepthink) - mean(quick)) on the same episodes (paired).
+
+    NaN when QUICK and DEEPTHINK have the same mean reward: there is no gap to recover.
+    """
+    r, q, d = (np.asarray(x, dtype=np.float64) for x in (router, quick, deepthink))
+    if not (r.size == q.size == d.size):
+        raise ValueError(f"gap_recovered needs the same episodes for all three: {r.size}, {q.size}, {d.size}")
+    if r.size == 0 or d.mean() == q.mean():
+        return Estimate(float("nan"), float("nan"), float("nan"), int(r.size))
+    point = float((r.mean() - q.mean()) / (d.mean() - q.mean()))
+    if r.size == 1:
+        return Estimate(point, float("nan"), float("nan"), 1)
+
+    def statistic(x: np.ndarray, y: np.ndarray, z: np.ndarray, axis: int = -1) -> np.ndarray:
+        gap = z.mean(axis=axis) - y.mean(axis=axis)
+        return (x.mean(axis=axis) - y.mean(axis=axis)) / np.where(gap == 0, np.nan, gap)
+
+    result = stats.bootstrap(
+        (r, q, d), statistic, confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile",
+        paired=True, vectorized=True, random_state=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return Estimate(point, float(interval.low), float(interval.high), int(r.size))

@@ -157,13 +157,19 @@ def test_flops_grow_with_prompt_length_and_cover_every_parameter(
 def test_analytic_flops_match_what_torch_executes(smoke_models: ModelPair, smoke_demos: list[Demo],
                                                   role: str) -> None:
     lm = smoke_models.get(role)
+    _, candidate_mask = lm._candidates(ACTIONS)
     for prompt in _prompts(lm, smoke_demos, n=4):
-        with FlopCounterMode(display=False) as counter:
+        with FlopCounterMode(display=False, depth=None) as counter:
             _, cost = lm.score([prompt], ACTIONS)
-        executed = counter.get_total_flops()
-        # The estimate leaves out the LM head, the attention-weighted sum of values and padding
-        # (Kaplan et al.'s convention), so torch executes somewhat more, but never twice as much here.
-        assert cost.flops[0] <= executed <= 2 * cost.flops[0]
+        counts = counter.get_flop_counts()
+        # torch counts the weight matmuls (the attention products are not counted on this backend);
+        # the estimate leaves out the LM head by Kaplan et al.'s convention.
+        head = sum(counts[f"{type(lm.model).__name__}.lm_head"].values())
+        executed_linear = counter.get_total_flops() - head
+        linear, attention = lm.flops_parts(cost.tokens_in, candidate_mask.sum(-1).numpy())
+        assert linear[0] == pytest.approx(executed_linear, rel=0.02)
+        assert cost.flops[0] == pytest.approx(linear[0] + attention[0])
+        assert attention[0] > 0
 
 
 def test_deepthink_costs_more_flops_per_decision_than_quick(smoke_models: ModelPair,
@@ -271,7 +277,10 @@ def test_load_a_hub_checkpoint_by_name(smoke_demos: list[Demo]) -> None:
     reason = _hub_unreachable()
     if reason:
         pytest.skip(reason)
-    lm = ActionLM.load(HUB_MODEL)
+    try:
+        lm = ActionLM.load(HUB_MODEL)
+    except OSError as error:  # TCP got through but the hub refused or failed the download
+        pytest.skip(f"Hugging Face hub reachable but {HUB_MODEL} could not be fetched: {error}")
     assert (lm.name, lm.context, lm.meta) == (HUB_MODEL, "history", {})
     prompt = next(pairs(smoke_demos, "history"))[0]
     scores, cost = lm.score([prompt], ACTIONS)

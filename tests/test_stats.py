@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from scipy import stats
 
-from bench.stats import Estimate, mean_ci, ratio_ci
+from bench.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
 
 
 def sample(n: int = 40, seed: int = 3) -> np.ndarray:
@@ -26,7 +27,12 @@ def test_interval_contains_the_mean_and_has_width() -> None:
 
 def test_constant_sample_has_zero_width() -> None:
     assert mean_ci([1.0, 1.0, 1.0, 1.0]) == Estimate(1.0, 1.0, 1.0, 4)
-    assert mean_ci([0.25]) == Estimate(0.25, 0.25, 0.25, 1)
+
+
+def test_a_single_value_has_no_interval() -> None:
+    single = mean_ci([0.25])
+    assert (single.mean, single.n) == (0.25, 1) and math.isnan(single.low) and math.isnan(single.high)
+    assert str(single) == "0.250 [n/a, n/a]"
 
 
 def test_empty_sample_is_nan_not_zero() -> None:
@@ -64,3 +70,16 @@ def test_ratio_with_zero_denominator_is_nan() -> None:
 
 def test_ratio_of_constant_samples_has_zero_width() -> None:
     assert ratio_ci([2.0, 2.0], [8.0, 8.0, 8.0]) == Estimate(0.25, 0.25, 0.25, 2)
+
+
+def test_gap_recovered_is_the_paired_fraction_of_the_reward_gap() -> None:
+    rng = np.random.default_rng(0)
+    quick = rng.uniform(0, 0.4, 50)
+    deepthink = quick + 0.4
+    router = quick + 0.1
+    estimate = gap_recovered_ci(router, quick, deepthink)
+    assert estimate.mean == pytest.approx(0.25)
+    assert estimate.low == pytest.approx(0.25) and estimate.high == pytest.approx(0.25)  # paired: no noise
+    assert math.isnan(gap_recovered_ci(quick, quick, quick).mean)  # no gap to recover
+    with pytest.raises(ValueError, match="same episodes"):
+        gap_recovered_ci(router[:3], quick, deepthink)
