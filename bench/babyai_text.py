@@ -26,6 +26,8 @@ from minigrid.core.constants import IDX_TO_COLOR, IDX_TO_OBJECT, OBJECT_TO_IDX
 from minigrid.core.world_object import WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
+from bench.babyai_memory import EpisodeMemory
+
 log = logging.getLogger(__name__)
 
 ACTIONS: tuple[str, ...] = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")
@@ -165,6 +167,8 @@ class BabyAITextEnv(gymnasium.Env):
         return self._envs[self._level]
 
     def _observe(self, env: MiniGridEnv, image: np.ndarray) -> tuple[str, list[str]]:
+        self._memory.update(env, image)
+        self._image = image
         sentences = describe_view(image, env.carrying)
         return "\n".join([f"Mission: {env.mission}", *sentences]), sentences
 
@@ -173,6 +177,8 @@ class BabyAITextEnv(gymnasium.Env):
             "mission": str(env.mission),
             "level": self._level,
             "descriptions": list(sentences),
+            # What was seen earlier in the episode, relative to the agent now (for deliberating models).
+            "memory": self._memory.describe(env, self._image),
             "step": int(env.step_count),
             "success": success,
         }
@@ -197,6 +203,7 @@ class BabyAITextEnv(gymnasium.Env):
             obs, _ = env.reset(seed=level_seed)
         if captured.getvalue():
             log.debug("minigrid output during reset of %s: %s", level, captured.getvalue().strip())
+        self._memory = EpisodeMemory(env.width, env.height)
         self._obs_text, sentences = self._observe(env, obs["image"])
         return self._obs_text, self._info(env, sentences, success=False)
 

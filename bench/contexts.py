@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 
 @dataclass
 class EpisodeHistory:
-    """Everything a context builder may read: observations so far (last = current), actions taken."""
+    """Everything a context builder may read: observations so far (last = current), actions taken,
+    and the environment's memory sentences at each observation (BabyAI-Text's info["memory"])."""
 
     observations: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
+    memories: list[list[str]] = field(default_factory=list)
 
     def current(self) -> str:
         return self.observations[-1]
@@ -51,9 +53,21 @@ def history_context(history: EpisodeHistory, actions: int = 4, views: int = 1) -
     return " ".join(parts)
 
 
+def memory_context(history: EpisodeHistory, actions: int = 4) -> str:
+    """The whole episode so far: the current view, the recent actions, and the episode memory
+    (every object seen earlier and out of view now, placed relative to the agent, and the nearest
+    cell not yet seen): what a deliberating policy needs when its target is out of sight."""
+    mission, view = _split_mission(history.current())
+    recent = history.actions[-actions:] if actions > 0 else []
+    memory = history.memories[-1] if history.memories else []
+    return (f"{mission}. Actions: {', '.join(recent) or 'none'}. Now: {'. '.join(view) or 'nothing'}. "
+            f"Memory: {'. '.join(memory) or 'nothing'}.")
+
+
 CONTEXTS: dict[str, Callable[[EpisodeHistory], str]] = {
     "reflex": reflex_context,
     "history": history_context,
+    "memory": memory_context,
 }
 
 

@@ -10,7 +10,7 @@ import gzip
 import json
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
@@ -28,6 +28,8 @@ class Demo:
     observations: list[str]
     actions: list[str]
     reward: float
+    memories: list[list[str]] = field(default_factory=list)
+    """The env's memory sentences at each observation (info["memory"])."""
 
 
 def bot_episode(level: str, seed: int, max_steps: int) -> Demo | None:
@@ -38,7 +40,7 @@ def bot_episode(level: str, seed: int, max_steps: int) -> Demo | None:
     try:
         obs, info = env.reset(seed=seed)
         bot = BabyAIBot(env.minigrid_env)
-        observations, actions = [obs], []
+        observations, actions, memories = [obs], [], [info["memory"]]
         action = None
         reward = 0.0
         for _ in range(max_steps):
@@ -50,9 +52,10 @@ def bot_episode(level: str, seed: int, max_steps: int) -> Demo | None:
             if terminated or truncated:
                 break
             observations.append(obs)
+            memories.append(info["memory"])
         if not info["success"]:
             return None
-        return Demo(level, seed, observations, actions, float(reward))
+        return Demo(level, seed, observations, actions, float(reward), memories)
     except Exception as error:  # noqa: BLE001 - the bot raises plain exceptions on the odd layout
         log.debug("bot failed on %s seed %d: %s", level, seed, error)
         return None
@@ -93,5 +96,6 @@ def pairs(demos: Sequence[Demo], context: str) -> Iterator[tuple[str, str]]:
     build = get_context(context)
     for demo in demos:
         for t, action in enumerate(demo.actions):
-            history = EpisodeHistory(observations=demo.observations[: t + 1], actions=demo.actions[:t])
+            history = EpisodeHistory(observations=demo.observations[: t + 1], actions=demo.actions[:t],
+                                     memories=demo.memories[: t + 1])
             yield build(history), action

@@ -22,7 +22,7 @@ from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
 from bench.tracking import RunLogger
 from bench.train import ModelRecipe, train
 
-FORMAT_VERSION = 2  # bump when the text format or training code changes what a recipe produces
+FORMAT_VERSION = 3  # bump when the text format or training code changes what a recipe produces
 
 
 def cache_dir() -> Path:

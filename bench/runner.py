@@ -104,7 +104,7 @@ def run_episodes(
             return False
         index, env_seed = queue.pop(0)
         obs, info = envs[slot].reset(seed=int(env_seed))
-        histories[slot] = EpisodeHistory(observations=[obs])
+        histories[slot] = EpisodeHistory(observations=[obs], memories=[info.get("memory", [])])
         infos[slot], last_rewards[slot], returns[slot], steps[slot], acted[slot] = info, 0.0, 0.0, 0, 0
         traces[slot], episode_of[slot] = [], index
         meter.take(slot)
@@ -157,7 +157,8 @@ def run_episodes(
                     "action": ACTIONS[action], "reward": float(reward),
                 })
                 after = EpisodeHistory(observations=before.observations + [obs],
-                                       actions=before.actions + [ACTIONS[action]])
+                                       actions=before.actions + [ACTIONS[action]],
+                                       memories=before.memories + [info.get("memory", [])])
                 transitions.append(Transition(slot, before, bool(use_deepthink[p]), float(reward),
                                               bool(terminated), bool(truncated), after))
                 histories[slot], infos[slot] = after, info

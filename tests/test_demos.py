@@ -81,9 +81,9 @@ def test_history_prompt_is_longer_than_reflex() -> None:
 
 
 def test_unknown_context_error_lists_known_contexts() -> None:
-    with pytest.raises(ValueError, match=r"unknown context 'deep'; known contexts: reflex, history"):
+    with pytest.raises(ValueError, match=r"unknown context 'deep'; known contexts: reflex, history, memory"):
         get_context("deep")
-    assert set(CONTEXTS) == {"reflex", "history"}
+    assert set(CONTEXTS) == {"reflex", "history", "memory"}
     assert get_context("reflex") is reflex_context
 
 

@@ -1,0 +1,101 @@
+"""Episode memory for BabyAI-Text: what the agent has seen so far, placed relative to where it is now.
+
+A reactive model sees only the current 7x7 view. A deliberating model (DEEPTHINK's `memory`
+context) also reads this memory: every object seen earlier in the episode and now out of view,
+and the nearest cell never seen yet, each given relative to the agent's current position and
+heading ("2 steps left and 3 steps back"). It is built from the observations alone (each view's
+visible cells placed on the grid by the agent's pose), so it holds nothing the agent did not see.
+BabyAIBot plans from exactly this kind of memory, which is why its choices are predictable from
+it when the target is out of view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from minigrid.core.constants import DIR_TO_VEC, IDX_TO_COLOR, IDX_TO_OBJECT
+from minigrid.minigrid_env import MiniGridEnv
+
+_NOT_REMEMBERED = frozenset({"unseen", "empty", "floor", "wall", "agent"})
+_DOOR_STATES = {0: "open", 1: "closed", 2: "locked"}
+
+
+def _steps(n: int, direction: str) -> str:
+    return f"{n} step {direction}" if n == 1 else f"{n} steps {direction}"
+
+
+def relative_phrase(right: int, forward: int) -> str:
+    """'2 steps left and 3 steps back' for an offset in the agent's frame (right > 0, forward > 0)."""
+    side = _steps(abs(right), "left" if right < 0 else "right") if right else ""
+    ahead = _steps(abs(forward), "forward" if forward > 0 else "back") if forward else ""
+    return " and ".join(part for part in (side, ahead) if part) or "here"
+
+
+def _frame(env: MiniGridEnv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The agent's position, forward and right unit vectors in grid coordinates."""
+    forward = np.asarray(DIR_TO_VEC[env.agent_dir])
+    return np.asarray(env.agent_pos), forward, np.array([-forward[1], forward[0]])
+
+
+def visible_cells(env: MiniGridEnv, image: np.ndarray) -> Iterator[tuple[int, int, str, str, int, bool]]:
+    """(x, y, kind, color, state, is_agent_cell) on the grid for every visible cell of the view."""
+    agent, forward, right = _frame(env)
+    size = image.shape[0]
+    for i in range(size):
+        for j in range(image.shape[1]):
+            type_idx, color_idx, state = (int(v) for v in image[i, j])
+            kind = IDX_TO_OBJECT.get(type_idx, "unseen")
+            if kind == "unseen":
+                continue
+            x, y = agent + forward * (size - 1 - j) + right * (i - size // 2)
+            yield int(x), int(y), kind, IDX_TO_COLOR.get(color_idx, "grey"), state, (i, j) == (size // 2, size - 1)
+
+
+class EpisodeMemory:
+    """Cells seen so far in one episode, in grid coordinates; described relative to the agent."""
+
+    def __init__(self, width: int, height: int) -> None:
+        self.seen = np.zeros((width, height), dtype=bool)
+        self.objects: dict[tuple[int, int], str] = {}
+
+    def update(self, env: MiniGridEnv, image: np.ndarray) -> None:
+        """Record the visible cells of `image` (minigrid's encoded egocentric view) on the grid."""
+        for x, y, kind, color, state, agent_cell in visible_cells(env, image):
+            if not (0 <= x < self.seen.shape[0] and 0 <= y < self.seen.shape[1]):
+                continue
+            self.seen[x, y] = True
+            if agent_cell or kind in _NOT_REMEMBERED:
+                self.objects.pop((x, y), None)  # seen empty now: the object moved or was taken
+                continue
+            words = f"{color} {kind}"
+            if kind == "door":
+                words = f"{_DOOR_STATES.get(state, 'closed')} {words}"
+            self.objects[(x, y)] = words
+
+    def describe(self, env: MiniGridEnv, image: np.ndarray) -> list[str]:
+        """Remembered objects out of the current view (`image`), then the nearest unexplored cell."""
+        agent, forward, right = _frame(env)
+        in_view = {(x, y) for x, y, *_ in visible_cells(env, image)}
+
+        def relative(x: int, y: int) -> tuple[int, int]:
+            offset = np.array([x, y]) - agent
+            return int(offset @ right), int(offset @ forward)
+
+        remembered = []
+        for (x, y), words in self.objects.items():
+            if (x, y) not in in_view:
+                dx, fwd = relative(x, y)
+                article = "an" if words[0] in "aeiou" else "a"
+                remembered.append(((abs(dx) + abs(fwd), dx, fwd),
+                                   f"You remember {article} {words} {relative_phrase(dx, fwd)}"))
+        sentences = [s for _, s in sorted(remembered)]
+        # Outer walls are never worth exploring; the interior cells never seen are.
+        unseen = np.argwhere(~self.seen[1:-1, 1:-1]) + 1
+        if len(unseen):
+            offsets = [relative(int(x), int(y)) for x, y in unseen]
+            dx, fwd = min(offsets, key=lambda o: (abs(o[0]) + abs(o[1]), o[0], o[1]))
+            sentences.append(f"The nearest unexplored cell is {relative_phrase(dx, fwd)}")
+        else:
+            sentences.append("Everything here has been explored")
+        return sentences
