@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from minigrid.core.constants import DIR_TO_VEC, IDX_TO_COLOR, IDX_TO_OBJECT
+from minigrid.core.constants import DIR_TO_VEC, IDX_TO_COLOR, IDX_TO_OBJECT, OBJECT_TO_IDX
 from minigrid.minigrid_env import MiniGridEnv
 
+_UNSEEN = OBJECT_TO_IDX["unseen"]
 _NOT_REMEMBERED = frozenset({"unseen", "empty", "floor", "wall", "agent"})
 _DOOR_STATES = {0: "open", 1: "closed", 2: "locked"}
 
@@ -40,16 +41,22 @@ def _frame(env: MiniGridEnv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def visible_cells(env: MiniGridEnv, image: np.ndarray) -> Iterator[tuple[int, int, str, str, int, bool]]:
     """(x, y, kind, color, state, is_agent_cell) on the grid for every visible cell of the view."""
+    size = image.shape[0]
+    i, j, x, y = _visible_grid(env, image)
+    for ii, jj, xx, yy in zip(i.tolist(), j.tolist(), x.tolist(), y.tolist(), strict=True):
+        type_idx, color_idx, state = (int(v) for v in image[ii, jj])
+        yield (xx, yy, IDX_TO_OBJECT[type_idx], IDX_TO_COLOR.get(color_idx, "grey"), state,
+               (ii, jj) == (size // 2, size - 1))
+
+
+def _visible_grid(env: MiniGridEnv, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """View indices (i, j) of the visible cells and their grid coordinates (x, y), vectorised:
+    this runs at every environment step."""
     agent, forward, right = _frame(env)
     size = image.shape[0]
-    for i in range(size):
-        for j in range(image.shape[1]):
-            type_idx, color_idx, state = (int(v) for v in image[i, j])
-            kind = IDX_TO_OBJECT.get(type_idx, "unseen")
-            if kind == "unseen":
-                continue
-            x, y = agent + forward * (size - 1 - j) + right * (i - size // 2)
-            yield int(x), int(y), kind, IDX_TO_COLOR.get(color_idx, "grey"), state, (i, j) == (size // 2, size - 1)
+    i, j = np.nonzero(image[:, :, 0] != _UNSEEN)
+    xy = agent + np.outer(size - 1 - j, forward) + np.outer(i - size // 2, right)
+    return i, j, xy[:, 0], xy[:, 1]
 
 
 class EpisodeMemory:
@@ -58,25 +65,31 @@ class EpisodeMemory:
     def __init__(self, width: int, height: int) -> None:
         self.seen = np.zeros((width, height), dtype=bool)
         self.objects: dict[tuple[int, int], str] = {}
+        self.in_view: set[tuple[int, int]] = set()
 
     def update(self, env: MiniGridEnv, image: np.ndarray) -> None:
         """Record the visible cells of `image` (minigrid's encoded egocentric view) on the grid."""
-        for x, y, kind, color, state, agent_cell in visible_cells(env, image):
-            if not (0 <= x < self.seen.shape[0] and 0 <= y < self.seen.shape[1]):
+        size = image.shape[0]
+        i, j, x, y = _visible_grid(env, image)
+        inside = (x >= 0) & (x < self.seen.shape[0]) & (y >= 0) & (y < self.seen.shape[1])
+        i, j, x, y = i[inside], j[inside], x[inside], y[inside]
+        self.seen[x, y] = True
+        self.in_view = set(zip(x.tolist(), y.tolist(), strict=True))
+        for ii, jj, xx, yy in zip(i.tolist(), j.tolist(), x.tolist(), y.tolist(), strict=True):
+            type_idx, color_idx, state = (int(v) for v in image[ii, jj])
+            kind = IDX_TO_OBJECT[type_idx]
+            if (ii, jj) == (size // 2, size - 1) or kind in _NOT_REMEMBERED:
+                self.objects.pop((xx, yy), None)  # seen empty now: the object moved or was taken
                 continue
-            self.seen[x, y] = True
-            if agent_cell or kind in _NOT_REMEMBERED:
-                self.objects.pop((x, y), None)  # seen empty now: the object moved or was taken
-                continue
-            words = f"{color} {kind}"
+            words = f"{IDX_TO_COLOR.get(color_idx, 'grey')} {kind}"
             if kind == "door":
                 words = f"{_DOOR_STATES.get(state, 'closed')} {words}"
-            self.objects[(x, y)] = words
+            self.objects[(xx, yy)] = words
 
-    def describe(self, env: MiniGridEnv, image: np.ndarray) -> list[str]:
-        """Remembered objects out of the current view (`image`), then the nearest unexplored cell."""
+    def describe(self, env: MiniGridEnv) -> list[str]:
+        """Remembered objects out of the view of the last `update`, then the nearest unexplored cell."""
         agent, forward, right = _frame(env)
-        in_view = {(x, y) for x, y, *_ in visible_cells(env, image)}
+        in_view = self.in_view
 
         def relative(x: int, y: int) -> tuple[int, int]:
             offset = np.array([x, y]) - agent
@@ -93,8 +106,10 @@ class EpisodeMemory:
         # Outer walls are never worth exploring; the interior cells never seen are.
         unseen = np.argwhere(~self.seen[1:-1, 1:-1]) + 1
         if len(unseen):
-            offsets = [relative(int(x), int(y)) for x, y in unseen]
-            dx, fwd = min(offsets, key=lambda o: (abs(o[0]) + abs(o[1]), o[0], o[1]))
+            offsets = unseen - agent
+            dxs, fwds = offsets @ right, offsets @ forward
+            nearest = np.lexsort((fwds, dxs, np.abs(dxs) + np.abs(fwds)))[0]
+            dx, fwd = int(dxs[nearest]), int(fwds[nearest])
             sentences.append(f"The nearest unexplored cell is {relative_phrase(dx, fwd)}")
         else:
             sentences.append("Everything here has been explored")

@@ -168,7 +168,6 @@ class BabyAITextEnv(gymnasium.Env):
 
     def _observe(self, env: MiniGridEnv, image: np.ndarray) -> tuple[str, list[str]]:
         self._memory.update(env, image)
-        self._image = image
         sentences = describe_view(image, env.carrying)
         return "\n".join([f"Mission: {env.mission}", *sentences]), sentences
 
@@ -178,7 +177,7 @@ class BabyAITextEnv(gymnasium.Env):
             "level": self._level,
             "descriptions": list(sentences),
             # What was seen earlier in the episode, relative to the agent now (for deliberating models).
-            "memory": self._memory.describe(env, self._image),
+            "memory": self._memory.describe(env),
             "step": int(env.step_count),
             "success": success,
         }
