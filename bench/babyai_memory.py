@@ -17,22 +17,10 @@ import numpy as np
 from minigrid.core.constants import DIR_TO_VEC, IDX_TO_COLOR, IDX_TO_OBJECT, OBJECT_TO_IDX
 from minigrid.minigrid_env import MiniGridEnv
 
+from bench.babyai_words import object_words, relative_phrase, with_article
+
 _UNSEEN = OBJECT_TO_IDX["unseen"]
 _NOT_REMEMBERED = frozenset({"unseen", "empty", "floor", "wall", "agent"})
-_DOOR_STATES = {0: "open", 1: "closed", 2: "locked"}
-
-
-def _steps(n: int, direction: str) -> str:
-    return f"{n} step {direction}" if n == 1 else f"{n} steps {direction}"
-
-
-def relative_phrase(right: int, forward: int) -> str:
-    """'2 steps left and 3 steps back' for an offset in the agent's frame (right > 0, forward > 0)."""
-    side = _steps(abs(right), "left" if right < 0 else "right") if right else ""
-    ahead = _steps(abs(forward), "forward" if forward > 0 else "back") if forward else ""
-    return " and ".join(part for part in (side, ahead) if part) or "here"
-
-
 def _frame(env: MiniGridEnv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The agent's position, forward and right unit vectors in grid coordinates."""
     forward = np.asarray(DIR_TO_VEC[env.agent_dir])
@@ -81,10 +69,7 @@ class EpisodeMemory:
             if (ii, jj) == (size // 2, size - 1) or kind in _NOT_REMEMBERED:
                 self.objects.pop((xx, yy), None)  # seen empty now: the object moved or was taken
                 continue
-            words = f"{IDX_TO_COLOR.get(color_idx, 'grey')} {kind}"
-            if kind == "door":
-                words = f"{_DOOR_STATES.get(state, 'closed')} {words}"
-            self.objects[(xx, yy)] = words
+            self.objects[(xx, yy)] = object_words(kind, IDX_TO_COLOR.get(color_idx, "grey"), state)
 
     def describe(self, env: MiniGridEnv) -> list[str]:
         """Remembered objects out of the view of the last `update`, then the nearest unexplored cell."""
@@ -99,9 +84,8 @@ class EpisodeMemory:
         for (x, y), words in self.objects.items():
             if (x, y) not in in_view:
                 dx, fwd = relative(x, y)
-                article = "an" if words[0] in "aeiou" else "a"
                 remembered.append(((abs(dx) + abs(fwd), dx, fwd),
-                                   f"You remember {article} {words} {relative_phrase(dx, fwd)}"))
+                                   f"You remember {with_article(words)} {relative_phrase(dx, fwd)}"))
         sentences = [s for _, s in sorted(remembered)]
         # Outer walls are never worth exploring; the interior cells never seen are.
         unseen = np.argwhere(~self.seen[1:-1, 1:-1]) + 1

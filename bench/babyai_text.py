@@ -27,6 +27,7 @@ from minigrid.core.world_object import WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from bench.babyai_memory import EpisodeMemory
+from bench.babyai_words import object_words, relative_phrase, with_article
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ ACTIONS: tuple[str, ...] = ("turn left", "turn right", "go forward", "pick up", 
 # Cell types that are never described: walls get their own (restricted) sentences, and the rest
 # carry no information for the agent (or, for "unseen", must not leak occluded content).
 _NOT_OBJECTS = frozenset({"unseen", "empty", "floor", "wall", "agent"})
-_DOOR_STATES = {0: "open", 1: "closed", 2: "locked"}
 
 # Every character a mission or a sentence can contain; kept wider than strictly needed so that a
 # mission surface form from any BabyAI level stays inside the observation space.
@@ -43,20 +43,6 @@ OBS_CHARSET = string.ascii_letters + string.digits + " :,.-'\n"
 # A full 7x7 view of objects is ~48 sentences of <= 64 characters; missions of the longest BabyAI
 # levels (BossLevel's chained instructions) stay well under 1,000 characters.
 OBS_MAX_LENGTH = 8192
-
-
-def _steps(n: int, direction: str) -> str:
-    return f"{n} step {direction}" if n == 1 else f"{n} steps {direction}"
-
-
-def _where(dx: int, fwd: int) -> str:
-    side = _steps(abs(dx), "left" if dx < 0 else "right") if dx else ""
-    ahead = _steps(fwd, "forward") if fwd else ""
-    return " and ".join(part for part in (side, ahead) if part)
-
-
-def _with_article(words: str) -> str:
-    return f"an {words}" if words[0] in "aeiou" else f"a {words}"
 
 
 def describe_view(image: np.ndarray, carrying: WorldObj | None) -> list[str]:
@@ -77,13 +63,13 @@ def describe_view(image: np.ndarray, carrying: WorldObj | None) -> list[str]:
     sentences: list[str] = []
     wall_fwd = next((f for f in range(1, height) if is_wall(0, f)), None)
     if wall_fwd is not None:
-        sentences.append(f"You see a wall {_where(0, wall_fwd)}")
+        sentences.append(f"You see a wall {relative_phrase(0, wall_fwd)}")
     wall_left = next((-d for d in range(1, agent_x + 1) if is_wall(-d, 0)), None)
     if wall_left is not None:
-        sentences.append(f"You see a wall {_where(wall_left, 0)}")
+        sentences.append(f"You see a wall {relative_phrase(wall_left, 0)}")
     wall_right = next((d for d in range(1, width - agent_x) if is_wall(d, 0)), None)
     if wall_right is not None:
-        sentences.append(f"You see a wall {_where(wall_right, 0)}")
+        sentences.append(f"You see a wall {relative_phrase(wall_right, 0)}")
 
     objects: list[tuple[tuple[int, int, int], str]] = []
     for i in range(width):
@@ -96,15 +82,13 @@ def describe_view(image: np.ndarray, carrying: WorldObj | None) -> list[str]:
             kind = IDX_TO_OBJECT.get(type_idx, "unseen")
             if kind in _NOT_OBJECTS:
                 continue
-            words = f"{IDX_TO_COLOR.get(color_idx, 'grey')} {kind}"
-            if kind == "door":
-                words = f"{_DOOR_STATES.get(state, 'closed')} {words}"
-            sentence = f"You see {_with_article(words)} {_where(dx, fwd)}"
+            words = object_words(kind, IDX_TO_COLOR.get(color_idx, "grey"), state)
+            sentence = f"You see {with_article(words)} {relative_phrase(dx, fwd)}"
             objects.append(((abs(dx) + fwd, dx, fwd), sentence))
     sentences.extend(sentence for _, sentence in sorted(objects, key=lambda item: item[0]))
 
     if carrying is not None:
-        sentences.append(f"You carry {_with_article(f'{carrying.color} {carrying.type}')}")
+        sentences.append(f"You carry {with_article(f'{carrying.color} {carrying.type}')}")
     return sentences
 
 
