@@ -11,6 +11,7 @@ it when the target is out of view.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 
 import numpy as np
@@ -21,6 +22,8 @@ from bench.babyai_words import object_words, relative_phrase, with_article
 
 _UNSEEN = OBJECT_TO_IDX["unseen"]
 _NOT_REMEMBERED = frozenset({"unseen", "empty", "floor", "wall", "agent"})
+_PASSABLE = frozenset({"empty", "floor", "agent"})
+HEADINGS = ("east", "south", "west", "north")  # minigrid's agent_dir 0..3
 def _frame(env: MiniGridEnv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The agent's position, forward and right unit vectors in grid coordinates."""
     forward = np.asarray(DIR_TO_VEC[env.agent_dir])
@@ -52,6 +55,8 @@ class EpisodeMemory:
 
     def __init__(self, width: int, height: int) -> None:
         self.seen = np.zeros((width, height), dtype=bool)
+        self.blocked = np.zeros((width, height), dtype=bool)
+        """Seen cells the agent cannot walk through: walls, closed doors, objects."""
         self.objects: dict[tuple[int, int], str] = {}
         self.in_view: set[tuple[int, int]] = set()
 
@@ -66,7 +71,9 @@ class EpisodeMemory:
         for ii, jj, xx, yy in zip(i.tolist(), j.tolist(), x.tolist(), y.tolist(), strict=True):
             type_idx, color_idx, state = (int(v) for v in image[ii, jj])
             kind = IDX_TO_OBJECT[type_idx]
-            if (ii, jj) == (size // 2, size - 1) or kind in _NOT_REMEMBERED:
+            agent_cell = (ii, jj) == (size // 2, size - 1)
+            self.blocked[xx, yy] = not (agent_cell or kind in _PASSABLE or (kind == "door" and state == 0))
+            if agent_cell or kind in _NOT_REMEMBERED:
                 self.objects.pop((xx, yy), None)  # seen empty now: the object moved or was taken
                 continue
             self.objects[(xx, yy)] = object_words(kind, IDX_TO_COLOR.get(color_idx, "grey"), state)
@@ -86,15 +93,67 @@ class EpisodeMemory:
                 dx, fwd = relative(x, y)
                 remembered.append(((abs(dx) + abs(fwd), dx, fwd),
                                    f"You remember {with_article(words)} {relative_phrase(dx, fwd)}"))
-        sentences = [s for _, s in sorted(remembered)]
-        # Outer walls are never worth exploring; the interior cells never seen are.
-        unseen = np.argwhere(~self.seen[1:-1, 1:-1]) + 1
-        if len(unseen):
-            offsets = unseen - agent
-            dxs, fwds = offsets @ right, offsets @ forward
-            nearest = np.lexsort((fwds, dxs, np.abs(dxs) + np.abs(fwds)))[0]
-            dx, fwd = int(dxs[nearest]), int(fwds[nearest])
-            sentences.append(f"The nearest unexplored cell is {relative_phrase(dx, fwd)}")
+        sentences = [f"You face {HEADINGS[env.agent_dir]}"]
+        sentences += [s for _, s in sorted(remembered)]
+        for role, cells in mission_targets(env):
+            for x, y in sorted(cells, key=lambda c: abs(relative(*c)[0]) + abs(relative(*c)[1])):
+                if (x, y) in self.objects:
+                    words = self.objects[(x, y)]
+                    sentences.append(f"{role} {with_article(words)} {relative_phrase(*relative(x, y))}")
+        unseen = self.nearest_unseen(env)
+        if unseen is not None:
+            sentences.append(f"The nearest unexplored cell is {relative_phrase(*relative(*unseen))}")
         else:
-            sentences.append("Everything here has been explored")
+            sentences.append("Everything you can reach has been explored")
         return sentences
+
+    def nearest_unseen(self, env: MiniGridEnv) -> tuple[int, int] | None:
+        """The first never-seen cell a breadth-first search from the agent reaches through seen, free
+        cells: the search BabyAIBot explores with (straight ahead expanded first, then the sides in its
+        order), so this is the cell the bot would walk to. Through objects only if nothing else is left."""
+        for through_objects in (False, True):
+            found = self._search(env, through_objects)
+            if found is not None:
+                return found
+        return None
+
+    def _search(self, env: MiniGridEnv, through_objects: bool) -> tuple[int, int] | None:
+        width, height = self.seen.shape
+        x0, y0 = (int(v) for v in env.agent_pos)
+        dx0, dy0 = (int(v) for v in DIR_TO_VEC[env.agent_dir])
+        queue = deque([(x0, y0, dx0, dy0)])
+        visited = np.zeros_like(self.seen)
+        while queue:
+            x, y, di, dj = queue.popleft()
+            if not (0 <= x < width and 0 <= y < height) or visited[x, y]:
+                continue
+            visited[x, y] = True
+            if not self.seen[x, y]:
+                return x, y
+            if self.blocked[x, y] and (x, y) != (x0, y0):
+                # Objects are passable in the second search; walls and closed doors never are.
+                if not (through_objects and (x, y) in self.objects and "door" not in self.objects[(x, y)]):
+                    continue
+            for k, m in ((di, dj), (dj, di), (-dj, -di), (-di, -dj)):
+                queue.append((x + k, y + m, k, m))
+        return None
+
+
+def mission_targets(env: MiniGridEnv) -> list[tuple[str, set[tuple[int, int]]]]:
+    """The cells of the objects the mission names, as BabyAI's verifier resolved its descriptions at the
+    start of the episode (location words like "on your left" refer to the starting pose), each with
+    the words the memory introduces it by. Only cells the agent has seen are ever described."""
+    instrs = getattr(env, "instrs", None)
+    if instrs is None:
+        return []
+
+    def cells(desc) -> set[tuple[int, int]]:
+        return {(int(o.cur_pos[0]), int(o.cur_pos[1])) for o in desc.obj_set
+                if o is not env.carrying and o.cur_pos is not None}
+
+    if hasattr(instrs, "desc_move"):
+        return [("The object to move is", cells(instrs.desc_move)),
+                ("The object to put it next to is", cells(instrs.desc_fixed))]
+    if hasattr(instrs, "desc"):
+        return [("Your target is", cells(instrs.desc))]
+    return []

@@ -30,6 +30,9 @@ class Demo:
     reward: float
     memories: list[list[str]] = field(default_factory=list)
     """The env's memory sentences at each observation (info["memory"])."""
+    labels: list[str] = field(default_factory=list)
+    """The expert's action at each observation, where it differs from the action executed (DAgger
+    rollouts, see bench/dagger.py); empty: `actions` are the expert's own."""
 
 
 def bot_episode(level: str, seed: int, max_steps: int) -> Demo | None:
@@ -92,10 +95,11 @@ def load(path: Path) -> list[Demo]:
 
 
 def pairs(demos: Sequence[Demo], context: str) -> Iterator[tuple[str, str]]:
-    """(prompt, expert action) pairs, the prompt built by the named context builder."""
+    """(prompt, expert action) pairs, the prompt built by the named context builder from the actions
+    executed so far (the learner's, in a DAgger rollout), the target the expert's label."""
     build = get_context(context)
     for demo in demos:
-        for t, action in enumerate(demo.actions):
+        for t, action in enumerate(demo.labels or demo.actions):
             history = EpisodeHistory(observations=demo.observations[: t + 1], actions=demo.actions[:t],
                                      memories=demo.memories[: t + 1])
             yield build(history), action

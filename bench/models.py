@@ -20,9 +20,10 @@ from bench.lm import LONDI_META, ActionLM
 from bench.profiles import Profile
 from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
 from bench.tracking import RunLogger
-from bench.train import ModelRecipe, train
+from bench.dagger import train_with_dagger
+from bench.train import ModelRecipe
 
-FORMAT_VERSION = 3  # bump when the text format or training code changes what a recipe produces
+FORMAT_VERSION = 4  # bump when the text format or training code changes what a recipe produces
 
 
 def cache_dir() -> Path:
@@ -68,21 +69,30 @@ def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | N
             shutil.rmtree(out)
         if not (out / LONDI_META).exists():
             demos = demos or load_demos(profile)
-            train_pairs = list(demo_lib.pairs(demos[0], recipe.context))
-            heldout_pairs = list(demo_lib.pairs(demos[1], recipe.context))
+            train_pairs = sum(len(d.actions) for d in demos[0])
             name = f"{profile.name}-{recipe.role}"
-            params = {**asdict(recipe), "profile": profile.name, "train_pairs": len(train_pairs),
+            params = {**asdict(recipe), "profile": profile.name, "demo_pairs": train_pairs,
                       **{f"demos.{k}": v for k, v in _demo_config(profile).items()}}
             with RunLogger(f"train__{name}", params, tags={"londi.kind": "train", "londi.role": recipe.role},
                            uri=tracking_uri) as run:
                 tmp = out.with_name(out.name + ".partial")
-                shutil.rmtree(tmp, ignore_errors=True)
-                meta = train(recipe, train_pairs, heldout_pairs, tmp, name=name, device=profile.device)
+                for stale in out.parent.glob(tmp.name + "*"):
+                    shutil.rmtree(stale)
+                meta = train_with_dagger(recipe, demos[0], demos[1], list(BABYAI_LEVELS.values()),
+                                         BABYAI_MAX_STEPS, tmp, name=name, device=profile.device)
+                for stage in out.parent.glob(tmp.name + ".*"):  # the intermediate DAgger checkpoints
+                    shutil.rmtree(stage)
                 tmp.rename(out)  # a half-written model never looks cached
                 for row in meta["log"]:
                     run.log_metrics({"train_loss": row["loss"]}, step=row["step"])
                 run.log_metrics({k: meta[k] for k in ("train_s", "final_loss", "heldout_step_accuracy",
                                                      "non_embedding_params", "epochs")})
+                for k, stage in enumerate(meta["stages"]):
+                    rollouts = stage.get("rollouts", {})
+                    run.log_metrics({"stage_heldout_step_accuracy": stage["heldout_step_accuracy"],
+                                     **({"dagger_rollout_success": rollouts["success"],
+                                         "dagger_learner_agreement": rollouts["learner_agreement"]}
+                                        if rollouts else {})}, step=k)
                 run.log_file(out / LONDI_META)
         paths.append(out)
     return paths[0], paths[1]

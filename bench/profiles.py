@@ -45,8 +45,9 @@ PROFILES: dict[str, Profile] = {
         heldout_seeds=2,
         quick=ModelRecipe(role="quick", context="reflex", d_model=16, d_ff=32, layers=1, heads=2,
                           steps=30, batch_size=16, lr=3e-3, warmup_steps=5),
-        deepthink=ModelRecipe(role="deepthink", context="history", d_model=32, d_ff=64, layers=2, heads=2,
-                              steps=30, batch_size=16, lr=3e-3, warmup_steps=5),
+        deepthink=ModelRecipe(role="deepthink", context="memory", d_model=32, d_ff=64, layers=2, heads=2,
+                              steps=30, batch_size=16, lr=3e-3, warmup_steps=5,
+                              dagger_betas=(0.0,), dagger_episodes=2, dagger_steps=10),
     ),
     "cpu": Profile(
         name="cpu",
@@ -56,10 +57,16 @@ PROFILES: dict[str, Profile] = {
         batch_size=40,
         demo_seeds=1000,
         heldout_seeds=50,
+        # Both models get the same schedule shape: behaviour cloning to convergence, then three
+        # DAgger rounds with beta going to 0. What differs is what each is: QUICK a small model that
+        # reads the current view and its last action; DEEPTHINK a model ~6x wider and deeper that
+        # reads the episode memory too (bench/babyai_memory.py).
         quick=ModelRecipe(role="quick", context="reflex", d_model=48, d_ff=192, layers=2, heads=4,
-                          steps=1500, batch_size=64, lr=1e-3, warmup_steps=100),
-        deepthink=ModelRecipe(role="deepthink", context="history", d_model=128, d_ff=512, layers=3, heads=4,
-                              steps=700, batch_size=64, lr=5e-4, warmup_steps=100),
+                          steps=3000, batch_size=64, lr=1e-3, warmup_steps=200,
+                          dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=800),
+        deepthink=ModelRecipe(role="deepthink", context="memory", d_model=96, d_ff=384, layers=3, heads=4,
+                              steps=2500, batch_size=64, lr=5e-4, warmup_steps=300,
+                              dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=1000),
     ),
     "paper": Profile(
         name="paper",

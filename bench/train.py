@@ -33,6 +33,10 @@ from bench.lm import LONDI_META, ActionLM
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 LOG_EVERY = 25  # training steps per logged (mean) loss
+# Every distance a 22x22 BabyAI grid can put between two cells, in the vocabulary even when the
+# demonstrations never needed it: a learner that wanders (DAgger, evaluation) must not read <unk>.
+NUMBER_WORDS = tuple(str(n) for n in range(32))
+BUCKET_BATCHES = 50  # batches per length bucket: prompts of like length share a batch (less padding)
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,13 @@ class ModelRecipe:
     seed: int = 0
     init_from: str | None = None
     """A Hugging Face checkpoint to fine-tune (its own tokenizer and shape); None trains from scratch."""
+    dagger_betas: tuple[float, ...] = ()
+    """One DAgger round per entry after behaviour cloning (bench/dagger.py): the probability that the
+    bot's action is executed instead of the learner's in that round's rollouts."""
+    dagger_episodes: int = 0
+    """Rollout episodes per level in each DAgger round."""
+    dagger_steps: int = 0
+    """Training steps after each DAgger round (continuing the same weights on all data so far)."""
 
 
 def build_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
@@ -60,7 +71,7 @@ def build_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
     normalizer = normalizers.Lowercase()
     splitter = pre_tokenizers.Whitespace()
     words: set[str] = set()
-    for text in list(texts) + list(ACTIONS):
+    for text in list(texts) + list(ACTIONS) + list(NUMBER_WORDS):
         words.update(w for w, _ in splitter.pre_tokenize_str(normalizer.normalize_str(text)))
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
     for word in sorted(words):
@@ -111,6 +122,21 @@ def step_accuracy(lm: ActionLM, pairs: Sequence[tuple[str, str]], batch_size: in
     return correct / max(1, len(pairs))
 
 
+def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch of batches: shuffled, then sorted by length within buckets of BUCKET_BATCHES batches
+    (so a batch pads to similar lengths), and the batches shuffled again. Deterministic given `rng`."""
+    order = rng.permutation(len(lengths))
+    lengths = np.asarray(lengths)
+    batches: list[np.ndarray] = []
+    span = batch_size * BUCKET_BATCHES
+    for start in range(0, len(order), span):
+        bucket = order[start:start + span]
+        bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
+        batches.extend(bucket[i:i + batch_size] for i in range(0, len(bucket), batch_size))
+    full = [b for b in batches if len(b) == batch_size] or batches
+    return [full[i] for i in rng.permutation(len(full))]
+
+
 def train(
     recipe: ModelRecipe,
     train_pairs: Sequence[tuple[str, str]],
@@ -118,13 +144,24 @@ def train(
     out_dir: Path,
     name: str,
     device: str = "cpu",
+    init_dir: Path | None = None,
+    steps: int | None = None,
+    step_offset: int = 0,
 ) -> dict:
-    """Train one model by behaviour cloning and save model, tokenizer and `londi.json` to `out_dir`."""
-    random.seed(recipe.seed)
-    np.random.seed(recipe.seed)
-    torch.manual_seed(recipe.seed)
+    """Train one model by behaviour cloning and save model, tokenizer and `londi.json` to `out_dir`.
+
+    With `init_dir` training continues from that checkpoint (its tokenizer, its weights) for `steps`
+    steps with a fresh warm-up and cosine decay: what a DAgger round does after adding data.
+    """
+    random.seed(recipe.seed + step_offset)
+    np.random.seed(recipe.seed + step_offset)
+    torch.manual_seed(recipe.seed + step_offset)
     started = time.perf_counter()
-    if recipe.init_from:
+    steps = recipe.steps if steps is None else steps
+    if init_dir is not None:
+        tokenizer = AutoTokenizer.from_pretrained(init_dir)
+        model = AutoModelForSeq2SeqLM.from_pretrained(init_dir)
+    elif recipe.init_from:
         tokenizer = AutoTokenizer.from_pretrained(recipe.init_from)
         model = AutoModelForSeq2SeqLM.from_pretrained(recipe.init_from)
     else:
@@ -132,19 +169,18 @@ def train(
         model = build_model(recipe, tokenizer)
     model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    schedule = get_cosine_schedule_with_warmup(optimizer, recipe.warmup_steps, recipe.steps)
-    order = np.random.default_rng(recipe.seed)
-    indices = order.permutation(len(train_pairs))
-    cursor = 0
+    schedule = get_cosine_schedule_with_warmup(optimizer, min(recipe.warmup_steps, steps // 4), steps)
+    order = np.random.default_rng(recipe.seed + step_offset)
+    lengths = [len(p.split()) for p, _ in train_pairs]
+    epoch: list[np.ndarray] = []
     log: list[dict] = []
     model.train()
     window: list[float] = []  # losses since the last log line: each logged loss is their mean
-    progress = tqdm(range(recipe.steps), desc=f"train {name}", unit="step", mininterval=1.0)
+    progress = tqdm(range(steps), desc=f"train {name}", unit="step", mininterval=1.0)
     for step in progress:
-        if cursor + recipe.batch_size > len(indices):
-            indices, cursor = order.permutation(len(train_pairs)), 0
-        chunk = [train_pairs[i] for i in indices[cursor:cursor + recipe.batch_size]]
-        cursor += recipe.batch_size
+        if not epoch:
+            epoch = bucketed_batches(lengths, recipe.batch_size, order)
+        chunk = [train_pairs[i] for i in epoch.pop()]
         batch = _batch(tokenizer, [p for p, _ in chunk], [a for _, a in chunk])
         loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
         optimizer.zero_grad(set_to_none=True)
@@ -153,9 +189,9 @@ def train(
         optimizer.step()
         schedule.step()
         window.append(loss.item())
-        if (step + 1) % LOG_EVERY == 0 or step == recipe.steps - 1:
+        if (step + 1) % LOG_EVERY == 0 or step == steps - 1:
             mean_loss = float(np.mean(window))
-            log.append({"step": step, "loss": round(mean_loss, 5), "lr": schedule.get_last_lr()[0]})
+            log.append({"step": step_offset + step, "loss": round(mean_loss, 5), "lr": schedule.get_last_lr()[0]})
             progress.set_postfix(loss=f"{mean_loss:.3f}")
             window = []
     train_s = time.perf_counter() - started
@@ -167,7 +203,7 @@ def train(
         "context": recipe.context,
         "recipe": asdict(recipe),
         "train_pairs": len(train_pairs),
-        "epochs": recipe.steps * recipe.batch_size / max(1, len(train_pairs)),
+        "epochs": steps * recipe.batch_size / max(1, len(train_pairs)),
         "train_s": round(train_s, 2),
         "final_loss": log[-1]["loss"],
         "heldout_step_accuracy": step_accuracy(lm, heldout_pairs),
