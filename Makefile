@@ -38,7 +38,7 @@ reproduce: setup
 	$(PY) -m bench.reproduce --profile $(PROFILE) $(ARGS)
 
 models: setup
-	$(PY) -m bench.models --profile $(PROFILE) --retrain
+	$(PY) -m bench.models --profile $(PROFILE) --retrain $(ARGS)
 
 bench: setup
 	$(PY) -m pytest -q tests/test_benchmarks.py --benchmark-only --benchmark-json results/benchmarks.json $(ARGS)

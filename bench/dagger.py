@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from bench.babyai_text import ACTIONS, BabyAITextEnv
 from bench.contexts import EpisodeHistory, get_context
 from bench.demos import Demo, pairs
 from bench.lm import LONDI_META, ActionLM
-from bench.train import ModelRecipe, train
+from bench.train import LOG_EVERY, ModelRecipe, train
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ def train_with_dagger(
     name: str,
     device: str = "cpu",
     progress: bool = True,
+    stage_dir: Callable[[int], Path] | None = None,
 ) -> dict:
     """Behaviour cloning on `train_demos`, then a DAgger round per beta of the recipe; the model in `out_dir`.
 
@@ -192,39 +194,61 @@ def train_with_dagger(
     adds the bot-labelled states to everything gathered so far, and continues training the same
     weights for `recipe.dagger_steps` steps. The returned metadata (also in `londi.json`) carries
     each stage's loss curve, held-out accuracy and the rollouts' success and agreement.
+
+    `stage_dir(k)` is where the checkpoint after k rounds is kept (0: behaviour cloning only). A stage
+    found there is reused instead of trained: a recipe with more rounds than an earlier one trains
+    only the new rounds. Rollouts are deterministic given the checkpoint and the random stream, so
+    the reused stages' rollouts are run again to rebuild the data and the stream, and the result
+    is the same as training every stage afresh.
     """
     started = time.perf_counter()
     heldout_pairs = list(pairs(heldout_demos, recipe.context))
     data: list[Demo] = list(train_demos)
-    stage_dir = out_dir if not recipe.dagger_betas else out_dir.with_name(out_dir.name + ".bc")
-    meta = train(recipe, list(pairs(data, recipe.context)), heldout_pairs, stage_dir, name, device=device)
+    rounds = len(recipe.dagger_betas)
+
+    scratch = out_dir.with_name(out_dir.name + ".stages")  # stages kept only while training, without a stage_dir
+
+    def checkpoint(k: int) -> Path:
+        return stage_dir(k) if stage_dir is not None else scratch / f"stage{k}"
+
+    def trained(k: int, train_pairs: list[tuple[str, str]], **kwargs) -> dict:
+        path = checkpoint(k)
+        if (path / LONDI_META).exists():
+            log.info("reusing stage %d of %s from %s", k, name, path)
+            return json.loads((path / LONDI_META).read_text())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        meta = train(recipe, train_pairs, heldout_pairs, partial, name, device=device, **kwargs)
+        partial.rename(path)  # a stage that is there is complete
+        return meta
+
+    meta = trained(0, list(pairs(data, recipe.context)))
     stages = [{"stage": "bc", "train_s": meta["train_s"], "final_loss": meta["final_loss"],
                "heldout_step_accuracy": meta["heldout_step_accuracy"], "train_pairs": meta["train_pairs"]}]
-    log_rows = list(meta["log"])
-    rng = np.random.default_rng(recipe.seed)
-    previous = stage_dir
+    log_rows = list(meta["log"])[: max(1, -(-recipe.steps // LOG_EVERY))]
+    rng = np.random.default_rng(recipe.seed)  # one stream through all rounds
     for k, beta in enumerate(recipe.dagger_betas):
-        lm = ActionLM.load(previous, device=device)
+        lm = ActionLM.load(checkpoint(k), device=device)
         jobs = [(level, DAGGER_SEED_BASE * (k + 1) + i) for i in range(recipe.dagger_episodes) for level in levels]
         rollout_started = time.perf_counter()
         new, stats = rollouts(lm, jobs, beta, max_steps, rng, progress=progress)
         rollout_s = time.perf_counter() - rollout_started
         data.extend(new)
-        last = k == len(recipe.dagger_betas) - 1
-        stage_dir = out_dir if last else out_dir.with_name(f"{out_dir.name}.dagger{k}")
-        meta = train(recipe, list(pairs(data, recipe.context)), heldout_pairs, stage_dir, name, device=device,
-                     init_dir=previous, steps=recipe.dagger_steps, step_offset=log_rows[-1]["step"] + 1)
-        log_rows.extend(meta["log"])
+        meta = trained(k + 1, list(pairs(data, recipe.context)), init_dir=checkpoint(k), steps=recipe.dagger_steps,
+                       step_offset=log_rows[-1]["step"] + 1)
+        log_rows.extend(meta["log"][-max(1, -(-recipe.dagger_steps // LOG_EVERY)):])
         stages.append({"stage": f"dagger{k}", "rollouts": stats.summary(), "rollout_s": round(rollout_s, 2),
                        "train_s": meta["train_s"], "final_loss": meta["final_loss"],
                        "heldout_step_accuracy": meta["heldout_step_accuracy"], "train_pairs": meta["train_pairs"]})
         log.info("DAgger round %d (beta %.2f): rollout success %.3f, learner agreement %.3f, held-out accuracy %.3f",
                  k, beta, stats.summary()["success"], stats.summary()["learner_agreement"],
                  meta["heldout_step_accuracy"])
-        previous = stage_dir
-    meta["stages"] = stages
-    meta["log"] = log_rows
-    meta["train_s"] = round(time.perf_counter() - started, 2)
-    meta["total_steps"] = recipe.steps + len(recipe.dagger_betas) * recipe.dagger_steps
+    shutil.copytree(checkpoint(rounds), out_dir, dirs_exist_ok=True)
+    shutil.rmtree(scratch, ignore_errors=True)
+    meta = {**meta, "recipe": asdict(recipe), "stages": stages, "log": log_rows,
+            "train_s": round(sum(s["train_s"] + s.get("rollout_s", 0.0) for s in stages), 2),
+            "wall_s": round(time.perf_counter() - started, 2),
+            "total_steps": recipe.steps + rounds * recipe.dagger_steps}
     (out_dir / LONDI_META).write_text(json.dumps(meta, indent=1))
     return meta

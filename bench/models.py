@@ -2,12 +2,16 @@
 
 A trained model lives under `<cache>/models/<profile>/<role>-<key>`, where the key hashes the
 recipe and the demonstrations it was cloned from, so changing either trains a new model and an
-unchanged one is reused. `make models` forces retraining. Each training is also an MLflow run
-(its recipe as params, the loss curve as a metric), so its cost is on record.
+unchanged one is reused. The cpu profile's pair is also committed under `checkpoints/<profile>/`
+(a few MB, with the command and log that made it): a fresh clone uses it when its key matches the
+code's, and trains otherwise. `make models` forces retraining into the cache (which is then used
+before the committed copy). Each training is also an MLflow run (its recipe as params, the loss
+curve and each DAgger round as metrics), so its cost is on record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -16,11 +20,11 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import demos as demo_lib
+from bench.dagger import train_with_dagger
 from bench.lm import LONDI_META, ActionLM
 from bench.profiles import Profile
 from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
 from bench.tracking import RunLogger
-from bench.dagger import train_with_dagger
 from bench.train import ModelRecipe
 
 FORMAT_VERSION = 4  # bump when the text format or training code changes what a recipe produces
@@ -28,6 +32,14 @@ FORMAT_VERSION = 4  # bump when the text format or training code changes what a 
 
 def cache_dir() -> Path:
     return Path(os.environ.get("LONDI_CACHE", Path.cwd() / ".cache" / "londi"))
+
+
+CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+"""Committed checkpoints: `checkpoints/<profile>/<role>-<key>`, the same key as the cache."""
+
+
+def committed_dir(profile: Profile, recipe: ModelRecipe) -> Path:
+    return CHECKPOINTS / profile.name / model_dir(profile, recipe).name
 
 
 def _demo_config(profile: Profile) -> dict:
@@ -40,10 +52,20 @@ def _demo_config(profile: Profile) -> dict:
     }
 
 
-def model_dir(profile: Profile, recipe: ModelRecipe) -> Path:
+def _key(profile: Profile, recipe: ModelRecipe) -> str:
     key = json.dumps({"recipe": asdict(recipe), "demos": _demo_config(profile)}, sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return cache_dir() / "models" / profile.name / f"{recipe.role}-{digest}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def model_dir(profile: Profile, recipe: ModelRecipe) -> Path:
+    return cache_dir() / "models" / profile.name / f"{recipe.role}-{_key(profile, recipe)}"
+
+
+def stage_dir(profile: Profile, recipe: ModelRecipe, rounds: int) -> Path:
+    """The checkpoint after the first `rounds` DAgger rounds of `recipe`: keyed like a model whose recipe
+    stops there, so a recipe that adds rounds reuses every stage the two have in common."""
+    prefix = dataclasses.replace(recipe, dagger_betas=recipe.dagger_betas[:rounds])
+    return cache_dir() / "models" / profile.name / "stages" / f"{recipe.role}-{_key(profile, prefix)}"
 
 
 def load_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Demo]]:
@@ -60,13 +82,18 @@ def load_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Dem
 
 
 def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | None = None) -> tuple[Path, Path]:
-    """Paths of the profile's QUICK and DEEPTHINK, training whichever is not cached yet."""
+    """Paths of the profile's QUICK and DEEPTHINK: cached, else committed, else trained now into the cache."""
     paths = []
     demos: tuple[list[demo_lib.Demo], list[demo_lib.Demo]] | None = None
     for recipe in (profile.quick, profile.deepthink):
         out = model_dir(profile, recipe)
-        if retrain and out.exists():
-            shutil.rmtree(out)
+        if retrain:
+            for path in [out] + [stage_dir(profile, recipe, k) for k in range(len(recipe.dagger_betas) + 1)]:
+                shutil.rmtree(path, ignore_errors=True)
+        committed = committed_dir(profile, recipe)
+        if not retrain and not (out / LONDI_META).exists() and (committed / LONDI_META).exists():
+            paths.append(committed)
+            continue
         if not (out / LONDI_META).exists():
             demos = demos or load_demos(profile)
             train_pairs = sum(len(d.actions) for d in demos[0])
@@ -79,9 +106,8 @@ def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | N
                 for stale in out.parent.glob(tmp.name + "*"):
                     shutil.rmtree(stale)
                 meta = train_with_dagger(recipe, demos[0], demos[1], list(BABYAI_LEVELS.values()),
-                                         BABYAI_MAX_STEPS, tmp, name=name, device=profile.device)
-                for stage in out.parent.glob(tmp.name + ".*"):  # the intermediate DAgger checkpoints
-                    shutil.rmtree(stage)
+                                         BABYAI_MAX_STEPS, tmp, name=name, device=profile.device,
+                                         stage_dir=lambda k, r=recipe: stage_dir(profile, r, k))
                 tmp.rename(out)  # a half-written model never looks cached
                 for row in meta["log"]:
                     run.log_metrics({"train_loss": row["loss"]}, step=row["step"])
@@ -98,6 +124,37 @@ def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | N
     return paths[0], paths[1]
 
 
+def training_notes(profile: Profile, paths: list[Path]) -> str:
+    """TRAINING.md for committed checkpoints: the command, the machine, and each stage's numbers."""
+    import platform
+
+    import torch
+
+    from bench.evaluate import git_commit
+
+    lines = [f"# The {profile.name} profile's offline pair", "",
+             f"Made by `python -m bench.models --profile {profile.name} --commit` (what `make models` runs, "
+             "plus the copy here) at git "
+             f"{git_commit()} on {platform.machine()} with {os.cpu_count()} CPUs, torch {torch.__version__}. "
+             "The full loss curves are in each model's londi.json and in the MLflow training runs.", ""]
+    for path in paths:
+        meta = json.loads((path / LONDI_META).read_text())
+        lines += [f"## {meta['role'].upper()}: `{path.name}`", "",
+                  f"context `{meta['context']}`, {meta['non_embedding_params']} non-embedding parameters, "
+                  f"{meta.get('total_steps', meta['recipe']['steps'])} training steps, {meta['train_s']} s in all, "
+                  f"held-out step accuracy against BabyAIBot {meta['heldout_step_accuracy']:.3f}.", "",
+                  "| stage | train pairs | train s | final loss | held-out step accuracy | rollout success (beta) "
+                  "| learner agrees with bot |", "|---|---|---|---|---|---|---|"]
+        for stage in meta.get("stages", []):
+            rollouts = stage.get("rollouts")
+            extra = (f"{rollouts['success']:.3f} ({rollouts['beta']}) | {rollouts['learner_agreement']:.3f}"
+                     if rollouts else "- | -")
+            lines.append(f"| {stage['stage']} | {stage['train_pairs']} | {stage['train_s']} | {stage['final_loss']} "
+                         f"| {stage['heldout_step_accuracy']:.3f} | {extra} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def load_pair(quick: str | Path, deepthink: str | Path, device: str = "cpu") -> tuple[ActionLM, ActionLM]:
     return ActionLM.load(quick, device=device), ActionLM.load(deepthink, device=device)
 
@@ -107,18 +164,30 @@ if __name__ == "__main__":
 
     from bench.profiles import get_profile
 
-    def main(profile: str = "cpu", retrain: bool = True, tracking_uri: str | None = None) -> None:
+    def main(profile: str = "cpu", retrain: bool = True, tracking_uri: str | None = None,
+             commit: bool = False) -> None:
         """Train the profile's offline QUICK and DEEPTHINK (`make models`) and print where they are.
 
         Args:
             profile: smoke, cpu or paper.
             retrain: train again even if cached.
             tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
+            commit: also copy the pair to checkpoints/<profile>/ (replacing what is there), with TRAINING.md.
         """
-        for path in ensure_models(get_profile(profile), retrain=retrain, tracking_uri=tracking_uri):
+        chosen = get_profile(profile)
+        paths = ensure_models(chosen, retrain=retrain, tracking_uri=tracking_uri)
+        for path in paths:
             meta = json.loads((path / LONDI_META).read_text())
             print(f"{meta['role']}: {path} ({meta['non_embedding_params']} non-embedding params, "
                   f"{meta['train_s']} s, held-out step accuracy {meta['heldout_step_accuracy']:.3f})")
+        if commit:
+            target = CHECKPOINTS / chosen.name
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir(parents=True)
+            for path in paths:
+                shutil.copytree(path, target / path.name)
+            (target / "TRAINING.md").write_text(training_notes(chosen, [target / p.name for p in paths]))
+            print(f"committed to {target}")
 
     from bench.cli import user_errors
 

@@ -75,7 +75,7 @@ class Cell:
 QUICK_REFERENCE = "quick_only"
 
 
-def _by_env_seed(frame: pd.DataFrame) -> pd.DataFrame:
+def by_env_seed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop_duplicates("env_seed").set_index("env_seed")
 
 
@@ -94,7 +94,7 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
         on_task = episodes[episodes.task == task]
         reference = on_task[on_task.router_class == REFERENCE]
         if len(reference) and router not in set(reference.router):
-            mine, theirs = _by_env_seed(group), _by_env_seed(reference)
+            mine, theirs = by_env_seed(group), by_env_seed(reference)
             shared = mine.index.intersection(theirs.index).sort_values()
             if len(shared):
                 mine, theirs = mine.loc[shared], theirs.loc[shared]
@@ -105,7 +105,7 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
                                                      paired=True)
                 quick = on_task[on_task.router_class == QUICK_REFERENCE]
                 if len(quick) and router not in set(quick.router):
-                    floor = _by_env_seed(quick)
+                    floor = by_env_seed(quick)
                     common = shared.intersection(floor.index).sort_values()
                     if len(common):
                         values["gap_recovered"] = gap_recovered_ci(

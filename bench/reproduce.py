@@ -18,6 +18,7 @@ from bench.cli import user_errors
 from bench.evaluate import check_run_options, evaluate, git_commit, resolve_device
 from bench.lm import ActionLM
 from bench.models import ensure_models, load_pair
+from bench.pair import write_pair_report
 from bench.profiles import get_profile
 from bench.report import Cell, episodes_frame, model_costs, plot_cost_reward, summarize, table_markdown, write_results
 from bench.routers import router_class
@@ -92,12 +93,23 @@ def main(args: Args) -> list[Cell]:
     out_dir = args.results_dir / profile.name
     paths = write_results(cells, costs, out_dir, "babyai", context)
     paths.append(plot_cost_reward(cells, out_dir / "babyai_cost_reward.png"))
+    pair_text, pair_metrics = "", {}
+    classes = {cls.name for cls in routers}
+    if {"quick_only", "deepthink_only"} <= classes:
+        pair_paths, pair_text, pair_metrics = write_pair_report(
+            episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir,
+            {**context, "command": f"python -m bench.reproduce --profile {profile.name}"},
+            tracking_uri=args.tracking_uri, experiment=args.experiment)
+        paths.extend(pair_paths)
     with RunLogger(f"report__{sweep}", {"profile": profile.name, "sweep": sweep}, tags={"londi.kind": "report",
                    "londi.sweep": sweep}, experiment=args.experiment, uri=args.tracking_uri) as run:
         for path in paths:
             run.log_file(path)
         run.log_metrics({f"{c.task}.{c.router}.{name}": e.mean for c in cells for name, e in c.values.items()
                          if e.mean == e.mean})
+        run.log_metrics({k: v for k, v in pair_metrics.items() if v == v})
+    if pair_text:
+        print("\n" + pair_text)
     print("\n" + table_markdown(cells))
     print(f"\nwrote {', '.join(str(p) for p in paths)} in {wall_s:.0f} s")
     return cells
@@ -107,7 +119,10 @@ def _describe(lm: ActionLM) -> str:
     parts = [lm.name, f"{lm.size.non_embedding_params / 1e6:.3f}M non-embedding params", f"context {lm.context}"]
     if "train_s" in lm.meta:
         meta = lm.meta
-        parts.append(f"trained {meta['train_s']:.0f} s ({meta['epochs']:.1f} epochs, loss {meta['final_loss']:.3f})")
+        steps = meta.get("total_steps", meta["recipe"]["steps"])
+        rounds = len(meta["recipe"].get("dagger_betas", ()))
+        parts.append(f"trained {meta['train_s']:.0f} s ({steps} steps, {rounds} DAgger rounds, "
+                     f"final loss {meta['final_loss']:.3f})")
         parts.append(f"held-out step accuracy vs BabyAIBot {meta['heldout_step_accuracy']:.3f}")
     return ", ".join(parts)
 

@@ -4,6 +4,8 @@ Every "You remember ..." sentence is turned back into a grid cell with the agent
 compared with what the grid holds there; what the agent saw is recomputed independently with
 minigrid's own view geometry (`relative_coords` and the visibility mask of `gen_obs_grid`), so a
 memory that misplaces, invents, leaks or forgets objects, or points at an explored cell, fails here.
+The heading is checked against minigrid's agent_dir, the mission targets against BabyAI's verifier,
+and the nearest unexplored cell against BabyAIBot's own exploration search on the bot's own map.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from minigrid.core.constants import DIR_TO_VEC
 from minigrid.minigrid_env import MiniGridEnv
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
-from bench.babyai_memory import EpisodeMemory, relative_phrase, visible_cells
+from bench.babyai_memory import HEADINGS, EpisodeMemory, relative_phrase, visible_cells
 from bench.babyai_text import ACTIONS, BabyAITextEnv
 from bench.contexts import EpisodeHistory, memory_context, reflex_context
 from bench.demos import bot_episode
@@ -31,7 +33,10 @@ RANDOM_STEPS = 25
 TURN_LEFT, TURN_RIGHT, FORWARD, PICKUP, TOGGLE = (
     ACTIONS.index(name) for name in ("turn left", "turn right", "go forward", "pick up", "toggle"))
 MOVES = (TURN_LEFT, TURN_RIGHT, FORWARD)
-EXPLORED = "Everything here has been explored"
+EXPLORED = "Everything you can reach has been explored"
+HEADING = re.compile(r"You face (east|south|west|north)")
+TARGET = re.compile(r"(Your target is|The object to move is|The object to put it next to is) "
+                    r"(a|an) (?:(open|closed|locked) )?(\w+) (\w+) (.+)")
 
 REMEMBER = re.compile(r"You remember (a|an) (?:(open|closed|locked) )?(\w+) (\w+) (.+)")
 NEAREST = re.compile(r"The nearest unexplored cell is (.+)")
@@ -133,6 +138,8 @@ class Audit:
     remembered: int = 0
     nearest: int = 0
     explored: int = 0
+    targets: int = 0
+    bot: BabyAIBot | None = None
 
     def observe(self, info: dict[str, Any]) -> None:
         env = self.env
@@ -165,7 +172,13 @@ class Audit:
 
         memory = info["memory"]
         assert memory, "the memory always ends with the unexplored-cell sentence"
-        *remembers, last = memory
+        heading, *body, last = memory
+        assert HEADING.fullmatch(heading)[1] == HEADINGS[env.agent_dir] == ("east", "south", "west", "north")[
+            env.agent_dir], heading
+        remembers = [s for s in body if s.startswith("You remember")]
+        targets = [s for s in body if not s.startswith("You remember")]
+        assert body == remembers + targets, "remembered objects first, then the mission's targets"
+        self.check_targets(targets, inside)
         mentioned = set()
         distances = []
         for sentence in remembers:
@@ -195,19 +208,50 @@ class Audit:
         assert mentioned == expected
         assert len(mentioned) == len(remembers)
 
-        interior = {(x, y) for x in range(1, env.width - 1) for y in range(1, env.height - 1)}
-        unexplored = interior - self.seen
-        if not unexplored:
-            assert last == EXPLORED
+        # The bot's own map of what it has seen, and its own search for the closest unseen cell.
+        if self.bot is None:
+            self.bot = BabyAIBot(env)
+        self.bot._process_obs()
+        assert {tuple(c) for c in np.argwhere(self.bot.vis_mask)} == self.seen
+        _, bot_cell, _ = self.bot._shortest_path(lambda pos, cell: not self.bot.vis_mask[pos])
+        if bot_cell is None:
+            _, bot_cell, _ = self.bot._shortest_path(lambda pos, cell: not self.bot.vis_mask[pos],
+                                                      try_with_blockers=True)
+        if bot_cell is None:
+            assert last == EXPLORED, last
             self.explored += 1
             return
         match = NEAREST.fullmatch(last)
         assert match, last
         cell = to_cell(env, *parse_phrase(match[1]))
-        assert cell in interior and cell not in self.seen, (last, cell)
-        distance = abs(cell[0] - agent[0]) + abs(cell[1] - agent[1])
-        assert distance == min(abs(x - agent[0]) + abs(y - agent[1]) for x, y in unexplored), last
+        assert cell not in self.seen, (last, cell)
+        assert cell == tuple(bot_cell), (last, cell, bot_cell)
         self.nearest += 1
+
+    def check_targets(self, sentences: list[str], inside: set[tuple[int, int]]) -> None:
+        """Each target sentence names a seen object the verifier resolved the mission to, where it is."""
+        env = self.env
+        instrs = env.instrs
+        descs = ({"The object to move is": instrs.desc_move, "The object to put it next to is": instrs.desc_fixed}
+                 if hasattr(instrs, "desc_move") else {"Your target is": instrs.desc})
+        named = set()
+        for sentence in sentences:
+            match = TARGET.fullmatch(sentence)
+            assert match, sentence
+            role, _, state, color, kind, phrase = match.groups()
+            cell = to_cell(env, *parse_phrase(phrase))
+            obj = env.grid.get(*cell) if cell in inside else None
+            assert obj is not None and (obj.type, obj.color) == (kind, color), (sentence, cell)
+            assert any(o is obj for o in descs[role].obj_set), (sentence, "not an object the mission names")
+            assert cell in self.seen, (sentence, "never seen")
+            named.add((role, cell))
+            self.targets += 1
+        # Complete: every seen, not carried mission object is named.
+        expected = {(role, (int(o.cur_pos[0]), int(o.cur_pos[1]))) for role, desc in descs.items()
+                    for o in desc.obj_set if o is not env.carrying and o.cur_pos is not None
+                    and (int(o.cur_pos[0]), int(o.cur_pos[1])) in self.seen
+                    and self.last_seen.get((int(o.cur_pos[0]), int(o.cur_pos[1])))}
+        assert named == expected
 
 
 def random_episode(level: str, seed: int) -> Iterator[tuple[BabyAITextEnv, dict[str, Any]]]:
@@ -268,11 +312,14 @@ def bot_audits() -> dict[str, list[Audit]]:
 def test_random_walks_memory_matches_the_grid(random_audits: dict[str, list[Audit]]) -> None:
     remembered = {level: sum(a.remembered for a in audits) for level, audits in random_audits.items()}
     nearest = {level: sum(a.nearest for a in audits) for level, audits in random_audits.items()}
-    print(f"random walks: remembered sentences checked {remembered}, nearest-unexplored {nearest}")
+    targets = {level: sum(a.targets for a in audits) for level, audits in random_audits.items()}
+    print(f"random walks: remembered sentences checked {remembered}, nearest-unexplored {nearest}, "
+          f"targets {targets}")
     assert sum(remembered.values()) >= 2000
     for level in LEVELS:
         assert remembered[level] >= 300, level  # every level contributes, not one level carrying the rest
         assert nearest[level] >= 50, level
+        assert targets[level] >= 50, level
 
 
 def test_bot_trajectories_memory_matches_the_grid(bot_audits: dict[str, list[Audit]]) -> None:
@@ -310,11 +357,14 @@ def test_spinning_in_the_middle_of_a_room_explores_it() -> None:
     assert checked >= 2
 
 
-def test_memory_of_a_fresh_episode_has_no_objects() -> None:
+def test_memory_of_a_fresh_episode_remembers_nothing_yet() -> None:
+    """At the first step only the heading, the targets in view and the unexplored cell can be said."""
     env = BabyAITextEnv(levels=("BabyAI-GoToLocal-v0",), max_steps=64)
     for seed in range(5):
         _, info = env.reset(seed=seed)
-        assert len(info["memory"]) == 1 and NEAREST.fullmatch(info["memory"][0])
+        heading, *targets, last = info["memory"]
+        assert HEADING.fullmatch(heading) and NEAREST.fullmatch(last)
+        assert all(TARGET.fullmatch(s) for s in targets), targets
     env.close()
 
 
@@ -370,10 +420,10 @@ def test_picked_up_object_is_no_longer_remembered() -> None:
         taken = _turn_around(env, seed, actions, pick=True)
         menv = env.minigrid_env
         assert menv.grid.get(*cell) is None
-        for sentence in taken["memory"][:-1]:
-            match = REMEMBER.fullmatch(sentence)
+        for sentence in taken["memory"][1:-1]:
+            match = REMEMBER.fullmatch(sentence) or TARGET.fullmatch(sentence)
             assert match, sentence
-            assert to_cell(menv, *parse_phrase(match[5])) != cell, sentence
+            assert to_cell(menv, *parse_phrase(match.groups()[-1])) != cell, sentence
         assert not any(s.endswith(f"{words} 1 step back") for s in taken["memory"]), taken["memory"]
         checked += 1
     env.close()

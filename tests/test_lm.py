@@ -79,7 +79,7 @@ def test_trained_model_loads_with_plain_transformers_and_scores_identically(
 def test_load_takes_the_context_from_londi_json(smoke_models: ModelPair, smoke_model_paths: tuple[Path, Path]) -> None:
     profile = get_profile("smoke")
     assert smoke_models.quick.context == profile.quick.context == "reflex"
-    assert smoke_models.deepthink.context == profile.deepthink.context == "history"
+    assert smoke_models.deepthink.context == profile.deepthink.context == "memory"
     assert ActionLM.load(smoke_model_paths[0], context="history").context == "history"  # explicit wins
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from transformers import AutoModelForSeq2SeqLM
 
+from bench import dagger as dagger_lib
 from bench import models as models_lib
 from bench.babyai_text import ACTIONS
 from bench.demos import Demo, pairs
@@ -96,7 +98,7 @@ def test_smoke_training_reduces_the_loss(smoke_model_paths: tuple[Path, Path], r
     meta = json.loads((dict(zip(("quick", "deepthink"), smoke_model_paths, strict=True))[role] / LONDI_META)
                       .read_text())
     assert meta["log"][0]["step"] == LOG_EVERY - 1  # each logged loss is the mean of LOG_EVERY steps
-    assert meta["log"][-1]["step"] == meta["recipe"]["steps"] - 1
+    assert meta["log"][-1]["step"] == meta["total_steps"] - 1
     assert meta["log"][0]["loss"] > meta["final_loss"] == meta["log"][-1]["loss"]
 
 
@@ -108,10 +110,12 @@ def test_londi_json_records_recipe_cost_and_heldout_accuracy(
     recipe = profile.quick if role == "quick" else profile.deepthink
     path = smoke_model_paths[0] if role == "quick" else smoke_model_paths[1]
     meta = json.loads((path / LONDI_META).read_text())
-    assert meta["recipe"] == dataclasses.asdict(recipe)
+    assert meta["recipe"] == json.loads(json.dumps(dataclasses.asdict(recipe)))
     assert (meta["name"], meta["role"], meta["context"]) == (f"smoke-{role}", role, recipe.context)
     assert meta["train_s"] > 0
-    assert meta["train_pairs"] == len(list(pairs(smoke_demos[0], recipe.context)))
+    # behaviour cloning trains on the demonstrations; DAgger rounds add the states the learner visited
+    assert meta["stages"][0]["train_pairs"] == len(list(pairs(smoke_demos[0], recipe.context)))
+    assert meta["train_pairs"] >= meta["stages"][0]["train_pairs"]
     # the recorded accuracy is the saved model's, on demonstrations it was not trained on
     heldout = list(pairs(smoke_demos[1], recipe.context))
     assert {demo.seed for demo in smoke_demos[1]}.isdisjoint(demo.seed for demo in smoke_demos[0])
@@ -166,7 +170,8 @@ def test_ensure_models_trains_once_then_reuses_the_cache(
     quick, deepthink = ensure_models(profile, tracking_uri=tracking_uri)
     assert (quick, deepthink) == (model_dir(profile, profile.quick), model_dir(profile, profile.deepthink))
     assert quick.parent == tmp_path / "cache" / "models" / "tiny"
-    assert sorted(p.name for p in quick.parent.iterdir()) == sorted([quick.name, deepthink.name])  # no .partial
+    models = sorted(p.name for p in quick.parent.iterdir() if p.name != "stages")
+    assert models == sorted([quick.name, deepthink.name])  # no .partial
     assert (ActionLM.load(quick).context, ActionLM.load(deepthink).context) == ("reflex", "history")
     assert _train_runs(tracking_uri) == 2
     written = {path: (path.stat().st_mtime_ns, (path / LONDI_META).stat().st_mtime_ns) for path in (quick, deepthink)}
@@ -175,7 +180,7 @@ def test_ensure_models_trains_once_then_reuses_the_cache(
         raise AssertionError("a cached model was trained again")
 
     with monkeypatch.context() as no_training:
-        no_training.setattr(models_lib, "train", refuse)
+        no_training.setattr(models_lib, "train_with_dagger", refuse)
         assert ensure_models(profile, tracking_uri=tracking_uri) == (quick, deepthink)
     assert {path: (path.stat().st_mtime_ns, (path / LONDI_META).stat().st_mtime_ns)
             for path in (quick, deepthink)} == written
@@ -209,3 +214,60 @@ def test_model_dir_is_keyed_by_recipe_and_demonstrations(tmp_path: Path, monkeyp
 def test_unknown_profile_error_lists_known_profiles() -> None:
     with pytest.raises(ValueError, match=r"unknown profile 'gpu'; known profiles: smoke, cpu, paper"):
         get_profile("gpu")
+
+
+def test_committed_checkpoints_are_used_when_the_cache_has_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str,
+) -> None:
+    monkeypatch.setenv("LONDI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(models_lib, "CHECKPOINTS", tmp_path / "checkpoints")
+    profile = _tiny_profile()
+    trained = ensure_models(profile, tracking_uri=tracking_uri)
+    committed = tmp_path / "checkpoints" / "tiny"
+    committed.mkdir(parents=True)
+    for path in trained:
+        shutil.copytree(path, committed / path.name)
+    shutil.rmtree(tmp_path / "cache" / "models")
+
+    def refuse(*args: object, **kwargs: object) -> dict:
+        raise AssertionError("a committed model was trained again")
+
+    with monkeypatch.context() as no_training:
+        no_training.setattr(models_lib, "train_with_dagger", refuse)
+        assert ensure_models(profile, tracking_uri=tracking_uri) == tuple(committed / p.name for p in trained)
+    # Retraining goes to the cache, which is then preferred to the committed copy.
+    assert ensure_models(profile, retrain=True, tracking_uri=tracking_uri) == trained
+    assert ensure_models(profile, tracking_uri=tracking_uri) == trained
+    # A changed recipe has another key: the committed pair no longer matches and is not used.
+    changed = _tiny_profile(quick=dataclasses.replace(TINY, steps=TINY.steps + 1))
+    assert ensure_models(changed, tracking_uri=tracking_uri)[0].parent == tmp_path / "cache" / "models" / "tiny"
+
+
+def test_adding_dagger_rounds_trains_only_the_new_ones_and_matches_training_afresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tracking_uri: str,
+) -> None:
+    one_round = dataclasses.replace(TINY, dagger_betas=(0.5,), dagger_episodes=1, dagger_steps=4)
+    two_rounds = dataclasses.replace(one_round, dagger_betas=(0.5, 0.0))
+    # Afresh: the two-round recipe in an empty cache.
+    monkeypatch.setenv("LONDI_CACHE", str(tmp_path / "fresh"))
+    fresh = ensure_models(_tiny_profile(quick=two_rounds), tracking_uri=tracking_uri)[0]
+    # Extended: the one-round recipe first, then the two-round one reuses its stages.
+    monkeypatch.setenv("LONDI_CACHE", str(tmp_path / "extended"))
+    ensure_models(_tiny_profile(quick=one_round), tracking_uri=tracking_uri)
+    trainings: list[int] = []
+    real_train = dagger_lib.train
+
+    def counting(*args: object, **kwargs: object) -> dict:
+        trainings.append(kwargs.get("steps") or TINY.steps)
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(dagger_lib, "train", counting)
+    extended = ensure_models(_tiny_profile(quick=two_rounds), tracking_uri=tracking_uri)[0]
+    assert trainings == [two_rounds.dagger_steps]  # only the second round was trained
+    assert fresh.name == extended.name
+    for name, tensor in _weights(fresh).items():
+        assert torch.equal(tensor, _weights(extended)[name]), name
+    meta = json.loads((extended / LONDI_META).read_text())
+    assert [s["stage"] for s in meta["stages"]] == ["bc", "dagger0", "dagger1"]
+    assert meta == json.loads((fresh / LONDI_META).read_text()) | {k: meta[k] for k in ("train_s", "wall_s")} | {
+        "stages": meta["stages"]}

@@ -1,0 +1,38 @@
+"""The committed cpu pair (checkpoints/cpu) belongs to this code: same recipes, same text format.
+
+A change to the recipes or to what the models read would otherwise leave `make reproduce` on a
+fresh clone silently using checkpoints trained on something else. The key check catches a changed
+recipe; re-measuring the held-out accuracy on freshly generated demonstrations catches a changed
+text format (prompts the model was not trained on score differently).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from bench.babyai_text import ACTIONS  # noqa: F401  (registers the BabyAI levels)
+from bench.demos import bot_episode, pairs
+from bench.lm import LONDI_META, ActionLM
+from bench.models import committed_dir
+from bench.profiles import get_profile
+from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
+from bench.train import step_accuracy
+
+STALE = "checkpoints/cpu does not match the code: run `python -m bench.models --profile cpu --commit` and commit it"
+
+
+@pytest.mark.parametrize("role", ["quick", "deepthink"])
+def test_committed_cpu_checkpoint_matches_the_recipe_and_the_text_format(role: str) -> None:
+    profile = get_profile("cpu")
+    recipe = getattr(profile, role)
+    path = committed_dir(profile, recipe)
+    assert (path / LONDI_META).exists(), STALE
+    meta = json.loads((path / LONDI_META).read_text())
+    assert meta["recipe"] == json.loads(json.dumps(dataclasses.asdict(recipe))), STALE
+    heldout = [bot_episode(level, seed, BABYAI_MAX_STEPS) for level in BABYAI_LEVELS.values()
+               for seed in range(profile.demo_seeds, profile.demo_seeds + profile.heldout_seeds)]
+    accuracy = step_accuracy(ActionLM.load(path), list(pairs([d for d in heldout if d is not None], recipe.context)))
+    assert accuracy == pytest.approx(meta["heldout_step_accuracy"], abs=0.003), STALE
