@@ -76,11 +76,14 @@ PROFILES: dict[str, Profile] = {
         batch_size=64,
         demo_seeds=1000,
         heldout_seeds=100,
-        quick=ModelRecipe(role="quick", context="history", d_model=0, d_ff=0, layers=0, heads=0,
-                          steps=3000, batch_size=32, lr=3e-4, warmup_steps=200, init_from="google/flan-t5-small"),
-        deepthink=ModelRecipe(role="deepthink", context="history", d_model=0, d_ff=0, layers=0, heads=0,
+        # The cpu pair's recipe on the paper's models: same inputs, same BC + DAgger schedule.
+        quick=ModelRecipe(role="quick", context="reflex", d_model=0, d_ff=0, layers=0, heads=0,
+                          steps=3000, batch_size=32, lr=3e-4, warmup_steps=200, init_from="google/flan-t5-small",
+                          dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=1000),
+        deepthink=ModelRecipe(role="deepthink", context="memory", d_model=0, d_ff=0, layers=0, heads=0,
                               steps=3000, batch_size=32, lr=1e-4, warmup_steps=200,
-                              init_from="google/flan-t5-large"),
+                              init_from="google/flan-t5-large",
+                              dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=1000),
         device="cuda",
     ),
 }
