@@ -30,7 +30,7 @@ import pandas as pd
 from bench.babyai_text import ACTIONS
 from bench.contexts import EpisodeHistory, get_context
 from bench.lm import ActionLM
-from bench.report import by_env_seed
+from bench.report import by_env_seed, finished_eval_runs
 from bench.stats import Estimate, fmt, mean_ci, ratio_ci
 from bench.tasks import get_task
 from bench.tracking import DEFAULT_EXPERIMENT, get_client
@@ -63,15 +63,7 @@ class TaskPair:
 def deepthink_traces(sweep: str, tracking_uri: str | None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
     """Every DEEPTHINK-only episode of the sweep: task, env seed and the actions it took."""
     client = get_client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ValueError(f"no MLflow experiment {experiment!r} at {client.tracking_uri}")
-    runs = client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`londi.sweep` = '{sweep}' and tags.`londi.kind` = 'eval' "
-                      "and attributes.status = 'FINISHED' and params.router = 'deepthink_only'",
-        max_results=10000,
-    )
+    runs = finished_eval_runs(sweep, tracking_uri, experiment, where="params.router = 'deepthink_only'")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:

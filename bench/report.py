@@ -27,17 +27,23 @@ TABLE_METRICS = ("reward", "success", "steps", "deepthink_calls", "deepthink_fra
 REFERENCE = "deepthink_only"
 
 
-def eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
+def finished_eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                       where: str = "") -> list:
+    """The sweep's FINISHED evaluation runs (MLflow Run objects), optionally filtered further (`where`)."""
     client = get_client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ValueError(f"no MLflow experiment {experiment!r} at {client.tracking_uri}")
-    runs = client.search_runs(
+    return client.search_runs(
         [exp.experiment_id],
         filter_string=f"tags.`londi.sweep` = '{sweep}' and tags.`londi.kind` = 'eval' "
-                      "and attributes.status = 'FINISHED'",
+                      f"and attributes.status = 'FINISHED'{f' and {where}' if where else ''}",
         max_results=10000,
     )
+
+
+def eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
+    runs = finished_eval_runs(sweep, tracking_uri, experiment)
     rows = [{"run_id": r.info.run_id, "status": r.info.status, **r.data.params,
              **{f"metric.{k}": v for k, v in r.data.metrics.items()}} for r in runs]
     return pd.DataFrame(rows)
