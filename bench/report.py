@@ -19,11 +19,12 @@ from bench.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
 from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
 
 EPISODE_METRICS = (
-    "env_seed", "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "quick_calls",
+    "env_seed", "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted", "quick_calls",
     "flops", "flops_quick", "flops_deepthink", "flops_router", "compute_s",
     "compute_s_quick", "compute_s_deepthink", "compute_s_router",
 )
-TABLE_METRICS = ("reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "flops", "compute_s")
+TABLE_METRICS = ("reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted_fraction",
+                 "flops", "compute_s")
 REFERENCE = "deepthink_only"
 
 
@@ -94,9 +95,13 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
     """
     cells = []
     for (task, router), group in episodes.groupby(["task", "router"], sort=True):
-        values = {m: mean_ci(group[m].to_numpy()) for m in TABLE_METRICS}
+        values = {m: mean_ci(group[m].to_numpy()) for m in TABLE_METRICS if m != "deepthink_acted_fraction"}
+        # Pooled: all DEEPTHINK calls (or steps where DEEPTHINK's action was taken) over all steps. They
+        # differ for a router that consults DEEPTHINK without always following it (the oracle).
         values["deepthink_fraction"] = ratio_ci(group["deepthink_calls"].to_numpy(), group["steps"].to_numpy(),
                                                 paired=True)
+        values["deepthink_acted_fraction"] = ratio_ci(group["deepthink_acted"].to_numpy(),
+                                                      group["steps"].to_numpy(), paired=True)
         on_task = episodes[episodes.task == task]
         reference = on_task[on_task.router_class == REFERENCE]
         if len(reference) and router not in set(reference.router):
@@ -182,6 +187,60 @@ def table_markdown(cells: list[Cell]) -> str:
     return "\n".join(lines)
 
 
+PAPER_SAVING = 0.30  # LONDI's claim: up to 30% less GPU at the same task performance
+RETAINED = 0.95  # "the same performance": at least this share of DEEPTHINK-only's reward
+NOT_DEPLOYABLE = ("oracle",)
+LONDI_PREFIX = "londi"
+
+
+def _best(group: list[Cell]) -> dict | None:
+    if not group:
+        return None
+    top = max(group, key=lambda cell: cell.values["saving_compute_s"].mean)
+    return {"router": top.router, **{k: top.values[k].__dict__ for k in
+                                     ("saving_compute_s", "saving_flops", "reward_retained")}}
+
+
+def verdicts(cells: list[Cell]) -> list[dict]:
+    """Per task: the largest compute saving any deployable router reaches while keeping at least RETAINED of
+    DEEPTHINK-only's reward (mean), and the same for the LONDI settings alone, next to the paper's claim."""
+    rows = []
+    for task in sorted({c.task for c in cells}):
+        eligible = [c for c in cells if c.task == task and "saving_compute_s" in c.values
+                    and c.values["reward_retained"].mean >= RETAINED and not c.router.startswith(NOT_DEPLOYABLE)]
+
+        londi = [c for c in cells if c.task == task and c.router.startswith(LONDI_PREFIX)]
+        rows.append({"task": task, "best": _best(eligible),
+                     "best_londi": _best([c for c in eligible if c.router.startswith(LONDI_PREFIX)]),
+                     "londi_settings_run": len(londi)})
+    return rows
+
+
+def verdict_markdown(rows: list[dict]) -> str:
+    def show(entry: dict | None) -> str:
+        if entry is None:
+            return "none"
+        saving = Estimate(**entry["saving_compute_s"])
+        return (f"{entry['router']}: {100 * saving.mean:.1f}% [{100 * saving.low:.1f}, {100 * saving.high:.1f}] "
+                f"of compute seconds, {100 * entry['saving_flops']['mean']:.1f}% of FLOPs, "
+                f"reward retained {entry['reward_retained']['mean']:.3f}")
+
+    lines = [f"## Verdict: the largest saving at >= {RETAINED:.0%} of DEEPTHINK-only's reward "
+             f"(paper: up to {PAPER_SAVING:.0%})", "",
+             "| task | best deployable router | best LONDI setting | paper's claim reached by LONDI |",
+             "|---|---|---|---|"]
+    for row in rows:
+        if row["londi_settings_run"] == 0:
+            claim = "no LONDI setting run"
+        elif row["best_londi"] is None:
+            claim = f"no: no LONDI setting kept {RETAINED:.0%} of the reward"
+        else:
+            reached = row["best_londi"]["saving_compute_s"]["mean"] >= PAPER_SAVING
+            claim = "yes" if reached else "no: saving under 30%"
+        lines.append(f"| {row['task']} | {show(row['best'])} | {show(row['best_londi'])} | {claim} |")
+    return "\n".join(lines)
+
+
 def cells_records(cells: list[Cell]) -> list[dict]:
     records = []
     for c in cells:
@@ -199,13 +258,13 @@ def write_results(cells: list[Cell], costs: pd.DataFrame, out_dir: Path, stem: s
         f"# {stem}\n\nMean [95% bootstrap interval] per episode, episodes of all seeds pooled. "
         f"flops and compute_s are per episode (QUICK, DEEPTHINK and router calls).\n\n"
         + "".join(f"- {k}: {v}\n" for k, v in context.items())
-        + "\n" + table_markdown(cells) + "\n\n## Cost per decision\n\n"
-        + costs_markdown(costs) + "\n"
+        + "\n" + table_markdown(cells) + "\n\n" + verdict_markdown(verdicts(cells))
+        + "\n\n## Cost per decision\n\n" + costs_markdown(costs) + "\n"
     )
     paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.json"]
     paths[0].write_text(markdown)
     pd.DataFrame(cells_records(cells)).to_csv(paths[1], index=False)
-    paths[2].write_text(json.dumps({"context": context, "cells": cells_records(cells),
+    paths[2].write_text(json.dumps({"context": context, "cells": cells_records(cells), "verdicts": verdicts(cells),
                                     "model_costs": costs.to_dict(orient="records")}, indent=1))
     return paths
 

@@ -21,10 +21,10 @@ from bench.models import ensure_models, load_pair
 from bench.pair import write_pair_report
 from bench.profiles import get_profile
 from bench.report import Cell, episodes_frame, model_costs, plot_cost_reward, summarize, table_markdown, write_results
-from bench.routers import router_class
+from bench.routers import router_spec
 from bench.runner import ModelPair
 from bench.tasks import get_task
-from bench.tracking import DEFAULT_EXPERIMENT, RunLogger
+from bench.tracking import DEFAULT_EXPERIMENT, RunLogger, metric_key
 
 
 @dataclass
@@ -33,8 +33,13 @@ class Args:
 
     profile: str = "cpu"
     """smoke (seconds, for tests), cpu (default; 2 cores, no GPU, no hub) or paper (Flan-T5 on a GPU)"""
-    routers: tuple[str, ...] = ("quick_only", "deepthink_only")
-    """built-in router names, or user routers as module:Class"""
+    routers: tuple[str, ...] = (
+        "quick_only", "deepthink_only", "oracle", "swiftsage",
+        "random_switch[p=0.25]", "random_switch[p=0.5]", "random_switch[p=0.75]",
+        "confidence_cascade[threshold=0.2]", "confidence_cascade[threshold=0.5]", "confidence_cascade[threshold=0.8]",
+    )
+    """built-in router names or user routers as module:Class, each with options in brackets
+    (random_switch[p=0.3]); give a router several times for a sweep of its options"""
     tasks: tuple[str, ...] | None = None
     """tasks from the registry; unset: the profile's"""
     seeds: tuple[int, ...] | None = None
@@ -60,7 +65,7 @@ def main(args: Args) -> list[Cell]:
     profile = get_profile(args.profile)
     # Every name and option is checked before any model is trained or any run is logged.
     tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
-    routers = [router_class(spec) for spec in args.routers]
+    routers = [router_spec(spec) for spec in args.routers]
     seeds = profile.seeds if args.seeds is None else args.seeds
     episodes = profile.episodes if args.episodes is None else args.episodes
     check_run_options(tasks, seeds, episodes, profile.batch_size)
@@ -69,10 +74,11 @@ def main(args: Args) -> list[Cell]:
     models = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
     sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     for task in tasks:
-        for cls in routers:
+        for spec in routers:
             for seed in seeds:
-                evaluate(cls(), task, models, seed, episodes, profile.batch_size, profile.name, sweep,
-                         tracking_uri=args.tracking_uri, experiment=args.experiment, progress=args.progress)
+                evaluate(spec.make(), task, models, seed, episodes, profile.batch_size, profile.name, sweep,
+                         exp_name=spec.label, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                         progress=args.progress)
 
     episodes_table = episodes_frame(sweep, args.tracking_uri, args.experiment)
     cells = summarize(episodes_table)
@@ -94,7 +100,7 @@ def main(args: Args) -> list[Cell]:
     paths = write_results(cells, costs, out_dir, "babyai", context)
     paths.append(plot_cost_reward(cells, out_dir / "babyai_cost_reward.png"))
     pair_text, pair_metrics = "", {}
-    classes = {cls.name for cls in routers}
+    classes = {spec.label for spec in routers}
     if {"quick_only", "deepthink_only"} <= classes:
         pair_paths, pair_text, pair_metrics = write_pair_report(
             episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir,
@@ -105,9 +111,9 @@ def main(args: Args) -> list[Cell]:
                    "londi.sweep": sweep}, experiment=args.experiment, uri=args.tracking_uri) as run:
         for path in paths:
             run.log_file(path)
-        run.log_metrics({f"{c.task}.{c.router}.{name}": e.mean for c in cells for name, e in c.values.items()
-                         if e.mean == e.mean})
-        run.log_metrics({k: v for k, v in pair_metrics.items() if v == v})
+        run.log_metrics({metric_key(f"{c.task}.{c.router}.{name}"): e.mean for c in cells
+                         for name, e in c.values.items() if e.mean == e.mean})
+        run.log_metrics({metric_key(k): v for k, v in pair_metrics.items() if v == v})
     if pair_text:
         print("\n" + pair_text)
     print("\n" + table_markdown(cells))

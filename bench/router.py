@@ -73,6 +73,11 @@ class Router:
     """Base class of every router. Subclasses set `name` and implement `route`."""
 
     name: ClassVar[str] = "router"
+    rng: np.random.Generator = np.random.default_rng(0)
+
+    def seed(self, seed: int) -> None:
+        """Called by the runner with the run seed before any episode: randomness comes from `self.rng`."""
+        self.rng = np.random.default_rng(seed)
 
     def route(self, view: StepView) -> np.ndarray:
         """Boolean mask over `view.slots`: True where DEEPTHINK acts this step."""
@@ -85,5 +90,7 @@ class Router:
         """Called after every environment step with what happened (learned routers train here)."""
 
     def params(self) -> dict[str, Any]:
-        """Hyperparameters to log with the run."""
-        return {}
+        """Hyperparameters to log with the run: by default the constructor's options as set."""
+        from bench.routers import router_options
+
+        return {name: getattr(self, name) for name in router_options(type(self)) if hasattr(self, name)}

@@ -1,7 +1,9 @@
 """Find routers by name: every Router subclass in baselines/ and algos/, or any `module:Class`.
 
 A user's router in their own file is named by its import path (`my_routers:AlwaysLeft`) and
-runs through the same runner, tracking and report as the built-in ones.
+runs through the same runner, tracking and report as the built-in ones. Options of a router's
+constructor follow in brackets: `random_switch[p=0.3]`, `confidence_cascade[threshold=0.2]`,
+`my_routers:EveryK[k=3]`; the whole spec is the setting's name in MLflow and the report.
 """
 
 from __future__ import annotations
@@ -9,8 +11,69 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any
 
 from bench.router import Router
+
+_SPEC = re.compile(r"^(?P<path>[\w.:]+)(?:\[(?P<options>[^\]]*)\])?$")
+
+
+@dataclass(frozen=True)
+class RouterSpec:
+    """A router class and the constructor options of one setting of it."""
+
+    cls: type[Router]
+    options: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+
+    def make(self) -> Router:
+        return self.cls(**self.options)
+
+
+def router_options(cls: type[Router]) -> dict[str, inspect.Parameter]:
+    """The keyword options a router's constructor takes (name -> parameter, annotation resolved)."""
+    hints = typing.get_type_hints(cls.__init__) if cls.__init__ is not object.__init__ else {}
+    params = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        params[name] = param.replace(annotation=hints.get(name, param.annotation))
+    return params
+
+
+def _convert(cls: type[Router], name: str, raw: str, param: inspect.Parameter) -> Any:
+    kind = param.annotation if param.annotation is not inspect.Parameter.empty else type(param.default)
+    try:
+        if kind is bool:
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(raw)
+            return raw.lower() in ("true", "1")
+        return kind(raw) if kind in (int, float, str) else raw
+    except ValueError:
+        raise ValueError(f"router {cls.name!r}: option {name}={raw!r} is not a valid {getattr(kind, '__name__', kind)}"
+                         ) from None
+
+
+def router_spec(spec: str) -> RouterSpec:
+    """Parse `name[opt=value,...]` (or `module:Class[...]`) into the class and its typed options."""
+    match = _SPEC.fullmatch(spec.strip())
+    if match is None:
+        raise ValueError(f"cannot read router spec {spec!r}: write name or name[option=value,...]")
+    cls = router_class(match["path"])
+    known = router_options(cls)
+    options: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in (match["options"] or "").split(","))):
+        name, eq, raw = item.partition("=")
+        name = name.strip()
+        if not eq or name not in known:
+            listing = ", ".join(known) or "none"
+            raise ValueError(f"router {cls.name!r} has no option {name!r}; its options: {listing}")
+        options[name] = _convert(cls, name, raw.strip(), known[name])
+    label = cls.name + (f"[{','.join(f'{k}={v}' for k, v in options.items())}]" if options else "")
+    return RouterSpec(cls, options, label)
 
 ROUTER_PACKAGES = ("baselines", "algos")
 

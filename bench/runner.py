@@ -81,6 +81,7 @@ def run_episodes(
 ) -> tuple[list[EpisodeResult], Meter]:
     """Run one episode per env seed with `router` choosing the model at every step."""
     seed_everything(seed)
+    router.seed(seed)
     n_slots = min(batch_size, len(env_seeds))
     meter = Meter(n_slots, devices=(models.quick.device, models.deepthink.device))
     envs = [task.make_env() for _ in range(n_slots)]

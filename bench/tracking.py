@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +27,12 @@ FLUSH_EVERY = 200  # metrics per log_batch call (MLflow accepts up to 1000)
 # A summary logged under the same name as a per-episode series would join its history (as a
 # second point at step 0) and become neither the run's latest value nor one episode's.
 EPISODE_PREFIX = "episode/"
+
+
+def metric_key(name: str) -> str:
+    """`name` with the characters MLflow refuses in metric names (brackets, =, commas of router options)
+    replaced: random_switch[p=0.3] -> random_switch_p-0.3_."""
+    return re.sub(r"[^\w\-. :/]", "_", name.replace("=", "-"))
 
 
 def tracking_uri() -> str:

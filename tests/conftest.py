@@ -57,3 +57,14 @@ def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+@pytest.fixture(scope="session")
+def cpu_models() -> ModelPair:
+    """The committed cpu pair (checkpoints/cpu): real models that disagree where their inputs differ."""
+    from bench.models import committed_dir
+    from bench.profiles import get_profile
+
+    profile = get_profile("cpu")
+    return ModelPair(ActionLM.load(committed_dir(profile, profile.quick)),
+                     ActionLM.load(committed_dir(profile, profile.deepthink)))

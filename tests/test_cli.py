@@ -57,6 +57,19 @@ def test_baseline_help_shows_every_option() -> None:
     assert "babyai/Mixed" in done.stdout  # the default task is shown
 
 
+@pytest.mark.parametrize(("module", "options"), [
+    ("baselines.random_switch", ("--p",)),
+    ("baselines.confidence_cascade", ("--measure", "--threshold")),
+    ("baselines.oracle", ()),
+    ("baselines.swiftsage", ("--warmup", "--patience", "--window", "--max-deepthink")),
+])
+def test_every_baseline_is_a_command_line_with_its_options(module: str, options: tuple[str, ...]) -> None:
+    done = run_module(module, "--help")
+    assert done.returncode == 0, done.stderr
+    for option in ("--task", "--seeds", "--episodes", *options):
+        assert option in done.stdout, option
+
+
 def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path, tracking_uri: str,
                                                               tmp_path: Path) -> None:
     user_dir = tmp_path / "user"
@@ -64,19 +77,21 @@ def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path,
     (user_dir / "mymod.py").write_text(USER_ROUTER)
     results = tmp_path / "results"
     done = run_module("bench.reproduce", "--profile", "smoke", "--results-dir", str(results), "--no-progress",
-                      "--routers", "quick_only", "deepthink_only", "mymod:EvenSteps", extra_path=user_dir)
+                      "--routers", "quick_only", "deepthink_only", "mymod:EvenSteps", "random_switch[p=0.25]",
+                      extra_path=user_dir)
     assert done.returncode == 0, done.stderr
 
     tasks = ("babyai/GoToLocal", "babyai/Mixed")
     for task in tasks:
-        for router in ("quick_only", "deepthink_only", "even_steps"):
+        for router in ("quick_only", "deepthink_only", "even_steps", "random_switch[p=0.25]"):
             assert f"| {task} | {router} | 4 |" in done.stdout
     out = results / "smoke"
     for name in ("babyai.md", "babyai.csv", "babyai.json", "babyai_cost_reward.png"):
         assert (out / name).stat().st_size > 0, name
 
     table = pd.read_csv(out / "babyai.csv").set_index(["task", "router"])
-    assert set(table.index) == {(t, r) for t in tasks for r in ("quick_only", "deepthink_only", "even_steps")}
+    routers = ("quick_only", "deepthink_only", "even_steps", "random_switch[p=0.25]")
+    assert set(table.index) == {(t, r) for t in tasks for r in routers}
     for task in tasks:
         assert table.loc[(task, "even_steps"), "deepthink_fraction"] == pytest.approx(0.5, abs=0.05)
         assert table.loc[(task, "quick_only"), "deepthink_fraction"] == 0
@@ -85,7 +100,9 @@ def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path,
 
     runs = logged_runs(tracking_uri)
     evals = [r for r in runs if r.data.tags.get("londi.kind") == "eval"]
-    assert len(evals) == 6 and all(r.info.status == "FINISHED" for r in evals)
+    assert len(evals) == 8 and all(r.info.status == "FINISHED" for r in evals)
+    random_runs = [r for r in evals if r.data.params["exp_name"] == "random_switch[p=0.25]"]
+    assert len(random_runs) == 2 and all(r.data.params["router.p"] == "0.25" for r in random_runs)
     assert sum(r.data.tags.get("londi.kind") == "report" for r in runs) == 1
 
 

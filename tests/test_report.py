@@ -15,9 +15,19 @@ from mlflow import MlflowClient
 from baselines.deepthink_only import DeepthinkOnly
 from baselines.quick_only import QuickOnly
 from bench.evaluate import evaluate
-from bench.report import Cell, episodes_frame, model_costs, plot_cost_reward, summarize, write_results
+from bench.report import (
+    Cell,
+    episodes_frame,
+    model_costs,
+    plot_cost_reward,
+    summarize,
+    verdict_markdown,
+    verdicts,
+    write_results,
+)
 from bench.router import Router, StepView
 from bench.runner import ModelPair
+from bench.stats import Estimate
 from bench.tasks import get_task
 from bench.tracking import DEFAULT_EXPERIMENT
 
@@ -154,3 +164,25 @@ def test_savings_pair_the_same_episodes(smoke_models: ModelPair, tmp_path: Path)
     shared = sorted(set(quick.index) & set(deepthink.index))
     assert shared == list(task.eval_episode_seeds(0, 2))
     assert saving.mean == pytest.approx(1 - quick.loc[shared].mean() / deepthink.loc[shared].mean())
+
+
+def _cell(router: str, saving: float, retained: float, task: str = "babyai/Mixed") -> Cell:
+    def e(v: float) -> Estimate:
+        return Estimate(v, v - 0.05, v + 0.05, 120)
+
+    return Cell(task, router, 120, 3, {"saving_compute_s": e(saving), "saving_flops": e(saving + 0.1),
+                                       "reward_retained": e(retained)})
+
+
+def test_verdict_is_the_largest_saving_at_95_percent_of_the_reward() -> None:
+    cells = [_cell("confidence_cascade[threshold=0.3]", 0.40, 0.97), _cell("random_switch[p=0.25]", 0.80, 0.90),
+             _cell("oracle", 0.50, 1.00), _cell("londi_sac[c=0.1]", 0.25, 0.96), _cell("londi_sac[c=0.5]", 0.6, 0.8),
+             Cell("babyai/Mixed", "deepthink_only", 120, 3, {})]
+    (row,) = verdicts(cells)
+    assert row["best"]["router"] == "confidence_cascade[threshold=0.3]"  # random: too little reward; oracle: excluded
+    assert row["best_londi"]["router"] == "londi_sac[c=0.1]" and row["londi_settings_run"] == 2
+    text = verdict_markdown([row])
+    assert "| babyai/Mixed | confidence_cascade[threshold=0.3]: 40.0% [35.0, 45.0] of compute seconds" in text
+    assert text.rstrip().endswith("| no: saving under 30% |")
+    (none_run,) = verdicts(cells[:3])
+    assert none_run["best_londi"] is None and "no LONDI setting run" in verdict_markdown([none_run])
