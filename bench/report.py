@@ -148,26 +148,37 @@ def costs_markdown(costs: pd.DataFrame) -> str:
 
 
 def plot_cost_reward(cells: list[Cell], path: Path) -> Path:
-    """Reward against FLOPs per episode, one panel per task, one point (with 95% intervals) per router."""
+    """Reward against FLOPs per episode (top) and against the fraction of steps DEEPTHINK acted (bottom),
+    one panel per task, one point (with 95% intervals) per router setting."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     tasks = sorted({c.task for c in cells})
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4 * len(tasks), 3.6), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        for c in (c for c in cells if c.task == task):
-            x, y = c.values["flops"], c.values["reward"]
-            ax.errorbar(x.mean, y.mean, xerr=[[x.mean - x.low], [x.high - x.mean]],
-                        yerr=[[y.mean - y.low], [y.high - y.mean]], fmt="o", capsize=3, label=c.router)
-        ax.set_xscale("log")
-        ax.set_title(task)
-        ax.set_xlabel("FLOPs per episode")
-        ax.set_ylabel("reward")
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    routers = sorted({c.router for c in cells})
+    colors = {r: plt.get_cmap("tab20")(i % 20) for i, r in enumerate(routers)}
+    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 6.6), squeeze=False)
+    for column, task in enumerate(tasks):
+        for row, (metric, label) in enumerate((("flops", "FLOPs per episode"),
+                                               ("deepthink_acted_fraction", "DEEPTHINK acted (fraction of steps)"))):
+            ax = axes[row][column]
+            for c in (c for c in cells if c.task == task and metric in c.values):
+                x, y = c.values[metric], c.values["reward"]
+                ax.errorbar(x.mean, y.mean, xerr=[[x.mean - x.low], [x.high - x.mean]],
+                            yerr=[[y.mean - y.low], [y.high - y.mean]], fmt="o", capsize=3, color=colors[c.router],
+                            label=c.router)
+            if metric == "flops":
+                ax.set_xscale("log")
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                ax.set_title(task)
+            ax.set_xlabel(label)
+            ax.set_ylabel("reward")
+            ax.grid(alpha=0.3)
+    handles = {text: handle for ax in axes.flat for handle, text in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(5, len(handles)), fontsize=8)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(handles) - 1) // 5), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -275,3 +286,34 @@ def print_sweep(sweep: str, tracking_uri: str | None = None, experiment: str = D
     print(f"\nsweep {sweep}: mean [95% CI] per episode\n")
     print(table_markdown(cells))
     return cells
+
+
+if __name__ == "__main__":
+    import tyro
+
+    from bench.cli import user_errors
+
+    def main(sweep: str, profile: str = "cpu", results_dir: Path = Path("results"), tracking_uri: str | None = None,
+             experiment: str = DEFAULT_EXPERIMENT) -> None:
+        """Rebuild a sweep's comparison table, verdicts and plot in results/<profile>/ from MLflow alone.
+
+        Args:
+            sweep: the sweep's name (MLflow tag londi.sweep), printed by every run.
+            profile: the results subfolder.
+            results_dir: where results go.
+            tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
+            experiment: MLflow experiment name.
+        """
+        episodes = episodes_frame(sweep, tracking_uri, experiment)
+        cells = summarize(episodes)
+        out = results_dir / profile
+        previous = out / "babyai.json"
+        context = json.loads(previous.read_text())["context"] if previous.exists() else {"sweep": sweep}
+        if context.get("sweep (MLflow tag londi.sweep)", sweep) != sweep:
+            context = {"sweep (MLflow tag londi.sweep)": sweep}
+        paths = write_results(cells, model_costs(episodes), out, "babyai", context)
+        paths.append(plot_cost_reward(cells, out / "babyai_cost_reward.png"))
+        print(table_markdown(cells) + "\n\nwrote " + ", ".join(map(str, paths)))
+
+    with user_errors():
+        tyro.cli(main)

@@ -186,3 +186,21 @@ def test_verdict_is_the_largest_saving_at_95_percent_of_the_reward() -> None:
     assert text.rstrip().endswith("| no: saving under 30% |")
     (none_run,) = verdicts(cells[:3])
     assert none_run["best_londi"] is None and "no LONDI setting run" in verdict_markdown([none_run])
+
+
+def test_report_command_rebuilds_the_results_from_mlflow_alone(sweep: Sweep, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "bench.report", "--sweep", SWEEP, "--tracking-uri", sweep.uri,
+                           "--profile", "smoke", "--results-dir", str(tmp_path)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert done.returncode == 0, done.stderr
+    table = pd.read_csv(tmp_path / "smoke" / "babyai.csv")
+    assert set(zip(table.task, table.router, strict=True)) == {(c.task, c.router) for c in sweep.cells}
+    assert (tmp_path / "smoke" / "babyai_cost_reward.png").stat().st_size > 0
+    assert "## Verdict" in (tmp_path / "smoke" / "babyai.md").read_text()
+    unknown = subprocess.run([sys.executable, "-m", "bench.report", "--sweep", "nope", "--tracking-uri", sweep.uri,
+                              "--results-dir", str(tmp_path)], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert unknown.returncode == 2 and "no finished evaluation runs with tag londi.sweep='nope'" in unknown.stderr
