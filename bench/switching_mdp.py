@@ -117,3 +117,19 @@ def solve(chain: SwitchingChain) -> Solution:
             values[i, x] = q[i, x].max()
     policy = (q[:, :, 1] > q[:, :, 0] + 1e-12).astype(int)
     return Solution(values[:n], q, policy)
+
+
+def policy_value(chain: SwitchingChain, policy: np.ndarray) -> np.ndarray:
+    """V of a fixed deterministic policy [n, budgets] on every state, exactly (the same recursion, no max)."""
+    values = np.zeros((chain.n + 1, chain.budgets))
+    for i in range(chain.n - 1, -1, -1):
+        goal = 1.0 if i + 1 == chain.n else 0.0
+        p = chain.quick_success[i]
+        for x in range(chain.budgets):
+            if policy[i, x] and 1 in chain.allowed(x):
+                next_x = x - 1 if chain.budget != UNLIMITED else 0
+                values[i, x] = -chain.c + goal + chain.gamma * values[i + 1, next_x]
+            else:
+                stay = 1.0 - chain.gamma * (1.0 - p)
+                values[i, x] = p * (goal + chain.gamma * values[i + 1, x]) / stay if stay > 0 else 0.0
+    return values[: chain.n]

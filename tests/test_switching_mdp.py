@@ -8,23 +8,13 @@ import numpy as np
 import pytest
 
 from bench.switching_mdp import UNLIMITED, SwitchingChain, solve
-
-HARD = (1.0, 1.0, 0.2, 1.0, 0.3, 1.0)  # positions 2 and 4 are hard for QUICK
+from bench.switching_mdp import policy_value as values_of
 
 
 def policy_value(chain: SwitchingChain, policy: np.ndarray) -> float:
-    """V of a fixed deterministic policy from (0, full budget), by the same recursion (no max)."""
-    values = np.zeros((chain.n + 1, chain.budgets))
-    for i in range(chain.n - 1, -1, -1):
-        goal = 1.0 if i + 1 == chain.n else 0.0
-        p = chain.quick_success[i]
-        for x in range(chain.budgets):
-            if policy[i, x]:
-                next_x = x - 1 if chain.budget != UNLIMITED else 0
-                values[i, x] = -chain.c + goal + chain.gamma * values[i + 1, next_x]
-            else:
-                values[i, x] = p * (goal + chain.gamma * values[i + 1, x]) / (1 - chain.gamma * (1 - p))
-    return values[0, chain.budgets - 1]
+    return float(values_of(chain, policy)[0, chain.budgets - 1])
+
+HARD = (1.0, 1.0, 0.2, 1.0, 0.3, 1.0)  # positions 2 and 4 are hard for QUICK
 
 
 def feasible_policies(chain: SwitchingChain):
