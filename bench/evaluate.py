@@ -10,7 +10,9 @@ as an artifact.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -187,6 +189,51 @@ def _gpu_monitor(models: ModelPair) -> GpuMonitor | None:
     return GpuMonitor(device_index=index).start()
 
 
+def train_router(
+    router: Router,
+    task: TaskSpec,
+    models: ModelPair,
+    seed: int,
+    batch_size: int,
+    profile: str,
+    sweep: str,
+    exp_name: str,
+    tracking_uri: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    progress: bool = True,
+    save_dir: Path | None = None,
+) -> None:
+    """Train a learned router online (`router.training = True`) on `router.train_episodes` training seeds of
+    `task`, as its own MLflow run (kind `router_train`): the training's DEEPTHINK calls and compute are
+    logged there, apart from the evaluation. The trained router is saved as an artifact (and to
+    `save_dir`) when it can `save(path)`."""
+    env_seeds = task.router_train_seeds(seed, router.train_episodes)
+    params = {"router": router.name, "exp_name": exp_name, "task": task.name, "seed": seed,
+              "train_episodes": len(env_seeds), "env_seeds": f"{env_seeds[0]}..{env_seeds[-1]}",
+              "batch_size": batch_size, "profile": profile, "git_commit": git_commit(),
+              **{f"router.{k}": v for k, v in router.params().items()}}
+    tags = {"londi.kind": "router_train", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
+            "londi.profile": profile}
+    with RunLogger(f"{task.name}__{exp_name}__{seed}__train__{int(time.time())}", params, tags,
+                   experiment=experiment, uri=tracking_uri) as run:
+        router.training = True
+        try:
+            results, meter = run_episodes(router, task, models, env_seeds, batch_size=batch_size, seed=seed,
+                                          progress=progress, description=f"{task.name} {exp_name} seed {seed} (train)")
+        finally:
+            router.training = False
+        totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
+        run.log_metrics({**summary_metrics(results), **totals,
+                         **{f"router_{k}": v for k, v in getattr(router, "stats", {}).items()}})
+        if hasattr(router, "save"):
+            with tempfile.TemporaryDirectory() as tmp:
+                saved = router.save(Path(tmp) / "switcher")
+                for path in saved.iterdir():
+                    run.log_file(path)
+                if save_dir is not None:
+                    shutil.copytree(saved, save_dir, dirs_exist_ok=True)
+
+
 def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     """What `python -m baselines.<router>` does: evaluate the router on args.task for each seed."""
     from bench.cli import user_errors
@@ -212,6 +259,10 @@ def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
     for seed in args.seeds:
         router = make_router()
+        if getattr(router, "needs_training", lambda: False)():
+            train_router(router, task, models, seed, batch_size, profile.name, sweep,
+                         exp_name=args.exp_name or router.name, tracking_uri=args.tracking_uri,
+                         experiment=args.experiment, progress=args.progress)
         evaluate(router, task, models, seed, episodes, batch_size, profile.name,
                  sweep, exp_name=args.exp_name or None, tracking_uri=args.tracking_uri,
                  experiment=args.experiment, progress=args.progress)

@@ -15,7 +15,7 @@ from pathlib import Path
 import tyro
 
 from bench.cli import user_errors
-from bench.evaluate import check_run_options, evaluate, git_commit, resolve_device
+from bench.evaluate import check_run_options, evaluate, git_commit, resolve_device, train_router
 from bench.lm import ActionLM
 from bench.models import ensure_models, load_pair
 from bench.pair import write_pair_report
@@ -76,7 +76,11 @@ def main(args: Args) -> list[Cell]:
     for task in tasks:
         for spec in routers:
             for seed in seeds:
-                evaluate(spec.make(), task, models, seed, episodes, profile.batch_size, profile.name, sweep,
+                router = spec.make()
+                if getattr(router, "needs_training", lambda: False)():
+                    train_router(router, task, models, seed, profile.batch_size, profile.name, sweep, spec.label,
+                                 tracking_uri=args.tracking_uri, experiment=args.experiment, progress=args.progress)
+                evaluate(router, task, models, seed, episodes, profile.batch_size, profile.name, sweep,
                          exp_name=spec.label, tracking_uri=args.tracking_uri, experiment=args.experiment,
                          progress=args.progress)
 

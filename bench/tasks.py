@@ -39,6 +39,15 @@ class TaskSpec:
         if len(overlap) > 0:
             raise ValueError(f"task {self.name!r}: train and eval seeds overlap on {overlap}")
 
+    def router_train_seeds(self, run_seed: int, episodes: int) -> list[int]:
+        """Training episodes of a learned router for run `run_seed`: from the upper half of the training
+        seeds (the lower half holds the model pair's demonstrations and DAgger rollouts), a block per run."""
+        base = self.train_seeds.start + len(self.train_seeds) // 2
+        start = base + run_seed * episodes
+        if run_seed < 0 or episodes < 1 or start + episodes > self.train_seeds.stop:
+            raise ValueError(f"task {self.name!r}: no {episodes} router training seeds for run seed {run_seed}")
+        return list(range(start, start + episodes))
+
     def eval_episode_seeds(self, run_seed: int, episodes: int) -> list[int]:
         """The evaluation episodes of run `run_seed`: consecutive blocks, so runs never share episodes."""
         if run_seed < 0 or episodes < 1:

@@ -62,8 +62,9 @@ def test_baseline_help_shows_every_option() -> None:
     ("baselines.confidence_cascade", ("--measure", "--threshold")),
     ("baselines.oracle", ()),
     ("baselines.swiftsage", ("--warmup", "--patience", "--window", "--max-deepthink")),
+    ("algos.londi_sac", ("--c", "--budget", "--train-episodes", "--load")),
 ])
-def test_every_baseline_is_a_command_line_with_its_options(module: str, options: tuple[str, ...]) -> None:
+def test_every_router_file_is_a_command_line_with_its_options(module: str, options: tuple[str, ...]) -> None:
     done = run_module(module, "--help")
     assert done.returncode == 0, done.stderr
     for option in ("--task", "--seeds", "--episodes", *options):

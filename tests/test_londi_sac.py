@@ -1,0 +1,96 @@
+"""LONDI-SAC as a router on BabyAI-Text with the real smoke pair: online training logged apart from the
+evaluation, the Switcher's compute metered, LONDI-B's budget never exceeded, save and reload."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from algos.londi_sac import LondiSAC, hashed_words
+from bench.evaluate import evaluate, train_router
+from bench.runner import ModelPair
+from bench.tasks import get_task
+from bench.tracking import DEFAULT_EXPERIMENT
+
+TASK = get_task("babyai/GoToLocal")
+
+
+def runs(uri: str, kind: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id
+    return client.search_runs([experiment], f"tags.`londi.kind` = '{kind}'")
+
+
+@pytest.fixture(scope="module")
+def trained(smoke_models: ModelPair, tmp_path_factory: pytest.TempPathFactory) -> tuple[LondiSAC, str, Path]:
+    uri = f"sqlite:///{tmp_path_factory.mktemp('londi-store') / 'mlflow.db'}"
+    saved = tmp_path_factory.mktemp("switcher") / "switcher"
+    router = LondiSAC(c=0.05, train_episodes=6, max_steps=TASK.max_steps)
+    router.seed(0)
+    train_router(router, TASK, smoke_models, 0, batch_size=3, profile="smoke", sweep="londi-test",
+                 exp_name="londi_sac[c=0.05]", tracking_uri=uri, progress=False, save_dir=saved)
+    return router, uri, saved
+
+
+def test_training_is_its_own_mlflow_run_with_its_deepthink_calls_and_compute(trained: tuple) -> None:
+    router, uri, _ = trained
+    (run,) = runs(uri, "router_train")
+    metrics, params = run.data.metrics, run.data.params
+    assert params["train_episodes"] == "6" and params["router.c"] == "0.05"
+    first, last = (int(v) for v in params["env_seeds"].split(".."))
+    assert last - first == 5 and first >= TASK.train_seeds.start and last < TASK.eval_seeds.start
+    assert metrics["total_deepthink_calls"] > 0 and metrics["total_quick_calls"] > 0  # both moved during training
+    assert metrics["total_flops_router"] > 0 and metrics["router_transitions"] == router.stats["transitions"]
+    assert router.stats["updates"] > 0 and not router.training
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(run.info.run_id)}
+    assert {"switcher.pt", "switcher.json"} <= artifacts
+
+
+def test_evaluation_is_greedy_metered_and_reproducible_from_the_saved_switcher(
+        trained: tuple, smoke_models: ModelPair, tmp_path: Path) -> None:
+    router, _, saved = trained
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = evaluate(router, TASK, smoke_models, 0, 4, 2, "smoke", "eval", tracking_uri=uri, progress=False)
+    params = sum(p.numel() for p in router.sac.actor.parameters())
+    for result in first:
+        assert result.usage["router"].calls == result.steps
+        assert result.usage["router"].flops == pytest.approx(2.0 * params * result.steps)
+    reloaded = LondiSAC(c=0.05, train_episodes=6, max_steps=TASK.max_steps, load=str(saved))
+    assert not reloaded.needs_training()
+    again = evaluate(reloaded, TASK, smoke_models, 0, 4, 2, "smoke", "eval", tracking_uri=uri, progress=False)
+    assert [[s["model"] for s in r.trace] for r in again] == [[s["model"] for s in r.trace] for r in first]
+    meta = json.loads((saved / "switcher.json").read_text())
+    assert meta["c"] == 0.05 and meta["stats"]["transitions"] == router.stats["transitions"]
+
+
+def test_londi_b_never_exceeds_its_budget_at_evaluation(smoke_models: ModelPair, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    router = LondiSAC(c=0.0, budget=2, train_episodes=4, max_steps=TASK.max_steps)
+    router.seed(0)
+    train_router(router, TASK, smoke_models, 0, 2, "smoke", "budget", "londi_sac[budget=2]", tracking_uri=uri,
+                 progress=False)
+    # A Switcher that wants DEEPTHINK wherever it is allowed is the hard case for the mask.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(router.sac, "probabilities", lambda states, masks: masks * [0.0, 1.0] + [1e-3, 0.0])
+        results = evaluate(router, TASK, smoke_models, 1, 12, 4, "smoke", "budget", tracking_uri=uri, progress=False)
+    assert all(r.deepthink_acted <= 2 for r in results)
+    assert sum(r.deepthink_acted == 2 for r in results) == len(results)  # it spends the whole budget
+    assert all(r.usage["deepthink"].calls == r.deepthink_acted for r in results)
+
+
+def test_bad_switcher_options_and_paths_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="the DEEPTHINK cost c must be >= 0"):
+        LondiSAC(c=-0.1)
+    with pytest.raises(ValueError, match="budget must be >= 0 calls or -1"):
+        LondiSAC(budget=-2)
+    with pytest.raises(FileNotFoundError, match="no saved Switcher at .* train one first"):
+        LondiSAC(load=str(tmp_path / "nothing"))
+
+
+def test_hashed_words_are_stable_log_counts() -> None:
+    v = hashed_words("You see a red ball. You see a red key 2", 64)
+    assert v.shape == (64,) and v.max() == pytest.approx(1.0986, abs=1e-3)  # "you", "see", "a", "red": 2 each
+    assert (v == hashed_words("you SEE a red ball you see a red key 2", 64)).all()
