@@ -27,19 +27,30 @@ def cpu_pair() -> dict[str, ActionLM]:
 
 def _prompts(lm: ActionLM, n: int) -> list[str]:
     """Prompts from real BabyAI-Text episodes (a few random steps in), in the model's own context."""
-    env = get_task("babyai/Mixed").make_env()
-    rng = np.random.default_rng(0)
     build = get_context(lm.context)
     prompts = []
-    for seed in range(n):
-        obs, _ = env.reset(seed=1_000_000 + seed)
-        history = EpisodeHistory(observations=[obs])
-        for _ in range(3):
-            action = int(rng.integers(3))
-            obs, *_ = env.step(action)
-            history = EpisodeHistory(history.observations + [obs], history.actions + [ACTIONS[action]])
+    for history in _histories(n):
         prompts.append(build(history))
     return prompts
+
+
+def _histories(n: int, steps: int = 6) -> list[EpisodeHistory]:
+    """Real BabyAI-Text episode histories, a few random steps in, with the episode memory."""
+    env = get_task("babyai/Mixed").make_env()
+    rng = np.random.default_rng(0)
+    histories = []
+    for seed in range(n):
+        obs, info = env.reset(seed=1_000_000 + seed)
+        history = EpisodeHistory(observations=[obs], memories=[info["memory"]])
+        for _ in range(steps):
+            action = int(rng.integers(3))
+            obs, _, terminated, truncated, info = env.step(action)
+            if terminated or truncated:
+                break
+            history = EpisodeHistory(history.observations + [obs], history.actions + [ACTIONS[action]],
+                                     history.memories + [info["memory"]])
+        histories.append(history)
+    return histories
 
 
 def test_env_steps(benchmark: pytest.FixtureRequest) -> None:
@@ -71,3 +82,22 @@ def test_decision_latency(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, 
         flops_per_decision=float(lm.score(prompts, ACTIONS)[1].flops.mean()),
     )
     benchmark(lm.score, prompts, ACTIONS)
+
+
+@pytest.mark.parametrize("batch", [1, 16])
+def test_switcher_decision_cost(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, ActionLM], batch: int) -> None:
+    """LONDI-SAC's default Switcher (encoder + MLP, greedy) per decision, next to a QUICK call's FLOPs."""
+    from algos.londi_sac import LondiSAC
+
+    router = LondiSAC()
+    histories = _histories(batch)
+    params = sum(p.numel() for p in router.sac.actor.parameters())
+    quick_flops = float(cpu_pair["quick"].score(_prompts(cpu_pair["quick"], batch), ACTIONS)[1].flops.mean())
+    benchmark.extra_info.update(batch=batch, switcher_params=params, flops_per_decision=2.0 * params,
+                                quick_flops_per_decision=quick_flops, flops_vs_quick=2.0 * params / quick_flops)
+
+    def decide() -> np.ndarray:
+        states = np.stack([router.state(h, -1) for h in histories])
+        return router.sac.greedy(states)
+
+    benchmark(decide)
