@@ -94,3 +94,9 @@ def test_hashed_words_are_stable_log_counts() -> None:
     v = hashed_words("You see a red ball. You see a red key 2", 64)
     assert v.shape == (64,) and v.max() == pytest.approx(1.0986, abs=1e-3)  # "you", "see", "a", "red": 2 each
     assert (v == hashed_words("you SEE a red ball you see a red key 2", 64)).all()
+
+
+def test_loading_a_switcher_trained_with_other_options_is_refused(trained: tuple) -> None:
+    _, _, saved = trained
+    with pytest.raises(ValueError, match="was trained with c=0.05, not 0.3"):
+        LondiSAC(c=0.3, load=str(saved))

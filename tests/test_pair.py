@@ -141,3 +141,8 @@ def test_goals_are_marked_with_their_margin() -> None:
     missed = {g["goal"]: g for g in goal_rows([_pair(0.40, 0.50, 0.45)], models)}
     assert not missed["DEEPTHINK succeeds >= 20 points more often than QUICK"]["met"]
     assert missed["DEEPTHINK succeeds >= 20 points more often than QUICK"]["margin"] == pytest.approx(-0.10)
+
+
+def test_a_sweep_without_deepthink_only_runs_is_a_clear_error(sweep: Sweep) -> None:
+    with pytest.raises(ValueError, match="sweep 'other' has no finished deepthink_only runs"):
+        deepthink_traces("other", sweep.uri)
