@@ -81,6 +81,7 @@ class LondiSAC(Router):
         self.training = False
         self.stats = {"updates": 0, "over_budget": 0, "transitions": 0}
         self.sac = DiscreteSAC(self.state_dim, SACConfig(hidden=hidden, gamma=gamma))
+        self.switcher_params = sum(p.numel() for p in self.sac.actor.parameters())  # the same shape after any reseed
         if load:
             self._load(Path(load))
         self.left: dict[int, int] = {}  # slot -> DEEPTHINK calls left this episode
@@ -120,8 +121,7 @@ class LondiSAC(Router):
         masks = np.ones((len(states), 2), np.float32)
         if self.budget != UNLIMITED and not self.training:
             masks[:, 1] = [self.left[s] > 0 for s in view.slots]
-        params = sum(p.numel() for p in self.sac.actor.parameters())
-        cost = CallCost(np.zeros(len(states)), np.zeros(len(states)), np.full(len(states), 2.0 * params))
+        cost = CallCost(np.zeros(len(states)), np.zeros(len(states)), np.full(len(states), 2.0 * self.switcher_params))
         choose = self.sac.act if self.training else self.sac.greedy
         choices = view.meter.call("router", view.slots, lambda: (choose(states, masks), cost))
         deepthink = np.zeros(len(states), dtype=bool)
@@ -152,7 +152,7 @@ class LondiSAC(Router):
     def params(self) -> dict:
         return {"c": self.c, "budget": self.budget, "train_episodes": self.train_episodes, "penalty": self.penalty,
                 "features": self.features, "hidden": self.hidden, "gamma": self.gamma, "load": self.load,
-                "switcher_params": sum(p.numel() for p in self.sac.actor.parameters())}
+                "switcher_params": self.switcher_params}
 
     def save(self, path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)

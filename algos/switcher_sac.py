@@ -34,6 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bench.switching_mdp import UNLIMITED, SwitchingChain, policy_calls, policy_value, solve
+
 
 @dataclass(frozen=True)
 class SACConfig:
@@ -167,7 +169,7 @@ class DiscreteSAC:
                 "entropy": float(entropy.mean())}
 
 
-def chain_features(chain, state: tuple[int, int]) -> np.ndarray:
+def chain_features(chain: SwitchingChain, state: tuple[int, int]) -> np.ndarray:
     """One-hot position and one-hot remaining budget: the Switcher's view of a SwitchingChain state."""
     i, x = state
     v = np.zeros(chain.n + chain.budgets, np.float32)
@@ -176,7 +178,12 @@ def chain_features(chain, state: tuple[int, int]) -> np.ndarray:
     return v
 
 
-def fit_chain(chain, config: SACConfig = SACConfig(), steps: int = 3000, penalty: float = 1.0,
+def chain_masks(chain: SwitchingChain) -> np.ndarray:
+    """Evaluation masks of every state of a chain, in `chain.states()` order: no call without budget."""
+    return np.array([[1, int(chain.budget == UNLIMITED or x > 0)] for _, x in chain.states()], np.float32)
+
+
+def fit_chain(chain: SwitchingChain, config: SACConfig = SACConfig(), steps: int = 3000, penalty: float = 1.0,
               exploring_starts: bool = True) -> DiscreteSAC:
     """Train a Switcher on a bench.switching_mdp.SwitchingChain by interacting with it for `steps` steps.
 
@@ -185,8 +192,6 @@ def fit_chain(chain, config: SACConfig = SACConfig(), steps: int = 3000, penalty
     uniformly drawn state, so that states the current policy avoids (budget kept past a hard position)
     are learned too: the check against dynamic programming is on every state.
     """
-    from bench.switching_mdp import UNLIMITED
-
     config = dataclasses.replace(config, gamma=chain.gamma)  # the Switcher discounts as the task does
     sac = DiscreteSAC(chain.n + chain.budgets, config)
     rng = np.random.default_rng(config.seed + 1)
@@ -218,8 +223,6 @@ def chain_report(out_dir: Path, steps: int = 3000, seed: int = 0) -> Path:
     import json
     import time
 
-    from bench.switching_mdp import UNLIMITED, SwitchingChain, policy_value, solve
-
     hard = (1.0, 0.1, 1.0, 1.0, 0.4, 1.0)
     settings = [(hard, c, b) for b in (UNLIMITED, 1) for c in (0.02, 0.05, 0.1, 0.2, 0.3, 0.6)]
     settings.append((tuple(1 / 6 for _ in hard), 0.05, UNLIMITED))  # the random-QUICK ablation
@@ -230,8 +233,7 @@ def chain_report(out_dir: Path, steps: int = 3000, seed: int = 0) -> Path:
         optimal = solve(chain)
         sac = fit_chain(chain, SACConfig(seed=seed), steps=steps)
         features = np.stack([chain_features(chain, s) for s in chain.states()])
-        masks = np.array([[1, int(budget == UNLIMITED or x > 0)] for _, x in chain.states()], np.float32)
-        learned = sac.greedy(features, masks).reshape(chain.n, chain.budgets)
+        learned = sac.greedy(features, chain_masks(chain)).reshape(chain.n, chain.budgets)
         start = chain.budgets - 1
         rows.append({"quick": "random (1/6)" if quick != hard else "hard at 1 (0.1) and 4 (0.4)", "c": c,
                      "budget": "none" if budget == UNLIMITED else budget,
@@ -254,13 +256,6 @@ def chain_report(out_dir: Path, steps: int = 3000, seed: int = 0) -> Path:
     path = out_dir / "switching_mdp.md"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def policy_calls(chain, policy: np.ndarray) -> float:
-    """DEEPTHINK calls per episode of a deterministic policy from the start (as Solution.calls)."""
-    from bench.switching_mdp import Solution
-
-    return Solution(np.zeros(0), np.zeros(0), policy).calls(chain)
 
 
 if __name__ == "__main__":

@@ -89,15 +89,21 @@ class Solution:
     policy: np.ndarray
     """argmax_g Q*(i, x, g), shape [n, budgets] (ties go to QUICK: calling costs)."""
 
-    def calls(self, chain: SwitchingChain, x0: int | None = None) -> float:
-        """Expected DEEPTHINK calls per episode under the optimal policy from position 0."""
-        x = chain.budgets - 1 if x0 is None else x0
-        total = 0.0
-        for i in range(chain.n):  # the optimal policy's calls happen once per position at most
-            g = int(self.policy[i, x])
-            total += g
-            x -= g if chain.budget != UNLIMITED else 0
-        return total
+    def calls(self, chain: SwitchingChain) -> int:
+        """DEEPTHINK calls per episode under the optimal policy from position 0."""
+        return policy_calls(chain, self.policy)
+
+
+def policy_calls(chain: SwitchingChain, policy: np.ndarray) -> int:
+    """DEEPTHINK calls per episode of a deterministic policy [n, budgets] from position 0 with the full budget:
+    a position where it calls is left at once, one where QUICK acts is left without a call, so each position
+    contributes at most one call."""
+    x, total = chain.budgets - 1, 0
+    for i in range(chain.n):
+        g = int(policy[i, x])
+        total += g
+        x -= g if chain.budget != UNLIMITED else 0
+    return total
 
 
 def solve(chain: SwitchingChain) -> Solution:

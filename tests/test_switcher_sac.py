@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from algos.switcher_sac import SACConfig, chain_features, fit_chain
-from bench.switching_mdp import UNLIMITED, SwitchingChain, solve
+from algos.switcher_sac import SACConfig, chain_features, chain_masks, fit_chain
+from bench.switching_mdp import SwitchingChain, policy_calls, solve
 
 HARD = (1.0, 0.1, 1.0, 1.0, 0.4, 1.0)  # QUICK is right at positions 1 and 4 only by luck
 STEPS = 3000
@@ -21,17 +21,7 @@ STEPS = 3000
 def learned_policy(chain: SwitchingChain, seed: int = 0) -> tuple[np.ndarray, object]:
     sac = fit_chain(chain, SACConfig(seed=seed), steps=STEPS)
     features = np.stack([chain_features(chain, s) for s in chain.states()])
-    masks = np.array([[1, int(chain.budget == UNLIMITED or x > 0)] for _, x in chain.states()], np.float32)
-    return sac.greedy(features, masks).reshape(chain.n, chain.budgets), sac
-
-
-def expected_calls(chain: SwitchingChain, policy: np.ndarray) -> int:
-    x, calls = chain.budgets - 1, 0
-    for i in range(chain.n):
-        g = int(policy[i, x])
-        calls += g
-        x -= g if chain.budget != UNLIMITED else 0
-    return calls
+    return sac.greedy(features, chain_masks(chain)).reshape(chain.n, chain.budgets), sac
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +40,7 @@ def test_the_learned_switcher_is_the_optimal_one_on_every_state(by_cost: dict) -
 
 
 def test_a_higher_cost_gives_fewer_calls_as_dynamic_programming_says(by_cost: dict) -> None:
-    calls = [expected_calls(SwitchingChain(HARD, c=c), learned) for c, (learned, _) in sorted(by_cost.items())]
+    calls = [policy_calls(SwitchingChain(HARD, c=c), learned) for c, (learned, _) in sorted(by_cost.items())]
     assert calls == [2, 1, 0]  # both hard positions, then only the harder one, then none
 
 
@@ -76,7 +66,7 @@ def test_a_random_quick_makes_the_switcher_call_more() -> None:
     """The paper's ablation: with QUICK right only by chance (1 in 6), DEEPTHINK is needed everywhere."""
     random_quick = SwitchingChain(tuple(1 / 6 for _ in HARD), c=0.05, gamma=0.9, max_steps=30)
     learned, _ = learned_policy(random_quick)
-    assert expected_calls(random_quick, learned) == solve(random_quick).calls(random_quick) == len(HARD)
+    assert policy_calls(random_quick, learned) == solve(random_quick).calls(random_quick) == len(HARD)
 
 
 def test_same_seed_same_switcher() -> None:
