@@ -3,21 +3,23 @@
 The method of "All Language Models Large and Small" (arXiv 2402.12061), as a router:
 
 - state: the text the agent has now (mission, current view, last action) through an encoder. The
-  default encoder is cheap on purpose, since the Switcher's own compute counts against its
-  savings: a hashed bag of words (`features` buckets, log counts) and the episode's progress,
-  into a 2-layer MLP. With a budget (LONDI-B) the remaining calls are part of the state.
+  default encoder (`encoder=words`) is cheap on purpose, since the Switcher's own compute counts
+  against its savings: a hashed bag of words (`features` buckets, log counts). The paper's
+  (`encoder=transformer`) is a small transformer over the first `tokens` words (hashed ids),
+  mean-pooled (algos/switcher_sac.py: TokenSwitcherNet). Both add the episode's progress and,
+  with `cues`, four cheap cues (the current observation seen before, the last action changed
+  nothing, the last actions repeat, the share of the mission's words in view), into a 2-layer MLP.
 - action: g in {0 = QUICK acts, 1 = DEEPTHINK acts}.
-- reward: the environment's reward minus `c` for every DEEPTHINK call; with a budget, choosing
-  DEEPTHINK with none left is penalised by `penalty` in training (QUICK acts instead) and masked
-  out in evaluation, so the budget is never exceeded there.
+- reward: the environment's reward minus `c` for every DEEPTHINK call.
 - learner: discrete SAC (algos/switcher_sac.py), trained online while the real QUICK and DEEPTHINK
   make the moves (`training = True`: sampled choices, updates after every step), then evaluated
-  with the policy fixed (`training = False`: greedy, no updates).
+  with the policy fixed (`training = False`: greedy, or sampled with `greedy=False`; no updates).
 
+LONDI-B (a budget of DEEPTHINK calls per episode) is algos/londi_b.py, built on this class.
 The Switcher's forward passes are metered as the `router` component (FLOPs of its MLP, seconds).
 `save(path)` / `load=path` keep a trained Switcher for evaluation without retraining.
 
-    python -m algos.londi_sac --task babyai/Mixed --c 0.1 --train-episodes 200 --seeds 0
+    python -m algos.londi_sac --task babyai/Mixed --c 0.01 --train-episodes 200 --seeds 0
 """
 
 from __future__ import annotations
@@ -32,14 +34,39 @@ import numpy as np
 import torch
 import tyro
 
-from algos.switcher_sac import DiscreteSAC, SACConfig
+from algos.switcher_sac import DiscreteSAC, SACConfig, TokenSwitcherNet
 from bench.contexts import EpisodeHistory
 from bench.evaluate import EvalArgs, run_cli
 from bench.lm import CallCost
 from bench.router import Router, StepView, Transition
 
 _WORDS = re.compile(r"[a-z]+|\d+")
-UNLIMITED = -1
+CUE_FEATURES = 4
+ENCODERS = ("words", "transformer")
+
+
+def cue_features(history: EpisodeHistory) -> np.ndarray:
+    """Cheap cues from the episode so far: how often the current observation was seen before (log1p),
+    whether the last action changed nothing, how many of the last four actions equal the last one
+    (signs of being stuck), and the share of the mission's words that the current view contains
+    (is what the task is about in sight?)."""
+    now = history.current()
+    seen = sum(o == now for o in history.observations[:-1])
+    still = len(history.observations) > 1 and history.observations[-2] == now
+    recent = history.actions[-4:]
+    repeats = sum(a == recent[-1] for a in recent) / 4 if recent else 0.0
+    mission, _, view = now.partition("\n")
+    asked = set(_WORDS.findall(mission.lower()))
+    in_sight = len(asked & set(_WORDS.findall(view.lower()))) / max(1, len(asked))
+    return np.array([np.log1p(seen), float(still), repeats, in_sight], np.float32)
+
+
+def token_ids(text: str, buckets: int, length: int) -> np.ndarray:
+    """The first `length` words as ids 1..buckets-1 (crc32 of the word), 0-padded: the transformer's input."""
+    ids = np.zeros(length, np.float32)
+    for i, word in enumerate(_WORDS.findall(text.lower())[:length]):
+        ids[i] = 1 + zlib.crc32(word.encode()) % (buckets - 1)
+    return ids
 
 
 def hashed_words(text: str, buckets: int) -> np.ndarray:
@@ -54,12 +81,14 @@ def hashed_words(text: str, buckets: int) -> np.ndarray:
 class Args(EvalArgs):
     exp_name: str = ""
     """run name part after the task; empty: londi_sac[c=...]"""
-    c: float = 0.1
-    """cost of one DEEPTHINK call in the Switcher's reward"""
-    budget: int = UNLIMITED
-    """DEEPTHINK calls per episode (LONDI-B); -1: no budget"""
+    c: float = 0.01
+    """cost of one DEEPTHINK call in the Switcher's reward (BabyAI's reward is at most 1 per episode)"""
     train_episodes: int = 200
     """episodes of online training on training seeds before the evaluation"""
+    encoder: str = "words"
+    """the Switcher's text encoder: words (hashed bag of words, cheap) or transformer (the paper's)"""
+    greedy: bool = True
+    """evaluate with the most probable choice; --no-greedy samples from the learned policy"""
     load: str = ""
     """a saved Switcher to evaluate without training"""
 
@@ -67,82 +96,109 @@ class Args(EvalArgs):
 class LondiSAC(Router):
     name = "londi_sac"
 
-    def __init__(self, c: float = 0.1, budget: int = UNLIMITED, train_episodes: int = 200, penalty: float = 1.0,
-                 features: int = 256, hidden: int = 64, gamma: float = 0.99, max_steps: int = 64,
-                 load: str = "") -> None:
+    def __init__(self, c: float = 0.01, train_episodes: int = 200, encoder: str = "words", features: int = 256,
+                 tokens: int = 96, hidden: int = 64, gamma: float = 0.99, max_steps: int = 64, cues: bool = True,
+                 greedy: bool = True, load: str = "") -> None:
         if c < 0:
-            raise ValueError(f"londi_sac: the DEEPTHINK cost c must be >= 0, got {c}")
-        if budget < UNLIMITED:
-            raise ValueError(f"londi_sac: budget must be >= 0 calls or -1 (none), got {budget}")
+            raise ValueError(f"{self.name}: the DEEPTHINK cost c must be >= 0, got {c}")
         if train_episodes < 0:
-            raise ValueError(f"londi_sac: train_episodes must be >= 0, got {train_episodes}")
-        self.c, self.budget, self.train_episodes, self.penalty = c, budget, train_episodes, penalty
-        self.features, self.hidden, self.gamma, self.max_steps, self.load = features, hidden, gamma, max_steps, load
+            raise ValueError(f"{self.name}: train_episodes must be >= 0, got {train_episodes}")
+        if encoder not in ENCODERS:
+            raise ValueError(f"{self.name}: unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
+        self.c, self.train_episodes, self.encoder = c, train_episodes, encoder
+        self.features, self.tokens = features, tokens
+        self.hidden, self.gamma, self.max_steps, self.cues, self.greedy, self.load = (
+            hidden, gamma, max_steps, cues, greedy, load)
         self.training = False
-        self.stats = {"updates": 0, "over_budget": 0, "transitions": 0}
-        self.sac = DiscreteSAC(self.state_dim, SACConfig(hidden=hidden, gamma=gamma))
+        self.stats = {"updates": 0, "transitions": 0}
+        self.sac = self._new_sac(0)
         self.switcher_params = sum(p.numel() for p in self.sac.actor.parameters())  # the same shape after any reseed
+        # Forward FLOPs of one decision: the policy network only (the critics are used in training alone).
+        actor = self.sac.actor
+        self.switcher_flops = actor.flops() if isinstance(actor, TokenSwitcherNet) else 2.0 * self.switcher_params
         if load:
             self._load(Path(load))
-        self.left: dict[int, int] = {}  # slot -> DEEPTHINK calls left this episode
-        self.pending: dict[int, tuple[np.ndarray, int, int]] = {}  # slot -> (state, choice, calls left before)
+        self.pending: dict[int, tuple[np.ndarray, int, float]] = {}  # slot -> (state, choice, penalty)
+
+    # --- what LONDI-B (algos/londi_b.py) extends: extra state, masks, and spending a call ---------------
+    def extra_dim(self) -> int:
+        return 0
+
+    def extra_state(self, slot: int) -> list[np.ndarray]:
+        return []
+
+    def masks(self, slots: list[int]) -> np.ndarray:
+        """Choices allowed now, [len(slots), 2]; LONDI-SAC allows both everywhere."""
+        return np.ones((len(slots), 2), np.float32)
+
+    def commit(self, slot: int, g: int) -> tuple[bool, float]:
+        """The Switcher chose `g` in `slot`: whether DEEPTHINK acts, and any training penalty."""
+        return g == 1, 0.0
+    # ---------------------------------------------------------------------------------------------------
 
     @property
     def state_dim(self) -> int:
-        return self.features + 1 + (self.budget + 2 if self.budget != UNLIMITED else 0)
+        text = self.features if self.encoder == "words" else self.tokens
+        return text + 1 + (CUE_FEATURES if self.cues else 0) + self.extra_dim()
+
+    def _new_sac(self, seed: int) -> DiscreteSAC:
+        network = None
+        if self.encoder == "transformer":
+            def network() -> TokenSwitcherNet:
+                return TokenSwitcherNet(vocab=self.features, tokens=self.tokens, extra=self.state_dim - self.tokens,
+                                        hidden=self.hidden, outputs=2)
+        return DiscreteSAC(self.state_dim, SACConfig(hidden=self.hidden, gamma=self.gamma, seed=seed), network)
 
     def seed(self, seed: int) -> None:
         """The runner's run seed: an untrained Switcher is initialised from it (a trained one is kept)."""
         super().seed(seed)
         if not self.load and self.stats["transitions"] == 0:
-            self.sac = DiscreteSAC(self.state_dim, SACConfig(hidden=self.hidden, gamma=self.gamma, seed=seed))
+            self.sac = self._new_sac(seed)
 
     def needs_training(self) -> bool:
         return not self.load and self.train_episodes > 0
 
-    def state(self, history: EpisodeHistory, left: int) -> np.ndarray:
+    def state(self, history: EpisodeHistory, slot: int = -1) -> np.ndarray:
         mission, *view = history.current().split("\n")
         last = history.actions[-1] if history.actions else "none"
-        parts = [hashed_words(" ".join([mission, last, *view]), self.features),
+        text = " ".join([mission, last, *view])
+        parts = [hashed_words(text, self.features) if self.encoder == "words"
+                 else token_ids(text, self.features, self.tokens),
                  np.array([len(history.actions) / self.max_steps], np.float32)]
-        if self.budget != UNLIMITED:
-            budget = np.zeros(self.budget + 2, np.float32)
-            budget[min(left, self.budget)] = 1.0
-            budget[-1] = left / max(1, self.budget)
-            parts.append(budget)
-        return np.concatenate(parts)
+        if self.cues:
+            parts.append(cue_features(history))
+        return np.concatenate(parts + self.extra_state(slot))
 
     def start_episode(self, slot: int, seed: int) -> None:
-        self.left[slot] = self.budget
         self.pending.pop(slot, None)
 
     def route(self, view: StepView) -> np.ndarray:
-        states = np.stack([self.state(h, self.left[s]) for s, h in zip(view.slots, view.histories, strict=True)])
-        masks = np.ones((len(states), 2), np.float32)
-        if self.budget != UNLIMITED and not self.training:
-            masks[:, 1] = [self.left[s] > 0 for s in view.slots]
-        cost = CallCost(np.zeros(len(states)), np.zeros(len(states)), np.full(len(states), 2.0 * self.switcher_params))
-        choose = self.sac.act if self.training else self.sac.greedy
-        choices = view.meter.call("router", view.slots, lambda: (choose(states, masks), cost))
-        deepthink = np.zeros(len(states), dtype=bool)
+        n = len(view.slots)
+        # In training every choice is open (LONDI-B learns from the penalty); in evaluation masks hold.
+        masks = np.ones((n, 2), np.float32) if self.training else self.masks(view.slots)
+        cost = CallCost(np.zeros(n), np.zeros(n), np.full(n, self.switcher_flops))
+        choose = self.sac.greedy if self.greedy and not self.training else self.sac.act
+
+        def decide() -> tuple[tuple[np.ndarray, np.ndarray], CallCost]:
+            # Reading the text into features is the encoder's work: timed with the network's forward pass.
+            states = np.stack([self.state(h, s) for s, h in zip(view.slots, view.histories, strict=True)])
+            return (states, choose(states, masks)), cost
+
+        states, choices = view.meter.call("router", view.slots, decide)
+        deepthink = np.zeros(n, dtype=bool)
         for p, slot in enumerate(view.slots):
             g = int(choices[p])
-            over = g == 1 and self.budget != UNLIMITED and self.left[slot] <= 0
-            self.stats["over_budget"] += int(over)
-            deepthink[p] = g == 1 and not over
-            self.pending[slot] = (states[p], g, self.left[slot])
-            if deepthink[p] and self.budget != UNLIMITED:
-                self.left[slot] -= 1
+            deepthink[p], penalty = self.commit(slot, g)
+            self.pending[slot] = (states[p], g, penalty)
         return deepthink
 
     def observe(self, transitions: list[Transition]) -> None:
         if not self.training:
             return
         for t in transitions:
-            state, g, left = self.pending.pop(t.slot)
-            over = g == 1 and self.budget != UNLIMITED and left <= 0
-            reward = t.reward - self.c * (g and not over) - (self.penalty if over else 0.0)
-            next_state = self.state(t.next_history, self.left[t.slot])
+            state, g, penalty = self.pending.pop(t.slot)
+            reward = t.reward - self.c * t.deepthink - penalty
+            next_state = self.state(t.next_history, t.slot)
             self.sac.buffer.add(state, g, reward, next_state, t.terminated, np.ones(2, np.float32))
             self.stats["transitions"] += 1
         for _ in range(max(1, len(transitions) // 2)):
@@ -150,9 +206,13 @@ class LondiSAC(Router):
                 self.stats["updates"] += 1
 
     def params(self) -> dict:
-        return {"c": self.c, "budget": self.budget, "train_episodes": self.train_episodes, "penalty": self.penalty,
-                "features": self.features, "hidden": self.hidden, "gamma": self.gamma, "load": self.load,
+        return {"c": self.c, "train_episodes": self.train_episodes, "encoder": self.encoder, "features": self.features,
+                "tokens": self.tokens, "hidden": self.hidden,
+                "gamma": self.gamma, "cues": self.cues, "greedy": self.greedy, "load": self.load,
                 "switcher_params": self.switcher_params}
+
+    SHAPE_KEYS = ("c", "encoder", "features", "tokens", "hidden", "cues")
+    """Options a saved Switcher must share with the router that loads it."""
 
     def save(self, path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
@@ -167,11 +227,14 @@ class LondiSAC(Router):
     def _load(self, path: Path) -> None:
         if not (path / "switcher.pt").exists():
             raise FileNotFoundError(f"no saved Switcher at {path} (no switcher.pt): train one first, e.g. "
-                                    f"python -m algos.londi_sac --train-episodes 200")
+                                    f"python -m algos.{self.name} --train-episodes 200")
         meta = json.loads((path / "switcher.json").read_text())
-        for key in ("c", "budget", "features", "hidden"):
-            if meta[key] != getattr(self, key):
-                raise ValueError(f"the Switcher at {path} was trained with {key}={meta[key]}, not {getattr(self, key)}")
+        if meta.get("router") != self.name:
+            raise ValueError(f"the Switcher at {path} was trained by {meta.get('router')}, not {self.name}")
+        for key in self.SHAPE_KEYS:
+            if meta.get(key) != getattr(self, key):
+                raise ValueError(f"the Switcher at {path} was trained with {key}={meta.get(key)}, "
+                                 f"not {getattr(self, key)}")
         state = torch.load(path / "switcher.pt", weights_only=True)
         self.sac.actor.load_state_dict(state["actor"])
         self.sac.q1.load_state_dict(state["q1"])
@@ -180,5 +243,6 @@ class LondiSAC(Router):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    args.exp_name = args.exp_name or f"londi_sac[c={args.c}" + (f",budget={args.budget}]" if args.budget >= 0 else "]")
-    run_cli(lambda: LondiSAC(c=args.c, budget=args.budget, train_episodes=args.train_episodes, load=args.load), args)
+    args.exp_name = args.exp_name or f"londi_sac[c={args.c}]"
+    run_cli(lambda: LondiSAC(c=args.c, train_episodes=args.train_episodes, encoder=args.encoder, greedy=args.greedy,
+                             load=args.load), args)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,41 @@ def mlp(inputs: int, hidden: int, outputs: int) -> nn.Sequential:
                          nn.Linear(hidden, outputs))
 
 
+class TokenSwitcherNet(nn.Module):
+    """The paper's Switcher network: a small transformer encoder over the observation's tokens, mean-pooled,
+    then an MLP over the pooled vector and the numeric features.
+
+    Its input is one float vector per state: `tokens` token ids (0 = padding) followed by `extra` numeric
+    features, so the learner, the replay buffer and the masks stay the same as for a plain vector state."""
+
+    def __init__(self, vocab: int, tokens: int, extra: int, hidden: int, outputs: int, width: int = 32,
+                 heads: int = 2, layers: int = 1) -> None:
+        super().__init__()
+        self.tokens = tokens
+        self.embed = nn.Embedding(vocab, width, padding_idx=0)
+        self.position = nn.Parameter(torch.zeros(tokens, width))
+        layer = nn.TransformerEncoderLayer(width, heads, dim_feedforward=2 * width, dropout=0.0, batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.head = mlp(width + extra, hidden, outputs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ids = x[:, :self.tokens].long()
+        pad = ids == 0
+        pad[:, 0] = False  # an empty observation still attends to one position
+        h = self.encoder(self.embed(ids) + self.position, src_key_padding_mask=pad)
+        keep = (~pad).unsqueeze(-1).float()
+        pooled = (h * keep).sum(1) / keep.sum(1)
+        return self.head(torch.cat([pooled, x[:, self.tokens:]], dim=-1))
+
+    def flops(self) -> float:
+        """Forward FLOPs of one state: every layer's weights on every (padded) position, attention over
+        all positions, and the head (embedding lookups are free)."""
+        layer_params = sum(p.numel() for p in self.encoder.parameters())
+        width = self.embed.embedding_dim
+        attention = 4 * self.tokens * self.tokens * width * len(self.encoder.layers)
+        return 2.0 * self.tokens * layer_params + attention + 2.0 * sum(p.numel() for p in self.head.parameters())
+
+
 class ReplayBuffer:
     def __init__(self, dim: int, size: int, rng: np.random.Generator) -> None:
         self.s = np.zeros((size, dim), np.float32)
@@ -82,13 +118,17 @@ class ReplayBuffer:
 class DiscreteSAC:
     """The Switcher's learner: act(s) samples g, greedy(s) is the evaluation choice, update() learns."""
 
-    def __init__(self, state_dim: int, config: SACConfig = SACConfig()) -> None:
+    def __init__(self, state_dim: int, config: SACConfig = SACConfig(),
+                 network: Callable[[], nn.Module] | None = None) -> None:
+        """`network` builds each of the five networks (policy, twin Q, twin targets) with 2 outputs;
+        default: an MLP over the state vector."""
         self.config = config
         torch.manual_seed(config.seed)
         self.rng = np.random.default_rng(config.seed)
-        self.actor = mlp(state_dim, config.hidden, 2)
-        self.q1, self.q2 = mlp(state_dim, config.hidden, 2), mlp(state_dim, config.hidden, 2)
-        self.q1_target, self.q2_target = mlp(state_dim, config.hidden, 2), mlp(state_dim, config.hidden, 2)
+        make = network or (lambda: mlp(state_dim, config.hidden, 2))
+        self.actor = make()
+        self.q1, self.q2 = make(), make()
+        self.q1_target, self.q2_target = make(), make()
         self.q1_target.load_state_dict(self.q1.state_dict())
         self.q2_target.load_state_dict(self.q2.state_dict())
         self.log_alpha = torch.tensor(math.log(config.initial_alpha), requires_grad=True)

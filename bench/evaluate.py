@@ -51,7 +51,8 @@ class EvalArgs:
     profile: str = "cpu"
     """smoke, cpu or paper: sets the default models, episodes and batch size"""
     quick: str | None = None
-    """QUICK checkpoint, a Hugging Face name or local path; unset: the profile's offline model"""
+    """QUICK checkpoint, a Hugging Face name or local path, or `random` (a uniformly random policy: the
+    paper's ablation); unset: the profile's offline model"""
     deepthink: str | None = None
     """DEEPTHINK checkpoint, a Hugging Face name or local path; unset: the profile's offline model"""
     device: str = "auto"

@@ -202,3 +202,36 @@ class ActionLM:
         """FLOPs of one decision for a prompt of `prompt_tokens` tokens (for reports)."""
         _, mask = self._candidates(candidates)
         return float(self._cost(np.array([prompt_tokens]), mask.sum(-1).cpu().numpy()).flops[0])
+
+
+RANDOM_POLICY = "random"
+
+
+class RandomPolicy:
+    """A stand-in for a language model that picks uniformly at random: the paper's ablation with QUICK
+    replaced by a random policy (`--quick random`). Its scores come from torch's generator, which the
+    runner seeds with the run seed, so a run is reproducible; it costs no FLOPs."""
+
+    def __init__(self, context: str = "reflex") -> None:
+        self.device = torch.device("cpu")
+        self.name = self.source = RANDOM_POLICY
+        self.context = context
+        self.meta: dict = {}
+        self.size = ModelSize(total_params=0, encoder_params=0, decoder_params=0, encoder_layers=0,
+                              decoder_layers=0, attention_width=0)
+
+    def score(self, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[np.ndarray, CallCost]:
+        n = len(prompts)
+        scores = torch.rand(n, len(candidates), dtype=torch.float64).numpy()
+        zeros = np.zeros(n)
+        return scores, CallCost(zeros, zeros.copy(), zeros.copy())
+
+    def flops_per_decision(self, prompt_tokens: int, candidates: Sequence[str]) -> float:
+        return 0.0
+
+
+def load_model(name_or_path: str | Path, device: str = "cpu") -> ActionLM | RandomPolicy:
+    """`random` gives the random policy; anything else a checkpoint (hub name or local path)."""
+    if str(name_or_path) == RANDOM_POLICY:
+        return RandomPolicy()
+    return ActionLM.load(name_or_path, device=device)

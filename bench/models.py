@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench import demos as demo_lib
 from bench.dagger import train_with_dagger
-from bench.lm import LONDI_META, ActionLM
+from bench.lm import LONDI_META, ActionLM, load_model
 from bench.profiles import Profile
 from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
 from bench.tracking import RunLogger
@@ -156,7 +156,8 @@ def training_notes(profile: Profile, paths: list[Path]) -> str:
 
 
 def load_pair(quick: str | Path, deepthink: str | Path, device: str = "cpu") -> tuple[ActionLM, ActionLM]:
-    return ActionLM.load(quick, device=device), ActionLM.load(deepthink, device=device)
+    """The two models by hub name or local path; `random` is a uniformly random policy (the ablation)."""
+    return load_model(quick, device=device), load_model(deepthink, device=device)
 
 
 if __name__ == "__main__":

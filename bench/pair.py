@@ -30,7 +30,7 @@ import pandas as pd
 from bench.babyai_text import ACTIONS
 from bench.contexts import EpisodeHistory, get_context
 from bench.lm import ActionLM
-from bench.report import by_env_seed, finished_eval_runs
+from bench.report import by_env_seed, finished_eval_runs, real_pair
 from bench.stats import Estimate, fmt, mean_ci, ratio_ci
 from bench.tasks import get_task
 from bench.tracking import DEFAULT_EXPERIMENT, get_client
@@ -282,6 +282,7 @@ def write_pair_report(episodes: pd.DataFrame, sweep: str, models: dict[str, Acti
                       context: dict, tracking_uri: str | None = None,
                       experiment: str = DEFAULT_EXPERIMENT) -> tuple[list[Path], str, dict[str, float]]:
     """Write results/<profile>/pair.{md,json} and pair_success.png; return paths, markdown and metrics."""
+    episodes = real_pair(episodes)
     traces = deepthink_traces(sweep, tracking_uri, experiment)
     visited = replayed_states(traces)
     agree, states = agreement_per_episode(models["quick"], visited, len(traces))

@@ -30,6 +30,10 @@ class Profile:
     quick: ModelRecipe
     deepthink: ModelRecipe
     device: str = "cpu"
+    sweep_tasks: tuple[str, ...] = ("babyai/Mixed",)
+    """Tasks of the learned routers' sweeps (each setting trains per task and seed), matched random, ablation."""
+    router_train_episodes: int = 200
+    """Online training episodes of a learned router per task and seed (unless its options say otherwise)."""
 
 
 BABYAI_TASKS = tuple(task_names("babyai"))
@@ -43,6 +47,7 @@ PROFILES: dict[str, Profile] = {
         batch_size=4,
         demo_seeds=12,
         heldout_seeds=2,
+        router_train_episodes=4,
         quick=ModelRecipe(role="quick", context="reflex", d_model=16, d_ff=32, layers=1, heads=2,
                           steps=30, batch_size=16, lr=3e-3, warmup_steps=5),
         deepthink=ModelRecipe(role="deepthink", context="memory", d_model=32, d_ff=64, layers=2, heads=2,
@@ -85,6 +90,8 @@ PROFILES: dict[str, Profile] = {
                               init_from="google/flan-t5-large",
                               dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=1000),
         device="cuda",
+        sweep_tasks=BABYAI_TASKS,
+        router_train_episodes=1000,
     ),
 }
 

@@ -10,6 +10,7 @@ Savings are against DEEPTHINK-only on the same tasks and episodes.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ EPISODE_METRICS = (
 TABLE_METRICS = ("reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted_fraction",
                  "flops", "compute_s")
 REFERENCE = "deepthink_only"
+ABLATION = "@quick=random"
+"""Suffix of a setting run with QUICK replaced by a random policy (the paper's ablation): not in the verdicts."""
 
 
 def finished_eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
@@ -82,6 +85,11 @@ class Cell:
 QUICK_REFERENCE = "quick_only"
 
 
+def real_pair(episodes: pd.DataFrame) -> pd.DataFrame:
+    """The episodes played by the real QUICK and DEEPTHINK (not the random-QUICK ablation's)."""
+    return episodes[~episodes.router.str.endswith(ABLATION)]
+
+
 def by_env_seed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop_duplicates("env_seed").set_index("env_seed")
 
@@ -102,7 +110,8 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
                                                 paired=True)
         values["deepthink_acted_fraction"] = ratio_ci(group["deepthink_acted"].to_numpy(),
                                                       group["steps"].to_numpy(), paired=True)
-        on_task = episodes[episodes.task == task]
+        # References are the real pair's runs: an ablation's QUICK-only (random QUICK) is no floor.
+        on_task = real_pair(episodes[episodes.task == task])
         reference = on_task[on_task.router_class == REFERENCE]
         if len(reference) and router not in set(reference.router):
             mine, theirs = by_env_seed(group), by_env_seed(reference)
@@ -127,7 +136,8 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
 
 
 def model_costs(episodes: pd.DataFrame) -> pd.DataFrame:
-    """FLOPs and milliseconds per decision of each model, over every call the sweep made."""
+    """FLOPs and milliseconds per decision of each model, over every call the sweep made with the real pair."""
+    episodes = real_pair(episodes)
     rows = []
     for role in ("quick", "deepthink"):
         calls = episodes[f"{role}_calls"].sum()
@@ -149,7 +159,7 @@ def costs_markdown(costs: pd.DataFrame) -> str:
 
 def plot_cost_reward(cells: list[Cell], path: Path) -> Path:
     """Reward against FLOPs per episode (top) and against the fraction of steps DEEPTHINK acted (bottom),
-    one panel per task, one point (with 95% intervals) per router setting."""
+    one panel per task, one point (with 95% intervals) per router setting, a router's settings joined."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,18 +167,32 @@ def plot_cost_reward(cells: list[Cell], path: Path) -> Path:
     from matplotlib.ticker import NullFormatter
 
     tasks = sorted({c.task for c in cells})
-    routers = sorted({c.router for c in cells})
-    colors = {r: plt.get_cmap("tab20")(i % 20) for i, r in enumerate(routers)}
-    fig, axes = plt.subplots(2, len(tasks), figsize=(3.6 * len(tasks), 6.6), squeeze=False)
+    families = sorted({family(c.router) for c in cells})
+    colors = {f: plt.get_cmap("tab10" if len(families) <= 10 else "tab20")(i % 20) for i, f in enumerate(families)}
+    fig, axes = plt.subplots(2, len(tasks), figsize=(4.2 * len(tasks), 7.2), squeeze=False)
     for column, task in enumerate(tasks):
         for row, (metric, label) in enumerate((("flops", "FLOPs per episode"),
                                                ("deepthink_acted_fraction", "DEEPTHINK acted (fraction of steps)"))):
             ax = axes[row][column]
-            for c in (c for c in cells if c.task == task and metric in c.values):
-                x, y = c.values[metric], c.values["reward"]
-                ax.errorbar(x.mean, y.mean, xerr=[[x.mean - x.low], [x.high - x.mean]],
-                            yerr=[[y.mean - y.low], [y.high - y.mean]], fmt="o", capsize=3, color=colors[c.router],
-                            label=c.router)
+            for name in families:
+                # A router's settings (a sweep of c, budgets, p, thresholds) form one curve, in order of cost.
+                group = sorted((c for c in cells if c.task == task and family(c.router) == name and metric in c.values),
+                               key=lambda c: c.values[metric].mean)
+                if not group:
+                    continue
+                xs = [c.values[metric] for c in group]
+                ys = [c.values["reward"] for c in group]
+                ax.errorbar([x.mean for x in xs], [y.mean for y in ys],
+                            xerr=[[x.mean - x.low for x in xs], [x.high - x.mean for x in xs]],
+                            yerr=[[y.mean - y.low for y in ys], [y.high - y.mean for y in ys]],
+                            fmt="o-" if len(group) > 1 else "o", capsize=2, markersize=4, linewidth=1,
+                            color=colors[name], label=name)
+                for c, x, y in zip(group, xs, ys, strict=True):
+                    base = c.router.removesuffix(ABLATION)
+                    setting = base[len(base.split("[")[0]):].strip("[]")
+                    if setting:
+                        ax.annotate(setting, (x.mean, y.mean), fontsize=5, xytext=(2, 2),
+                                    textcoords="offset points", color=colors[name])
             if metric == "flops":
                 ax.set_xscale("log")
                 ax.xaxis.set_minor_formatter(NullFormatter())
@@ -177,8 +201,9 @@ def plot_cost_reward(cells: list[Cell], path: Path) -> Path:
             ax.set_ylabel("reward")
             ax.grid(alpha=0.3)
     handles = {text: handle for ax in axes.flat for handle, text in zip(*ax.get_legend_handles_labels(), strict=True)}
-    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(5, len(handles)), fontsize=8)
-    fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(handles) - 1) // 5), 1, 1))
+    columns = min(len(handles), 2 * len(tasks), 5)  # about two legend entries fit under each panel
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=columns, fontsize=8)
+    fig.tight_layout(rect=(0, 0.04 + 0.025 * ((len(handles) - 1) // columns), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -202,6 +227,17 @@ PAPER_SAVING = 0.30  # LONDI's claim: up to 30% less GPU at the same task perfor
 RETAINED = 0.95  # "the same performance": at least this share of DEEPTHINK-only's reward
 NOT_DEPLOYABLE = ("oracle",)
 LONDI_PREFIX = "londi"
+MATCH_TOLERANCE = 0.02
+"""A random_switch setting is 'at the same DEEPTHINK fraction' as a LONDI setting within this much."""
+
+
+def is_londi(router: str) -> bool:
+    return router.startswith(LONDI_PREFIX) and not router.endswith(ABLATION)
+
+
+def family(router: str) -> str:
+    """The router a setting belongs to: `londi_sac[c=0.1]` -> londi_sac (ablation runs form their own)."""
+    return router.removesuffix(ABLATION).split("[")[0] + (ABLATION if router.endswith(ABLATION) else "")
 
 
 def _best(group: list[Cell]) -> dict | None:
@@ -218,11 +254,12 @@ def verdicts(cells: list[Cell]) -> list[dict]:
     rows = []
     for task in sorted({c.task for c in cells}):
         eligible = [c for c in cells if c.task == task and "saving_compute_s" in c.values
-                    and c.values["reward_retained"].mean >= RETAINED and not c.router.startswith(NOT_DEPLOYABLE)]
+                    and c.values["reward_retained"].mean >= RETAINED and not c.router.startswith(NOT_DEPLOYABLE)
+                    and not c.router.endswith(ABLATION)]
 
-        londi = [c for c in cells if c.task == task and c.router.startswith(LONDI_PREFIX)]
+        londi = [c for c in cells if c.task == task and is_londi(c.router)]
         rows.append({"task": task, "best": _best(eligible),
-                     "best_londi": _best([c for c in eligible if c.router.startswith(LONDI_PREFIX)]),
+                     "best_londi": _best([c for c in eligible if is_londi(c.router)]),
                      "londi_settings_run": len(londi)})
     return rows
 
@@ -252,6 +289,95 @@ def verdict_markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _p(router: str) -> float | None:
+    match = re.fullmatch(r"random_switch\[p=([0-9.]+)\]", router)
+    return float(match[1]) if match else None
+
+
+def head_to_head(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
+    """LONDI against the deployable baselines at (nearly) the same DEEPTHINK fraction, on the same episodes.
+
+    Each LONDI setting meets the random_switch setting whose p is nearest its acted fraction (within
+    MATCH_TOLERANCE; `make reproduce` runs one at exactly its fraction); each SwiftSage and confidence-cascade
+    setting meets the LONDI setting nearest its fraction. The differences (LONDI - other) of reward and
+    success pair the episodes by env seed and carry 95% bootstrap intervals."""
+    rows = []
+    for task in sorted({c.task for c in cells}):
+        here = {c.router: c for c in cells if c.task == task}
+        londi = [c for c in here.values() if is_londi(c.router)]
+        frac = {name: c.values["deepthink_acted_fraction"].mean for name, c in here.items()}
+        pairs = []
+        randoms = [name for name in here if _p(name) is not None]
+        for cell in londi:
+            if randoms:
+                nearest = min(randoms, key=lambda name: abs(_p(name) - frac[cell.router]))
+                if abs(_p(nearest) - frac[cell.router]) <= MATCH_TOLERANCE:
+                    pairs.append((cell.router, nearest))
+        for other in here:
+            if londi and other.startswith(("swiftsage", "confidence_cascade")) and not other.endswith(ABLATION):
+                pairs.append((min(londi, key=lambda c: abs(frac[c.router] - frac[other])).router, other))
+        on_task = episodes[episodes.task == task]
+        for mine, theirs in pairs:
+            a = by_env_seed(on_task[on_task.router == mine])
+            b = by_env_seed(on_task[on_task.router == theirs])
+            shared = a.index.intersection(b.index).sort_values()
+            row = {"task": task, "londi": mine, "other": theirs, "londi_fraction": frac[mine],
+                   "other_fraction": frac[theirs], "episodes": len(shared)}
+            for metric in ("reward", "success"):
+                row[f"{metric}_londi"] = float(a.loc[shared, metric].mean())
+                row[f"{metric}_other"] = float(b.loc[shared, metric].mean())
+                row[f"{metric}_diff"] = mean_ci((a.loc[shared, metric] - b.loc[shared, metric]).to_numpy()).__dict__
+            rows.append(row)
+    return rows
+
+
+def head_to_head_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = ["## LONDI head to head at the same DEEPTHINK fraction", "",
+             "Same episodes (paired by env seed); difference = LONDI - other, 95% bootstrap interval. "
+             "Random switching is matched to each LONDI setting's fraction; SwiftSage and the cascade meet the "
+             "LONDI setting nearest theirs.", "",
+             "| task | LONDI setting | fraction | other | fraction | reward LONDI | reward other | reward difference "
+             "| success difference | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        diff = Estimate(**r["reward_diff"])
+        verdict = "LONDI better" if diff.low > 0 else "LONDI worse" if diff.high < 0 else "no clear difference"
+        lines.append(f"| {r['task']} | {r['londi']} | {r['londi_fraction']:.3f} | {r['other']} | "
+                     f"{r['other_fraction']:.3f} | {r['reward_londi']:.3f} | {r['reward_other']:.3f} | {diff} | "
+                     f"{Estimate(**r['success_diff'])} | {verdict} |")
+    return "\n".join(lines)
+
+
+def ablation_rows(cells: list[Cell]) -> list[dict]:
+    """Each setting run with a random QUICK next to the same setting with the real QUICK."""
+    rows = []
+    for c in cells:
+        if c.router.endswith(ABLATION):
+            base = next((b for b in cells if b.task == c.task and b.router == c.router[:-len(ABLATION)]), None)
+            rows.append({"task": c.task, "router": c.router[:-len(ABLATION)],
+                         **{f"{m}_{which}": (cell.values[m].__dict__ if cell else None)
+                            for m in ("deepthink_acted_fraction", "reward")
+                            for which, cell in (("real_quick", base), ("random_quick", c))}})
+    return rows
+
+
+def ablation_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    def show(entry: dict | None) -> str:
+        return str(Estimate(**entry)) if entry else "not run"
+    lines = ["## Ablation: QUICK replaced by a random policy", "",
+             "A Switcher that knows QUICK is useless should call DEEPTHINK more.", "",
+             "| task | router | DEEPTHINK fraction, real QUICK | DEEPTHINK fraction, random QUICK | reward, real QUICK "
+             "| reward, random QUICK |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['router']} | {show(r['deepthink_acted_fraction_real_quick'])} | "
+                     f"{show(r['deepthink_acted_fraction_random_quick'])} | {show(r['reward_real_quick'])} | "
+                     f"{show(r['reward_random_quick'])} |")
+    return "\n".join(lines)
+
+
 def cells_records(cells: list[Cell]) -> list[dict]:
     records = []
     for c in cells:
@@ -262,20 +388,25 @@ def cells_records(cells: list[Cell]) -> list[dict]:
     return records
 
 
-def write_results(cells: list[Cell], costs: pd.DataFrame, out_dir: Path, stem: str, context: dict) -> list[Path]:
+def write_results(cells: list[Cell], costs: pd.DataFrame, out_dir: Path, stem: str, context: dict,
+                  episodes: pd.DataFrame | None = None) -> list[Path]:
     """Write `<stem>.md`, `<stem>.csv` and `<stem>.json` under out_dir; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    matches = head_to_head(episodes, cells) if episodes is not None else []
+    ablations = ablation_rows(cells)
+    sections = [table_markdown(cells), verdict_markdown(verdicts(cells)), head_to_head_markdown(matches),
+                ablation_markdown(ablations), "## Cost per decision\n\n" + costs_markdown(costs)]
     markdown = (
         f"# {stem}\n\nMean [95% bootstrap interval] per episode, episodes of all seeds pooled. "
         f"flops and compute_s are per episode (QUICK, DEEPTHINK and router calls).\n\n"
         + "".join(f"- {k}: {v}\n" for k, v in context.items())
-        + "\n" + table_markdown(cells) + "\n\n" + verdict_markdown(verdicts(cells))
-        + "\n\n## Cost per decision\n\n" + costs_markdown(costs) + "\n"
+        + "\n" + "\n\n".join(filter(None, sections)) + "\n"
     )
     paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.json"]
     paths[0].write_text(markdown)
     pd.DataFrame(cells_records(cells)).to_csv(paths[1], index=False)
     paths[2].write_text(json.dumps({"context": context, "cells": cells_records(cells), "verdicts": verdicts(cells),
+                                    "head_to_head": matches, "ablation": ablations,
                                     "model_costs": costs.to_dict(orient="records")}, indent=1))
     return paths
 
@@ -311,7 +442,7 @@ if __name__ == "__main__":
         context = json.loads(previous.read_text())["context"] if previous.exists() else {"sweep": sweep}
         if context.get("sweep (MLflow tag londi.sweep)", sweep) != sweep:
             context = {"sweep (MLflow tag londi.sweep)": sweep}
-        paths = write_results(cells, model_costs(episodes), out, "babyai", context)
+        paths = write_results(cells, model_costs(episodes), out, "babyai", context, episodes)
         paths.append(plot_cost_reward(cells, out / "babyai_cost_reward.png"))
         print(table_markdown(cells) + "\n\nwrote " + ", ".join(map(str, paths)))
 

@@ -16,14 +16,23 @@ import tyro
 
 from bench.cli import user_errors
 from bench.evaluate import check_run_options, evaluate, git_commit, resolve_device, train_router
-from bench.lm import ActionLM
+from bench.lm import ActionLM, RandomPolicy
 from bench.models import ensure_models, load_pair
 from bench.pair import write_pair_report
 from bench.profiles import get_profile
-from bench.report import Cell, episodes_frame, model_costs, plot_cost_reward, summarize, table_markdown, write_results
-from bench.routers import router_spec
+from bench.report import (
+    ABLATION,
+    Cell,
+    episodes_frame,
+    model_costs,
+    plot_cost_reward,
+    summarize,
+    table_markdown,
+    write_results,
+)
+from bench.routers import RouterSpec, router_spec
 from bench.runner import ModelPair
-from bench.tasks import get_task
+from bench.tasks import TaskSpec, get_task
 from bench.tracking import DEFAULT_EXPERIMENT, RunLogger, metric_key
 
 
@@ -40,6 +49,20 @@ class Args:
     )
     """built-in router names or user routers as module:Class, each with options in brackets
     (random_switch[p=0.3]); give a router several times for a sweep of its options"""
+    learned: tuple[str, ...] = (
+        "londi_sac[c=0.001]", "londi_sac[c=0.003]", "londi_sac[c=0.01]", "londi_sac[c=0.03]", "londi_sac[c=0.1]",
+        "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]",
+    )
+    """learned routers and their sweeps (cost c, budgets): each trains online per task and seed, on `sweep_tasks`.
+    BabyAI pays at most 1 per episode, so the paper's c of 0.1-0.5 already prices DEEPTHINK out"""
+    sweep_tasks: tuple[str, ...] | None = None
+    """tasks of the learned routers, their matched random switching and the ablation; unset: the profile's"""
+    match_random: bool = True
+    """after each learned setting, random_switch with p = its DEEPTHINK fraction, on the same episodes"""
+    ablation: tuple[str, ...] = ("quick_only", "londi_sac[c=0.001]")
+    """routers run again on `sweep_tasks` with QUICK replaced by a random policy (the paper's ablation)"""
+    train_episodes: int | None = None
+    """training episodes of learned routers whose spec does not set train_episodes; unset: the profile's"""
     tasks: tuple[str, ...] | None = None
     """tasks from the registry; unset: the profile's"""
     seeds: tuple[int, ...] | None = None
@@ -65,24 +88,58 @@ def main(args: Args) -> list[Cell]:
     profile = get_profile(args.profile)
     # Every name and option is checked before any model is trained or any run is logged.
     tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
+    sweep_tasks = [get_task(name) for name in (profile.sweep_tasks if args.sweep_tasks is None else args.sweep_tasks)]
     routers = [router_spec(spec) for spec in args.routers]
+    learned = [router_spec(spec) for spec in args.learned]
+    ablation = [router_spec(spec) for spec in args.ablation]
+    for spec in routers + learned + ablation:
+        spec.make()  # a cost, budget or saved-Switcher path that makes no sense fails here, before any run
+    train_episodes = profile.router_train_episodes if args.train_episodes is None else args.train_episodes
+    if train_episodes < 1:
+        raise ValueError(f"--train-episodes must be >= 1, got {train_episodes}")
     seeds = profile.seeds if args.seeds is None else args.seeds
     episodes = profile.episodes if args.episodes is None else args.episodes
-    check_run_options(tasks, seeds, episodes, profile.batch_size)
+    check_run_options(tasks + sweep_tasks, seeds, episodes, profile.batch_size)
+    for task in sweep_tasks:  # every learned setting must have its own training seeds on every sweep task
+        for seed in seeds:
+            task.router_train_seeds(seed, train_episodes)
     quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri)
     device = resolve_device(args.device)
     models = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
     sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+
+    def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair = models, label: str | None = None) -> list:
+        """Every seed of one setting on one task (trained first if it learns); its episodes."""
+        results = []
+        for seed in seeds:
+            router = spec.make()
+            if getattr(router, "needs_training", lambda: False)():
+                if "train_episodes" not in spec.options:
+                    router.train_episodes = train_episodes
+                train_router(router, task, pair, seed, profile.batch_size, profile.name, sweep, label or spec.label,
+                             tracking_uri=args.tracking_uri, experiment=args.experiment, progress=args.progress)
+            results += evaluate(router, task, pair, seed, episodes, profile.batch_size, profile.name, sweep,
+                                exp_name=label or spec.label, tracking_uri=args.tracking_uri,
+                                experiment=args.experiment, progress=args.progress)
+        return results
+
     for task in tasks:
         for spec in routers:
-            for seed in seeds:
-                router = spec.make()
-                if getattr(router, "needs_training", lambda: False)():
-                    train_router(router, task, models, seed, profile.batch_size, profile.name, sweep, spec.label,
-                                 tracking_uri=args.tracking_uri, experiment=args.experiment, progress=args.progress)
-                evaluate(router, task, models, seed, episodes, profile.batch_size, profile.name, sweep,
-                         exp_name=spec.label, tracking_uri=args.tracking_uri, experiment=args.experiment,
-                         progress=args.progress)
+            run(spec, task)
+    for task in sweep_tasks:
+        matched: set[str] = {spec.label for spec in routers} if task in tasks else set()
+        for spec in learned:
+            results = run(spec, task)
+            if args.match_random:
+                p = sum(r.deepthink_acted for r in results) / max(1, sum(r.steps for r in results))
+                random_spec = router_spec(f"random_switch[p={p:.3f}]")
+                if random_spec.label not in matched:
+                    matched.add(random_spec.label)
+                    run(random_spec, task)
+        if ablation:
+            random_quick = ModelPair(RandomPolicy(context=models.quick.context), models.deepthink)
+            for spec in ablation:
+                run(spec, task, random_quick, label=spec.label + ABLATION)
 
     episodes_table = episodes_frame(sweep, args.tracking_uri, args.experiment)
     cells = summarize(episodes_table)
@@ -101,10 +158,10 @@ def main(args: Args) -> list[Cell]:
         **{f"{role.upper()}": _describe(lm) for role, lm in (("quick", models.quick), ("deepthink", models.deepthink))},
     }
     out_dir = args.results_dir / profile.name
-    paths = write_results(cells, costs, out_dir, "babyai", context)
+    paths = write_results(cells, costs, out_dir, "babyai", context, episodes_table)
     paths.append(plot_cost_reward(cells, out_dir / "babyai_cost_reward.png"))
     pair_text, pair_metrics = "", {}
-    classes = {spec.label for spec in routers}
+    classes = {spec.label for spec in routers + learned}
     if {"quick_only", "deepthink_only"} <= classes:
         pair_paths, pair_text, pair_metrics = write_pair_report(
             episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir,

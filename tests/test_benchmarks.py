@@ -84,17 +84,20 @@ def test_decision_latency(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, 
     benchmark(lm.score, prompts, ACTIONS)
 
 
+@pytest.mark.parametrize("encoder", ["words", "transformer"])
 @pytest.mark.parametrize("batch", [1, 16])
-def test_switcher_decision_cost(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, ActionLM], batch: int) -> None:
-    """LONDI-SAC's default Switcher (encoder + MLP, greedy) per decision, next to a QUICK call's FLOPs."""
+def test_switcher_decision_cost(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, ActionLM], batch: int,
+                                encoder: str) -> None:
+    """LONDI-SAC's Switcher per decision (reading the text into features, then the policy network, greedy),
+    with the default hashed-words encoder and with the paper's small transformer, next to a QUICK call."""
     from algos.londi_sac import LondiSAC
 
-    router = LondiSAC()
+    router = LondiSAC(encoder=encoder)
     histories = _histories(batch)
-    params = sum(p.numel() for p in router.sac.actor.parameters())
     quick_flops = float(cpu_pair["quick"].score(_prompts(cpu_pair["quick"], batch), ACTIONS)[1].flops.mean())
-    benchmark.extra_info.update(batch=batch, switcher_params=params, flops_per_decision=2.0 * params,
-                                quick_flops_per_decision=quick_flops, flops_vs_quick=2.0 * params / quick_flops)
+    benchmark.extra_info.update(batch=batch, encoder=encoder, switcher_params=router.switcher_params,
+                                flops_per_decision=router.switcher_flops, quick_flops_per_decision=quick_flops,
+                                flops_vs_quick=router.switcher_flops / quick_flops)
 
     def decide() -> np.ndarray:
         states = np.stack([router.state(h, -1) for h in histories])

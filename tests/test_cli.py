@@ -62,7 +62,8 @@ def test_baseline_help_shows_every_option() -> None:
     ("baselines.confidence_cascade", ("--measure", "--threshold")),
     ("baselines.oracle", ()),
     ("baselines.swiftsage", ("--warmup", "--patience", "--window", "--max-deepthink")),
-    ("algos.londi_sac", ("--c", "--budget", "--train-episodes", "--load")),
+    ("algos.londi_sac", ("--c", "--train-episodes", "--encoder", "--load")),
+    ("algos.londi_b", ("--budget", "--penalty", "--c", "--train-episodes", "--encoder", "--load")),
 ])
 def test_every_router_file_is_a_command_line_with_its_options(module: str, options: tuple[str, ...]) -> None:
     done = run_module(module, "--help")
@@ -73,13 +74,16 @@ def test_every_router_file_is_a_command_line_with_its_options(module: str, optio
 
 def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path, tracking_uri: str,
                                                               tmp_path: Path) -> None:
+    """The whole comparison on the smoke profile: baselines and a user's router on every task; on the sweep
+    task (Mixed) the learned routers, random switching at each one's DEEPTHINK fraction, and the ablation."""
     user_dir = tmp_path / "user"
     user_dir.mkdir()
     (user_dir / "mymod.py").write_text(USER_ROUTER)
     results = tmp_path / "results"
     done = run_module("bench.reproduce", "--profile", "smoke", "--results-dir", str(results), "--no-progress",
                       "--routers", "quick_only", "deepthink_only", "mymod:EvenSteps", "random_switch[p=0.25]",
-                      extra_path=user_dir)
+                      "--learned", "londi_sac[c=0.01]", "londi_b[budget=2]",
+                      "--ablation", "quick_only", "londi_sac[c=0.01]", extra_path=user_dir)
     assert done.returncode == 0, done.stderr
 
     tasks = ("babyai/GoToLocal", "babyai/Mixed")
@@ -92,19 +96,33 @@ def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path,
 
     table = pd.read_csv(out / "babyai.csv").set_index(["task", "router"])
     routers = ("quick_only", "deepthink_only", "even_steps", "random_switch[p=0.25]")
-    assert set(table.index) == {(t, r) for t in tasks for r in routers}
+    learned = ("londi_sac[c=0.01]", "londi_b[budget=2]")
+    ablation = ("quick_only@quick=random", "londi_sac[c=0.01]@quick=random")
+    # Each learned setting is met by random switching with p = its DEEPTHINK fraction (3 decimals).
+    fractions = [table.loc[("babyai/Mixed", r), "deepthink_acted_fraction"] for r in learned]
+    matched = {f"random_switch[p={float(f'{p:.3f}')}]" for p in fractions}
+    assert set(table.index) == ({(t, r) for t in tasks for r in routers}
+                                | {("babyai/Mixed", r) for r in (*learned, *ablation, *matched)})
     for task in tasks:
         assert table.loc[(task, "even_steps"), "deepthink_fraction"] == pytest.approx(0.5, abs=0.05)
         assert table.loc[(task, "quick_only"), "deepthink_fraction"] == 0
         assert table.loc[(task, "deepthink_only"), "deepthink_fraction"] == 1
         assert 0 < table.loc[(task, "even_steps"), "saving_flops"] < table.loc[(task, "quick_only"), "saving_flops"]
+    assert table.loc[("babyai/Mixed", "quick_only@quick=random"), "flops"] == 0  # a random QUICK costs nothing
 
     runs = logged_runs(tracking_uri)
     evals = [r for r in runs if r.data.tags.get("londi.kind") == "eval"]
-    assert len(evals) == 8 and all(r.info.status == "FINISHED" for r in evals)
+    assert len(evals) == 8 + len(learned) + len(matched) + len(ablation)
+    assert all(r.info.status == "FINISHED" for r in evals)
     random_runs = [r for r in evals if r.data.params["exp_name"] == "random_switch[p=0.25]"]
     assert len(random_runs) == 2 and all(r.data.params["router.p"] == "0.25" for r in random_runs)
+    assert {r.data.params["quick.name"] for r in evals if r.data.params["exp_name"] in ablation} == {"random"}
+    trained = [r for r in runs if r.data.tags.get("londi.kind") == "router_train"]
+    assert sorted(r.data.params["exp_name"] for r in trained) == sorted([*learned, ablation[1]])
     assert sum(r.data.tags.get("londi.kind") == "report" for r in runs) == 1
+    markdown = (out / "babyai.md").read_text()
+    assert "## LONDI head to head at the same DEEPTHINK fraction" in markdown
+    assert "## Ablation: QUICK replaced by a random policy" in markdown
 
 
 def test_unknown_task_fails_before_any_run(londi_cache: Path, tracking_uri: str, tmp_path: Path) -> None:
@@ -130,6 +148,11 @@ def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: st
     (("--episodes", "0"), "--episodes must be a positive number"),
     (("--seeds", "-1"), "run seed -1"),
     (("--profile", "huge"), "unknown profile 'huge'; known profiles: smoke, cpu, paper"),
+    (("--learned", "londi_sac[c=-0.5]"), "the DEEPTHINK cost c must be >= 0, got -0.5"),
+    (("--learned", "londi_b[budget=-1]"), "budget must be >= 0 DEEPTHINK calls per episode"),
+    (("--learned", "londi_sac[encoder=lstm]"), "unknown encoder 'lstm'; choose one of words, transformer"),
+    (("--learned", "londi_sac[load=/no/such/switcher]"), "no saved Switcher at /no/such/switcher"),
+    (("--train-episodes", "0"), "--train-episodes must be >= 1"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(args: tuple[str, ...], message: str, londi_cache: Path,
                                                  tracking_uri: str, tmp_path: Path) -> None:

@@ -288,3 +288,30 @@ def test_load_a_hub_checkpoint_by_name(smoke_demos: list[Demo]) -> None:
     assert np.isfinite(scores).all() and np.exp(scores).sum() <= 1 + 1e-5
     np.testing.assert_array_equal(cost.tokens_in, _token_counts(lm, [prompt]))
     assert lm.size.non_embedding_params < lm.size.total_params
+
+
+def test_random_quick_is_a_seeded_uniform_policy_that_costs_nothing(smoke_models: ModelPair) -> None:
+    """The paper's ablation: `--quick random` replaces QUICK by a uniformly random policy."""
+    from scipy.stats import chisquare
+
+    from baselines.quick_only import QuickOnly
+    from bench.lm import RandomPolicy, load_model
+    from bench.runner import run_episodes
+    from bench.tasks import get_task
+
+    random_quick = load_model("random")
+    assert isinstance(random_quick, RandomPolicy)
+    pair = ModelPair(random_quick, smoke_models.deepthink)
+    task = get_task("babyai/GoToLocal")
+    seeds = task.eval_episode_seeds(0, 6)
+
+    def actions(seed: int) -> list[list[str]]:
+        results, _ = run_episodes(QuickOnly(), task, pair, seeds, batch_size=3, seed=seed, progress=False)
+        assert all(r.usage["quick"].flops == 0 and r.usage["quick"].calls == r.steps for r in results)
+        return [[s["action"] for s in r.trace] for r in results]
+
+    first = actions(3)
+    assert actions(3) == first and actions(4) != first
+    taken = [a for episode in first for a in episode]
+    counts = [taken.count(a) for a in ACTIONS]
+    assert len(taken) > 200 and chisquare(counts).pvalue > 1e-3

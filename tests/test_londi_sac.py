@@ -6,10 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from algos.londi_sac import LondiSAC, hashed_words
+from algos.londi_b import LondiB
+from algos.londi_sac import LondiSAC, cue_features, hashed_words, token_ids
+from algos.switcher_sac import TokenSwitcherNet
+from bench.contexts import EpisodeHistory
 from bench.evaluate import evaluate, train_router
 from bench.runner import ModelPair
 from bench.tasks import get_task
@@ -68,9 +72,9 @@ def test_evaluation_is_greedy_metered_and_reproducible_from_the_saved_switcher(
 
 def test_londi_b_never_exceeds_its_budget_at_evaluation(smoke_models: ModelPair, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    router = LondiSAC(c=0.0, budget=2, train_episodes=4, max_steps=TASK.max_steps)
+    router = LondiB(budget=2, c=0.0, train_episodes=4, max_steps=TASK.max_steps)
     router.seed(0)
-    train_router(router, TASK, smoke_models, 0, 2, "smoke", "budget", "londi_sac[budget=2]", tracking_uri=uri,
+    train_router(router, TASK, smoke_models, 0, 2, "smoke", "budget", "londi_b[budget=2]", tracking_uri=uri,
                  progress=False)
     # A Switcher that wants DEEPTHINK wherever it is allowed is the hard case for the mask.
     with pytest.MonkeyPatch.context() as mp:
@@ -84,8 +88,8 @@ def test_londi_b_never_exceeds_its_budget_at_evaluation(smoke_models: ModelPair,
 def test_bad_switcher_options_and_paths_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="the DEEPTHINK cost c must be >= 0"):
         LondiSAC(c=-0.1)
-    with pytest.raises(ValueError, match="budget must be >= 0 calls or -1"):
-        LondiSAC(budget=-2)
+    with pytest.raises(ValueError, match="budget must be >= 0 DEEPTHINK calls per episode"):
+        LondiB(budget=-2)
     with pytest.raises(FileNotFoundError, match="no saved Switcher at .* train one first"):
         LondiSAC(load=str(tmp_path / "nothing"))
 
@@ -100,3 +104,44 @@ def test_loading_a_switcher_trained_with_other_options_is_refused(trained: tuple
     _, _, saved = trained
     with pytest.raises(ValueError, match="was trained with c=0.05, not 0.3"):
         LondiSAC(c=0.3, load=str(saved))
+
+
+def test_cues_say_when_the_agent_is_stuck_and_whether_the_mission_is_in_sight() -> None:
+    mission = "go to the red ball"
+    far = f"{mission}\nYou see a wall 2 steps forward"
+    near = f"{mission}\nYou see a red ball 1 step forward"
+    assert cue_features(EpisodeHistory(observations=[far])).tolist() == [0.0, 0.0, 0.0, 0.0]
+    # Walking into the wall: the same view three times, the same action twice.
+    stuck = cue_features(EpisodeHistory(observations=[far, far, far], actions=["go forward", "go forward"]))
+    assert stuck.tolist() == pytest.approx([np.log1p(2), 1.0, 0.5, 0.0])
+    moving = cue_features(EpisodeHistory(observations=[far, near], actions=["turn left"]))
+    assert moving.tolist() == pytest.approx([0.0, 0.0, 0.25, 0.4])  # "red" and "ball" of 5 mission words
+
+
+def test_token_ids_are_the_first_words_hashed_and_padded() -> None:
+    ids = token_ids("You see a red ball", buckets=64, length=8)
+    assert ids.shape == (8,) and (ids[:5] > 0).all() and (ids[5:] == 0).all() and ids.max() < 64
+    assert (token_ids("you see a red ball", 64, 5) == ids[:5]).all()
+
+
+def test_the_papers_transformer_encoder_trains_and_is_metered_by_its_own_flops(smoke_models: ModelPair,
+                                                                               tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    router = LondiSAC(c=0.01, train_episodes=4, encoder="transformer", tokens=32, max_steps=TASK.max_steps)
+    router.seed(0)
+    assert isinstance(router.sac.actor, TokenSwitcherNet)
+    train_router(router, TASK, smoke_models, 0, 2, "smoke", "encoder", "londi_sac[encoder=transformer]",
+                 tracking_uri=uri, progress=False, save_dir=tmp_path / "switcher")
+    assert router.stats["updates"] > 0
+    results = evaluate(router, TASK, smoke_models, 0, 3, 3, "smoke", "encoder", tracking_uri=uri, progress=False)
+    per_decision = router.sac.actor.flops()
+    # More than its MLP head alone (the attention and the token-wise layers), yet far below a QUICK call.
+    assert per_decision > 2.0 * sum(p.numel() for p in router.sac.actor.head.parameters()) * 2
+    for result in results:
+        assert result.usage["router"].flops == pytest.approx(per_decision * result.steps)
+    reloaded = LondiSAC(c=0.01, encoder="transformer", tokens=32, max_steps=TASK.max_steps,
+                        load=str(tmp_path / "switcher"))
+    again = evaluate(reloaded, TASK, smoke_models, 0, 3, 3, "smoke", "encoder", tracking_uri=uri, progress=False)
+    assert [[s["model"] for s in r.trace] for r in again] == [[s["model"] for s in r.trace] for r in results]
+    with pytest.raises(ValueError, match="was trained by londi_sac, not londi_b"):
+        LondiB(budget=2, c=0.01, encoder="transformer", tokens=32, load=str(tmp_path / "switcher"))

@@ -16,8 +16,13 @@ from baselines.deepthink_only import DeepthinkOnly
 from baselines.quick_only import QuickOnly
 from bench.evaluate import evaluate
 from bench.report import (
+    ABLATION,
     Cell,
+    ablation_markdown,
+    ablation_rows,
     episodes_frame,
+    head_to_head,
+    head_to_head_markdown,
     model_costs,
     plot_cost_reward,
     summarize,
@@ -204,3 +209,60 @@ def test_report_command_rebuilds_the_results_from_mlflow_alone(sweep: Sweep, tmp
                               "--results-dir", str(tmp_path)], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent.parent, timeout=300)
     assert unknown.returncode == 2 and "no finished evaluation runs with tag londi.sweep='nope'" in unknown.stderr
+
+
+def _frame(rows: dict[str, tuple[list[float], list[int], list[int]]], task: str = "babyai/Mixed") -> pd.DataFrame:
+    """Episodes of several settings on the same env seeds: router -> (rewards, DEEPTHINK acted, steps)."""
+    records = []
+    for router, (rewards, acted, steps) in rows.items():
+        for i, (reward, a, n) in enumerate(zip(rewards, acted, steps, strict=True)):
+            records.append({"task": task, "router": router, "router_class": router.split("[")[0].split("@")[0],
+                            "seed": 0, "episode": i, "env_seed": 1_000_000 + i, "reward": reward,
+                            "success": float(reward > 0), "steps": n, "deepthink_calls": a, "deepthink_acted": a,
+                            "deepthink_fraction": a / n, "flops": 1.0 + a, "compute_s": 0.1 + a / 100,
+                            "quick_calls": n - a})
+    return pd.DataFrame(records)
+
+
+def test_head_to_head_meets_random_at_londis_fraction_on_the_same_episodes() -> None:
+    n = 40
+    episodes = _frame({
+        "deepthink_only": ([0.8] * n, [10] * n, [10] * n),
+        "quick_only": ([0.2] * n, [0] * n, [10] * n),
+        "londi_sac[c=0.01]": ([0.7] * n, [3] * n, [10] * n),                      # fraction 0.30
+        "random_switch[p=0.300]": ([0.7] * (n // 2) + [0.3] * (n // 2), [3] * n, [10] * n),
+        "random_switch[p=0.600]": ([0.8] * n, [6] * n, [10] * n),                 # too far from 0.30
+        "swiftsage": ([0.7] * n, [2] * n, [10] * n),                              # same rewards: no difference
+    })
+    rows = head_to_head(episodes, summarize(episodes))
+    pairs = {(r["londi"], r["other"]) for r in rows}
+    assert pairs == {("londi_sac[c=0.01]", "random_switch[p=0.300]"), ("londi_sac[c=0.01]", "swiftsage")}
+    random_row = next(r for r in rows if r["other"].startswith("random"))
+    assert random_row["episodes"] == n and random_row["londi_fraction"] == pytest.approx(0.3)
+    assert random_row["reward_diff"]["mean"] == pytest.approx(0.2)
+    assert random_row["reward_diff"]["low"] > 0
+    text = head_to_head_markdown(rows)
+    assert "| babyai/Mixed | londi_sac[c=0.01] | 0.300 | random_switch[p=0.300] | 0.300 |" in text
+    assert "LONDI better" in text and "no clear difference" in text
+
+
+def test_ablation_rows_and_references_keep_the_random_quick_apart() -> None:
+    n = 20
+    episodes = _frame({
+        "deepthink_only": ([0.8] * n, [10] * n, [10] * n),
+        "quick_only": ([0.4] * n, [0] * n, [10] * n),
+        "quick_only" + ABLATION: ([0.0] * n, [0] * n, [10] * n),
+        "londi_sac[c=0.01]": ([0.6] * n, [2] * n, [10] * n),
+        "londi_sac[c=0.01]" + ABLATION: ([0.7] * n, [8] * n, [10] * n),
+    })
+    cells = {c.router: c for c in summarize(episodes)}
+    # gap recovered is measured from the real QUICK-only (0.4), never from the random one (0.0).
+    assert cells["londi_sac[c=0.01]"].values["gap_recovered"].mean == pytest.approx(0.5)
+    rows = {r["router"]: r for r in ablation_rows(list(cells.values()))}
+    assert set(rows) == {"quick_only", "londi_sac[c=0.01]"}
+    londi = rows["londi_sac[c=0.01]"]
+    assert londi["deepthink_acted_fraction_real_quick"]["mean"] == pytest.approx(0.2)
+    assert londi["deepthink_acted_fraction_random_quick"]["mean"] == pytest.approx(0.8)
+    assert "| babyai/Mixed | londi_sac[c=0.01] | 0.200" in ablation_markdown(list(rows.values()))
+    (verdict,) = verdicts(list(cells.values()))
+    assert verdict["londi_settings_run"] == 1  # the ablation's run is not a LONDI setting of the verdict
