@@ -235,6 +235,17 @@ def train_router(
                     shutil.copytree(saved, save_dir, dirs_exist_ok=True)
 
 
+def train_and_evaluate(router: Router, task: TaskSpec, models: ModelPair, seed: int, episodes: int, batch_size: int,
+                       profile: str, sweep: str, exp_name: str, tracking_uri: str | None = None,
+                       experiment: str = DEFAULT_EXPERIMENT, progress: bool = True) -> list[EpisodeResult]:
+    """One run seed of a router: trained first if it learns (its own MLflow run), then evaluated."""
+    if getattr(router, "needs_training", lambda: False)():
+        train_router(router, task, models, seed, batch_size, profile, sweep, exp_name, tracking_uri=tracking_uri,
+                     experiment=experiment, progress=progress)
+    return evaluate(router, task, models, seed, episodes, batch_size, profile, sweep, exp_name=exp_name,
+                    tracking_uri=tracking_uri, experiment=experiment, progress=progress)
+
+
 def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     """What `python -m baselines.<router>` does: evaluate the router on args.task for each seed."""
     from bench.cli import user_errors
@@ -260,11 +271,7 @@ def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
     for seed in args.seeds:
         router = make_router()
-        if getattr(router, "needs_training", lambda: False)():
-            train_router(router, task, models, seed, batch_size, profile.name, sweep,
-                         exp_name=args.exp_name or router.name, tracking_uri=args.tracking_uri,
-                         experiment=args.experiment, progress=args.progress)
-        evaluate(router, task, models, seed, episodes, batch_size, profile.name,
-                 sweep, exp_name=args.exp_name or None, tracking_uri=args.tracking_uri,
-                 experiment=args.experiment, progress=args.progress)
+        train_and_evaluate(router, task, models, seed, episodes, batch_size, profile.name, sweep,
+                           args.exp_name or router.name, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                           progress=args.progress)
     print_sweep(sweep, tracking_uri=args.tracking_uri, experiment=args.experiment)

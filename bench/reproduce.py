@@ -15,7 +15,7 @@ from pathlib import Path
 import tyro
 
 from bench.cli import user_errors
-from bench.evaluate import check_run_options, evaluate, git_commit, resolve_device, train_router
+from bench.evaluate import check_run_options, git_commit, resolve_device, train_and_evaluate
 from bench.lm import ActionLM, RandomPolicy
 from bench.models import ensure_models, load_pair
 from bench.pair import write_pair_report
@@ -113,14 +113,11 @@ def main(args: Args) -> list[Cell]:
         results = []
         for seed in seeds:
             router = spec.make()
-            if getattr(router, "needs_training", lambda: False)():
-                if "train_episodes" not in spec.options:
-                    router.train_episodes = train_episodes
-                train_router(router, task, pair, seed, profile.batch_size, profile.name, sweep, label or spec.label,
-                             tracking_uri=args.tracking_uri, experiment=args.experiment, progress=args.progress)
-            results += evaluate(router, task, pair, seed, episodes, profile.batch_size, profile.name, sweep,
-                                exp_name=label or spec.label, tracking_uri=args.tracking_uri,
-                                experiment=args.experiment, progress=args.progress)
+            if hasattr(router, "train_episodes") and "train_episodes" not in spec.options:
+                router.train_episodes = train_episodes
+            results += train_and_evaluate(router, task, pair, seed, episodes, profile.batch_size, profile.name, sweep,
+                                          label or spec.label, tracking_uri=args.tracking_uri,
+                                          experiment=args.experiment, progress=args.progress)
         return results
 
     for task in tasks:
