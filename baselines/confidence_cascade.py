@@ -1,12 +1,15 @@
 """Confidence cascade: QUICK proposes; where it is unsure, DEEPTHINK decides instead.
 
 The strongest simple router of the LLM-routing literature (FrugalGPT's cascade, Hybrid LLM):
-QUICK scores the candidate actions at every step (so its compute counts on every step), the
-scores are turned into a distribution over the candidates (softmax of the log-likelihoods),
-and DEEPTHINK is called when QUICK's confidence is under the threshold:
+QUICK decides at every step (so its compute counts on every step), and DEEPTHINK is called
+instead when QUICK's confidence is under the threshold:
 
 - `margin`: probability of QUICK's best action minus that of its second best;
-- `entropy`: the distribution's entropy (in nats) is over the threshold.
+- `entropy`: the entropy (in nats) of QUICK's distribution is over the threshold.
+
+Where a task scores a fixed candidate list (BabyAI-Text) the distribution is the softmax over the
+candidates; where the models generate their actions (ScienceWorld) it is each generated token's,
+taking the least sure token (bench.lm.Decision).
 
     python -m baselines.confidence_cascade --task babyai/Mixed --measure margin --threshold 0.3
 """
@@ -33,22 +36,6 @@ class Args(EvalArgs):
     """escalate to DEEPTHINK when the margin is below it (or the entropy above it)"""
 
 
-def action_distribution(scores: np.ndarray) -> np.ndarray:
-    """Softmax over candidates of each row of log-likelihood scores [prompts, candidates]."""
-    shifted = scores - scores.max(axis=1, keepdims=True)
-    probs = np.exp(shifted)
-    return probs / probs.sum(axis=1, keepdims=True)
-
-
-def margin(probs: np.ndarray) -> np.ndarray:
-    top = np.sort(probs, axis=1)
-    return top[:, -1] - top[:, -2]
-
-
-def entropy(probs: np.ndarray) -> np.ndarray:
-    return -(probs * np.log(np.clip(probs, 1e-12, None))).sum(axis=1)
-
-
 class ConfidenceCascade(Router):
     name = "confidence_cascade"
 
@@ -61,10 +48,9 @@ class ConfidenceCascade(Router):
         self.threshold = threshold
 
     def route(self, view: StepView) -> np.ndarray:
-        probs = action_distribution(view.quick())
         if self.measure == "margin":
-            return margin(probs) < self.threshold
-        return entropy(probs) > self.threshold
+            return view.margin("quick") < self.threshold
+        return view.entropy("quick") > self.threshold
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class Oracle(Router):
     name = "oracle"
 
     def route(self, view: StepView) -> np.ndarray:
-        return view.quick().argmax(axis=1) != view.deepthink().argmax(axis=1)
+        return view.actions("quick") != view.actions("deepthink")
 
 
 if __name__ == "__main__":

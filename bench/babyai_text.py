@@ -27,11 +27,10 @@ from minigrid.core.world_object import WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from bench.babyai_memory import EpisodeMemory
-from bench.babyai_words import object_words, relative_phrase, with_article
+from bench.babyai_words import ACTIONS, object_words, relative_phrase, with_article
 
 log = logging.getLogger(__name__)
 
-ACTIONS: tuple[str, ...] = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")
 
 # Cell types that are never described: walls get their own (restricted) sentences, and the rest
 # carry no information for the agent (or, for "unseen", must not leak occluded content).
@@ -190,9 +189,17 @@ class BabyAITextEnv(gymnasium.Env):
         self._obs_text, sentences = self._observe(env, obs["image"])
         return self._obs_text, self._info(env, sentences, success=False)
 
-    def step(self, action: int) -> tuple[str, float, bool, bool, dict[str, Any]]:
+    def candidates(self) -> tuple[str, ...]:
+        """The actions a model chooses among: always the six of `ACTIONS`."""
+        return ACTIONS
+
+    def step(self, action: int | str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         if self._level is None:
             raise RuntimeError("call reset() before step()")
+        if isinstance(action, str):
+            if action not in ACTIONS:
+                raise ValueError(f"unknown BabyAI-Text action {action!r}; actions: {', '.join(ACTIONS)}")
+            action = ACTIONS.index(action)
         if not 0 <= int(action) < len(ACTIONS):
             raise ValueError(f"action must be in 0..{len(ACTIONS) - 1}, got {action!r}")
         env = self._envs[self._level]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+ACTIONS: tuple[str, ...] = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")
+"""minigrid's first six actions, named in words: every BabyAI-Text decision picks one of them."""
+
 DOOR_STATES = {0: "open", 1: "closed", 2: "locked"}
 
 

@@ -64,10 +64,46 @@ def memory_context(history: EpisodeHistory, actions: int = 4) -> str:
             f"Memory: {'. '.join(memory) or 'nothing'}.")
 
 
+def _scienceworld_parts(observation: str) -> dict[str, str]:
+    """ScienceWorldTextEnv's observation lines by name: task, score, observation, look, inventory."""
+    lines = observation.split("\n")
+    parts = {"task": lines[0]}
+    for line in lines[1:]:
+        name, _, text = line.partition(": ")
+        parts[name.lower()] = text
+    return parts
+
+
+def sw_reflex_context(history: EpisodeHistory) -> str:
+    """ScienceWorld for a fast policy: the task, the last action and what it did, and the room now."""
+    now = _scienceworld_parts(history.current())
+    last = history.actions[-1] if history.actions else "none"
+    return (f"Task: {now['task']} Last action: {last}. Result: {now.get('observation', '')} "
+            f"Room: {now.get('look', '')}")
+
+
+def sw_history_context(history: EpisodeHistory, actions: int = 6, result_words: int = 12) -> str:
+    """ScienceWorld as SwiftSage's Sage reads it: the task, time and score, the last `actions` actions with
+    what each did (its first `result_words` words: a `look around` repeats the room), the room now and the
+    inventory."""
+    now = _scienceworld_parts(history.current())
+    start = max(0, len(history.actions) - actions)
+
+    def result(i: int) -> str:
+        return " ".join(_scienceworld_parts(history.observations[i + 1]).get("observation", "").split()[:result_words])
+
+    recent = [f"{history.actions[i]} -> {result(i)}" for i in range(start, len(history.actions))]
+    return (f"Task: {now['task']} Time: {len(history.actions)}. Score: {now.get('score', '0.')} "
+            f"Recent: {' | '.join(recent) or 'none'}. Room: {now.get('look', '')} "
+            f"Inventory: {now.get('inventory', '')}")
+
+
 CONTEXTS: dict[str, Callable[[EpisodeHistory], str]] = {
     "reflex": reflex_context,
     "history": history_context,
     "memory": memory_context,
+    "sw_reflex": sw_reflex_context,
+    "sw_history": sw_history_context,
 }
 
 

@@ -1,4 +1,5 @@
-"""Expert demonstrations: minigrid's BabyAIBot solving training episodes, written once and reused.
+"""Expert demonstrations, written once and reused: minigrid's BabyAIBot solving BabyAI-Text training
+episodes, and ScienceWorld's gold action sequences played through on its training variations.
 
 An episode is stored as its text observations and the bot's actions, not as prompts, so each
 model's context builder can turn the same episodes into its own (prompt -> action) pairs.
@@ -81,6 +82,52 @@ def collect(levels: Sequence[str], seeds: Sequence[int], max_steps: int, path: P
         # A cache of failed demonstrations would be reused forever; refuse to write it.
         raise RuntimeError(f"BabyAIBot solved only {len(demos)} of {len(jobs)} episodes of {list(levels)}: "
                            f"check the minigrid version (the bot and levels must match)")
+    return save(demos, path)
+
+
+def gold_episode(env, task: str, variation: int) -> Demo | None:
+    """Play ScienceWorld's gold action sequence of one variation; None if it does not reach score 100."""
+    obs, info = env.reset(seed=variation, options={"gold": True})
+    observations, actions = [obs], []
+    reward = 0.0
+    for action in info["gold"]:
+        obs, r, terminated, truncated, step_info = env.step(action)
+        actions.append(step_info["played"])
+        reward += r
+        if terminated or truncated:
+            break
+        observations.append(obs)
+    if not step_info["success"]:
+        log.debug("gold path of %s variation %d ended at score %s", task, variation, step_info["score"])
+        return None
+    return Demo(task, variation, observations, actions, round(reward, 6))
+
+
+def collect_gold(jobs: Sequence[tuple[str, int]], max_steps: int, path: Path) -> list[Demo]:
+    """ScienceWorld gold demonstrations for every (task, variation), read from `path` if written before."""
+    if path.exists():
+        return load(path)
+    from bench.scienceworld_text import ScienceWorldTextEnv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    demos: list[Demo] = []
+    envs: dict[str, ScienceWorldTextEnv] = {}
+    try:
+        for task, variation in tqdm(jobs, desc="ScienceWorld gold paths", unit="ep", mininterval=1.0):
+            env = envs.setdefault(task, ScienceWorldTextEnv(task, max_steps=max_steps))
+            demo = gold_episode(env, task, variation)
+            if demo is not None:
+                demos.append(demo)
+    finally:
+        for env in envs.values():
+            env.close()
+    if len(demos) < len(jobs) / 2:
+        raise RuntimeError(f"ScienceWorld's gold paths reached score 100 in only {len(demos)} of {len(jobs)} "
+                           f"variations: check the scienceworld version")
+    return save(demos, path)
+
+
+def save(demos: list[Demo], path: Path) -> list[Demo]:
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as out:
         for demo in demos:

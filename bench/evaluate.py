@@ -82,6 +82,10 @@ def check_run_options(tasks: list[TaskSpec], seeds: tuple[int, ...], episodes: i
     for task in tasks:
         for seed in seeds:
             task.eval_episode_seeds(seed, episodes)
+    if any(task.suite == "scienceworld" for task in tasks):
+        from bench.scienceworld_text import require_java
+
+        require_java()  # ScienceWorld's simulator is a JVM: say so now, not after the models are trained
 
 
 def resolve_device(device: str) -> str:
@@ -261,11 +265,11 @@ def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     profile = get_profile(args.profile)
     task = get_task(args.task)
     device = resolve_device(args.device)
-    episodes = profile.episodes if args.episodes is None else args.episodes
+    episodes = profile.episodes_for(task) if args.episodes is None else args.episodes
     batch_size = profile.batch_size if args.batch_size is None else args.batch_size
     check_run_options([task], args.seeds, episodes, batch_size)
     if args.quick is None or args.deepthink is None:
-        quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri)
+        quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri, suite=task.suite)
     quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)
     models = ModelPair(quick, deepthink)
     sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"

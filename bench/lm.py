@@ -41,6 +41,46 @@ class CallCost:
 
 
 @dataclass(frozen=True)
+class Decision:
+    """What a model decided for each prompt of one call: its action and how sure it was.
+
+    Where a fixed candidate list was scored (BabyAI-Text) `scores` holds every candidate's
+    log-likelihood and margin/entropy are those of the softmax over candidates. Where the action was
+    generated (ScienceWorld) `scores` is None and margin/entropy are per generated token: the smallest
+    top-1 minus top-2 probability and the largest entropy along the generation.
+    """
+
+    actions: list[str]
+    margin: np.ndarray
+    entropy: np.ndarray
+    scores: list[np.ndarray] | None = None
+
+
+def softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    probs = np.exp(shifted)
+    return probs / probs.sum(axis=-1, keepdims=True)
+
+
+def margin_entropy(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-1 minus top-2 probability and entropy of each row of a probability table."""
+    top = np.sort(probs, axis=-1)
+    second = top[..., -2] if probs.shape[-1] > 1 else np.zeros(probs.shape[:-1])
+    return top[..., -1] - second, -(probs * np.log(np.clip(probs, 1e-12, None))).sum(axis=-1)
+
+
+def choose(scores_per_prompt: Sequence[np.ndarray], candidates: Sequence[Sequence[str]]) -> Decision:
+    """The decision of a model that scored candidate lists (one list per prompt, lengths may differ)."""
+    actions, margins, entropies = [], [], []
+    for row, options in zip(scores_per_prompt, candidates, strict=True):
+        m, e = margin_entropy(softmax(np.asarray(row, dtype=np.float64)))
+        actions.append(options[int(np.argmax(row))])
+        margins.append(float(m))
+        entropies.append(float(e))
+    return Decision(actions, np.array(margins), np.array(entropies), [np.asarray(r) for r in scores_per_prompt])
+
+
+@dataclass(frozen=True)
 class ModelSize:
     """Parameter counts that the FLOPs estimate uses (embeddings and the LM head excluded)."""
 
@@ -165,6 +205,62 @@ class ActionLM:
         scores = (token_logp * tiled_label_mask).sum(-1).view(n_prompts, n_cands)
         return scores.cpu().numpy(), self._cost(attention_mask.sum(-1).cpu().numpy(), label_mask.sum(-1).cpu().numpy())
 
+    needs_candidates = False
+    """Generation needs no candidate list; a model that must be given one (the random policy) says so."""
+
+    def decide(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]] | None) -> tuple[Decision, CallCost]:
+        """One action per prompt: the best of its candidates by likelihood, or (candidates None) generated."""
+        if candidates is None:
+            return self.generate(prompts)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, options in enumerate(candidates):
+            groups.setdefault(tuple(options), []).append(i)
+        rows: list[np.ndarray] = [np.zeros(0)] * len(prompts)
+        tokens_in, tokens_out, flops = (np.zeros(len(prompts), dtype=np.int64), np.zeros(len(prompts), dtype=np.int64),
+                                        np.zeros(len(prompts)))
+        for options, members in groups.items():  # one batched call per distinct list (BabyAI: one in all)
+            table, cost = self.score([prompts[i] for i in members], options)
+            for j, i in enumerate(members):
+                rows[i] = table[j]
+                tokens_in[i], tokens_out[i], flops[i] = cost.tokens_in[j], cost.tokens_out[j], cost.flops[j]
+        return choose(rows, candidates), CallCost(tokens_in, tokens_out, flops)
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], max_tokens: int = 32) -> tuple[Decision, CallCost]:
+        """Greedy generation of one action per prompt (the encoder once, the decoder with its key/value cache)."""
+        encoded = self.tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt")
+        input_ids = encoded["input_ids"].to(self.device)
+        attention_mask = encoded["attention_mask"].to(self.device)
+        out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens,
+                                  do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True)
+        generated = out.sequences[:, 1:]  # after the decoder start token
+        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        # Tokens the decoder really produced: up to and including the first end-of-sequence token.
+        finished_before = torch.cumsum((generated == eos).int(), dim=1) - (generated == eos).int()
+        produced = (finished_before == 0) & ~((generated == pad) & (finished_before > 0))
+        probs = torch.stack([torch.softmax(step.float(), dim=-1) for step in out.scores], dim=1).cpu().numpy()
+        margins, entropies = margin_entropy(probs)  # [prompts, steps]
+        mask = produced.cpu().numpy()
+        texts = [" ".join(t.split()) for t in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
+        decision = Decision(texts, np.where(mask, margins, np.inf).min(axis=1),
+                            np.where(mask, entropies, -np.inf).max(axis=1))
+        prompt_tokens = attention_mask.sum(-1).cpu().numpy()
+        out_tokens = mask.sum(axis=1)
+        return decision, CallCost(prompt_tokens.astype(np.int64), out_tokens.astype(np.int64),
+                                  self.generation_flops(prompt_tokens, out_tokens))
+
+    def generation_flops(self, prompt_tokens: np.ndarray, out_tokens: np.ndarray) -> np.ndarray:
+        """Analytic forward FLOPs of a greedy generation, per prompt: the encoder over the prompt, the
+        cross-attention keys/values once over the prompt, and per generated token the rest of the decoder,
+        attending to the tokens before it and to the prompt."""
+        s = self.size
+        p = np.asarray(prompt_tokens, dtype=np.float64)
+        t = np.asarray(out_tokens, dtype=np.float64)
+        linear = 2 * s.encoder_params * p + 2 * s.cross_kv_params * p + 2 * (s.decoder_params - s.cross_kv_params) * t
+        attention = (2 * s.encoder_layers * p**2 * s.attention_width
+                     + 2 * s.decoder_layers * s.attention_width * (t * (t + 1) / 2 + t * p))
+        return linear + attention
+
     def _cost(self, prompt_tokens: np.ndarray, candidate_tokens: np.ndarray) -> CallCost:
         """Analytic forward FLOPs of what `score` executes, per prompt.
 
@@ -220,11 +316,21 @@ class RandomPolicy:
         self.size = ModelSize(total_params=0, encoder_params=0, decoder_params=0, encoder_layers=0,
                               decoder_layers=0, attention_width=0)
 
+    needs_candidates = True
+    """It picks among the valid actions, so even a generating task must list them for it."""
+
     def score(self, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[np.ndarray, CallCost]:
         n = len(prompts)
         scores = torch.rand(n, len(candidates), dtype=torch.float64).numpy()
         zeros = np.zeros(n)
         return scores, CallCost(zeros, zeros.copy(), zeros.copy())
+
+    def decide(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]] | None) -> tuple[Decision, CallCost]:
+        if candidates is None:
+            raise ValueError("the random policy needs the candidate actions of each prompt")
+        rows = [torch.rand(len(options), dtype=torch.float64).numpy() for options in candidates]
+        zeros = np.zeros(len(prompts))
+        return choose(rows, candidates), CallCost(zeros, zeros.copy(), zeros.copy())
 
     def flops_per_decision(self, prompt_tokens: int, candidates: Sequence[str]) -> float:
         return 0.0

@@ -23,9 +23,12 @@ from bench import demos as demo_lib
 from bench.dagger import train_with_dagger
 from bench.lm import LONDI_META, ActionLM, load_model
 from bench.profiles import Profile
-from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
+from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_TASKS
 from bench.tracking import RunLogger
-from bench.train import ModelRecipe
+from bench.train import RECIPE_DEFAULTS, ModelRecipe, train
+
+SUITES = ("babyai", "scienceworld")
+SCIENCEWORLD_FORMAT = 3  # bump when ScienceWorld's text format or its demonstrations change
 
 FORMAT_VERSION = 4  # bump when the text format or training code changes what a recipe produces
 
@@ -38,11 +41,25 @@ CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
 """Committed checkpoints: `checkpoints/<profile>/<role>-<key>`, the same key as the cache."""
 
 
-def committed_dir(profile: Profile, recipe: ModelRecipe) -> Path:
-    return CHECKPOINTS / profile.name / model_dir(profile, recipe).name
+def committed_dir(profile: Profile, recipe: ModelRecipe, suite: str = "babyai") -> Path:
+    return CHECKPOINTS / profile.name / model_dir(profile, recipe, suite).name
 
 
-def _demo_config(profile: Profile) -> dict:
+def recipes(profile: Profile, suite: str) -> tuple[ModelRecipe, ModelRecipe]:
+    """QUICK's and DEEPTHINK's recipes of one suite."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; suites: {', '.join(SUITES)}")
+    return (profile.quick, profile.deepthink) if suite == "babyai" else (profile.sw_quick, profile.sw_deepthink)
+
+
+def _demo_config(profile: Profile, suite: str = "babyai") -> dict:
+    if suite == "scienceworld":
+        from bench.scienceworld_text import SIMPLIFICATIONS
+
+        return {"tasks": list(profile.sw_demo_tasks or SCIENCEWORLD_TASKS),
+                "demo_variations": profile.sw_demo_variations,
+                "heldout_variations": profile.sw_heldout_variations, "simplifications": SIMPLIFICATIONS,
+                "format": SCIENCEWORLD_FORMAT}
     return {
         "levels": list(BABYAI_LEVELS.values()),
         "demo_seeds": profile.demo_seeds,
@@ -52,13 +69,15 @@ def _demo_config(profile: Profile) -> dict:
     }
 
 
-def _key(profile: Profile, recipe: ModelRecipe) -> str:
-    key = json.dumps({"recipe": asdict(recipe), "demos": _demo_config(profile)}, sort_keys=True)
+def _key(profile: Profile, recipe: ModelRecipe, suite: str = "babyai") -> str:
+    fields = {k: v for k, v in asdict(recipe).items() if RECIPE_DEFAULTS.get(k, object()) != v}
+    key = json.dumps({"recipe": fields, "demos": _demo_config(profile, suite)}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def model_dir(profile: Profile, recipe: ModelRecipe) -> Path:
-    return cache_dir() / "models" / profile.name / f"{recipe.role}-{_key(profile, recipe)}"
+def model_dir(profile: Profile, recipe: ModelRecipe, suite: str = "babyai") -> Path:
+    prefix = "" if suite == "babyai" else f"{suite}-"
+    return cache_dir() / "models" / profile.name / f"{prefix}{recipe.role}-{_key(profile, recipe, suite)}"
 
 
 def stage_dir(profile: Profile, recipe: ModelRecipe, rounds: int) -> Path:
@@ -81,39 +100,61 @@ def load_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Dem
     return train_demos, heldout
 
 
-def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | None = None) -> tuple[Path, Path]:
-    """Paths of the profile's QUICK and DEEPTHINK: cached, else committed, else trained now into the cache."""
+def load_scienceworld_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Demo]]:
+    """Gold paths of the first training variations of every ScienceWorld task, and of dev variations held out."""
+    config = _demo_config(profile, "scienceworld")
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+    jobs = {"train": [], "heldout": []}
+    for task in config["tasks"]:
+        train_n, dev_n, *_ = SCIENCEWORLD_TASKS[task]
+        jobs["train"] += [(task, v) for v in range(min(train_n, profile.sw_demo_variations))]
+        jobs["heldout"] += [(task, v) for v in range(train_n, train_n + min(dev_n, profile.sw_heldout_variations))]
+    max_steps = 10 * max(steps for *_, steps, _ in SCIENCEWORLD_TASKS.values())
+    paths = {part: cache_dir() / "demos" / f"scienceworld-{part}-{digest}.jsonl.gz" for part in jobs}
+    return demo_lib.collect_gold(jobs["train"], max_steps, paths["train"]), demo_lib.collect_gold(
+        jobs["heldout"], max_steps, paths["heldout"])
+
+
+def _train_suite_model(profile: Profile, suite: str, recipe: ModelRecipe, demos, out: Path, name: str) -> dict:
+    if suite == "babyai":
+        return train_with_dagger(recipe, demos[0], demos[1], list(BABYAI_LEVELS.values()), BABYAI_MAX_STEPS, out,
+                                 name=name, device=profile.device, stage_dir=lambda k: stage_dir(profile, recipe, k))
+    return train(recipe, list(demo_lib.pairs(demos[0], recipe.context)), list(demo_lib.pairs(demos[1], recipe.context)),
+                 out, name=name, device=profile.device)
+
+
+def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | None = None,
+                  suite: str = "babyai") -> tuple[Path, Path]:
+    """Paths of the profile's QUICK and DEEPTHINK for `suite`: cached, else committed, else trained now (cached)."""
     paths = []
     demos: tuple[list[demo_lib.Demo], list[demo_lib.Demo]] | None = None
-    for recipe in (profile.quick, profile.deepthink):
-        out = model_dir(profile, recipe)
+    for recipe in recipes(profile, suite):
+        out = model_dir(profile, recipe, suite)
         if retrain:
             for path in [out] + [stage_dir(profile, recipe, k) for k in range(len(recipe.dagger_betas) + 1)]:
                 shutil.rmtree(path, ignore_errors=True)
-        committed = committed_dir(profile, recipe)
+        committed = committed_dir(profile, recipe, suite)
         if not retrain and not (out / LONDI_META).exists() and (committed / LONDI_META).exists():
             paths.append(committed)
             continue
         if not (out / LONDI_META).exists():
-            demos = demos or load_demos(profile)
+            demos = demos or (load_demos(profile) if suite == "babyai" else load_scienceworld_demos(profile))
             train_pairs = sum(len(d.actions) for d in demos[0])
-            name = f"{profile.name}-{recipe.role}"
-            params = {**asdict(recipe), "profile": profile.name, "demo_pairs": train_pairs,
-                      **{f"demos.{k}": v for k, v in _demo_config(profile).items()}}
-            with RunLogger(f"train__{name}", params, tags={"londi.kind": "train", "londi.role": recipe.role},
-                           uri=tracking_uri) as run:
+            name = f"{profile.name}-{recipe.role}" if suite == "babyai" else f"{profile.name}-{suite}-{recipe.role}"
+            params = {**asdict(recipe), "profile": profile.name, "suite": suite, "demo_pairs": train_pairs,
+                      **{f"demos.{k}": v for k, v in _demo_config(profile, suite).items()}}
+            with RunLogger(f"train__{name}", params, tags={"londi.kind": "train", "londi.role": recipe.role,
+                                                           "londi.suite": suite}, uri=tracking_uri) as run:
                 tmp = out.with_name(out.name + ".partial")
                 for stale in out.parent.glob(tmp.name + "*"):
                     shutil.rmtree(stale)
-                meta = train_with_dagger(recipe, demos[0], demos[1], list(BABYAI_LEVELS.values()),
-                                         BABYAI_MAX_STEPS, tmp, name=name, device=profile.device,
-                                         stage_dir=lambda k, r=recipe: stage_dir(profile, r, k))
+                meta = _train_suite_model(profile, suite, recipe, demos, tmp, name)
                 tmp.rename(out)  # a half-written model never looks cached
                 for row in meta["log"]:
                     run.log_metrics({"train_loss": row["loss"]}, step=row["step"])
                 run.log_metrics({k: meta[k] for k in ("train_s", "final_loss", "heldout_step_accuracy",
                                                      "non_embedding_params", "epochs")})
-                for k, stage in enumerate(meta["stages"]):
+                for k, stage in enumerate(meta.get("stages", [])):
                     rollouts = stage.get("rollouts", {})
                     run.log_metrics({"stage_heldout_step_accuracy": stage["heldout_step_accuracy"],
                                      **({"dagger_rollout_success": rollouts["success"],
@@ -139,10 +180,11 @@ def training_notes(profile: Profile, paths: list[Path]) -> str:
              "The full loss curves are in each model's londi.json and in the MLflow training runs.", ""]
     for path in paths:
         meta = json.loads((path / LONDI_META).read_text())
-        lines += [f"## {meta['role'].upper()}: `{path.name}`", "",
+        lines += [f"## {meta['name']}: `{path.name}`", "",
                   f"context `{meta['context']}`, {meta['non_embedding_params']} non-embedding parameters, "
                   f"{meta.get('total_steps', meta['recipe']['steps'])} training steps, {meta['train_s']} s in all, "
-                  f"held-out step accuracy against BabyAIBot {meta['heldout_step_accuracy']:.3f}.", "",
+                  f"held-out step accuracy against the expert (BabyAIBot; ScienceWorld's gold paths on dev variations) "
+                  f"{meta['heldout_step_accuracy']:.3f}.", "",
                   "| stage | train pairs | train s | final loss | held-out step accuracy | rollout success (beta) "
                   "| learner agrees with bot |", "|---|---|---|---|---|---|---|"]
         for stage in meta.get("stages", []):
@@ -166,28 +208,33 @@ if __name__ == "__main__":
     from bench.profiles import get_profile
 
     def main(profile: str = "cpu", retrain: bool = True, tracking_uri: str | None = None,
-             commit: bool = False) -> None:
+             commit: bool = False, suites: tuple[str, ...] = SUITES) -> None:
         """Train the profile's offline QUICK and DEEPTHINK (`make models`) and print where they are.
 
         Args:
             profile: smoke, cpu or paper.
             retrain: train again even if cached.
             tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
-            commit: also copy the pair to checkpoints/<profile>/ (replacing what is there), with TRAINING.md.
+            commit: also copy the pairs to checkpoints/<profile>/ (replacing that suite's pair there), with TRAINING.md.
+            suites: babyai, scienceworld or both.
         """
         chosen = get_profile(profile)
-        paths = ensure_models(chosen, retrain=retrain, tracking_uri=tracking_uri)
-        for path in paths:
-            meta = json.loads((path / LONDI_META).read_text())
-            print(f"{meta['role']}: {path} ({meta['non_embedding_params']} non-embedding params, "
-                  f"{meta['train_s']} s, held-out step accuracy {meta['heldout_step_accuracy']:.3f})")
-        if commit:
-            target = CHECKPOINTS / chosen.name
-            shutil.rmtree(target, ignore_errors=True)
-            target.mkdir(parents=True)
+        target = CHECKPOINTS / chosen.name
+        for suite in suites:
+            paths = ensure_models(chosen, retrain=retrain, tracking_uri=tracking_uri, suite=suite)
             for path in paths:
-                shutil.copytree(path, target / path.name)
-            (target / "TRAINING.md").write_text(training_notes(chosen, [target / p.name for p in paths]))
+                meta = json.loads((path / LONDI_META).read_text())
+                print(f"{suite} {meta['role']}: {path} ({meta['non_embedding_params']} non-embedding params, "
+                      f"{meta['train_s']} s, held-out step accuracy {meta['heldout_step_accuracy']:.3f})")
+            if commit:
+                target.mkdir(parents=True, exist_ok=True)
+                for recipe, path in zip(recipes(chosen, suite), paths, strict=True):
+                    for stale in target.glob(model_dir(chosen, recipe, suite).name.rsplit("-", 1)[0] + "-*"):
+                        shutil.rmtree(stale)
+                    shutil.copytree(path, target / path.name)
+        if commit:
+            committed = sorted(p.parent for p in target.glob(f"*/{LONDI_META}"))
+            (target / "TRAINING.md").write_text(training_notes(chosen, committed))
             print(f"committed to {target}")
 
     from bench.cli import user_errors

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.tasks import task_names
+from bench.tasks import TaskSpec, task_names
 from bench.train import ModelRecipe
 
 
@@ -30,18 +30,59 @@ class Profile:
     quick: ModelRecipe
     deepthink: ModelRecipe
     device: str = "cpu"
-    sweep_tasks: tuple[str, ...] = ("babyai/Mixed",)
+    sweep_tasks: tuple[str, ...] = ("babyai/Mixed", "scienceworld/power-component")
     """Tasks of the learned routers' sweeps (each setting trains per task and seed), matched random, ablation."""
     router_train_episodes: int = 200
     """Online training episodes of a learned router per task and seed (unless its options say otherwise)."""
+    sw_quick: ModelRecipe | None = None
+    sw_deepthink: ModelRecipe | None = None
+    """ScienceWorld's pair: one model per role for every ScienceWorld task (trained on all of them together)."""
+    sw_demo_tasks: tuple[str, ...] | None = None
+    """ScienceWorld tasks (simulator names) whose gold paths the pair is cloned from; unset: every registered one."""
+    sw_demo_variations: int = 40
+    """ScienceWorld gold paths per task: its first training variations, at most this many."""
+    sw_heldout_variations: int = 5
+    """ScienceWorld dev variations per task whose gold paths measure held-out step accuracy."""
+    sw_episodes: int | None = None
+    """Evaluation episodes per ScienceWorld task and seed (at most its test variations); unset: `episodes`."""
+    sw_seeds: tuple[int, ...] | None = None
+    """Run seeds on ScienceWorld tasks; unset: `seeds`."""
+    sw_router_train_episodes: int | None = None
+    """Training episodes of a learned router on a ScienceWorld task; unset: `router_train_episodes`."""
+    learned: tuple[str, ...] = (
+        "londi_sac[c=0.001]", "londi_sac[c=0.003]", "londi_sac[c=0.01]", "londi_sac[c=0.03]", "londi_sac[c=0.1]",
+        "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]",
+    )
+    """Learned router settings of `make reproduce` on the BabyAI sweep tasks (BabyAI pays at most 1 per episode,
+    so the paper's c of 0.1-0.5 already prices DEEPTHINK out)."""
+    sw_learned: tuple[str, ...] = ("londi_sac[c=0.01]", "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]")
+    """Learned router settings on the ScienceWorld sweep tasks (LONDI-B's budgets: the paper's picture)."""
+
+
+    def episodes_for(self, task: TaskSpec) -> int:
+        """Evaluation episodes per seed of `task` (ScienceWorld's own number where the profile sets one)."""
+        return self.sw_episodes if task.suite == "scienceworld" and self.sw_episodes else self.episodes
+
+    def seeds_for(self, task: TaskSpec) -> tuple[int, ...]:
+        return self.sw_seeds if task.suite == "scienceworld" and self.sw_seeds else self.seeds
+
+    def train_episodes_for(self, task: TaskSpec) -> int:
+        if task.suite == "scienceworld" and self.sw_router_train_episodes:
+            return self.sw_router_train_episodes
+        return self.router_train_episodes
+
+    def learned_for(self, task: TaskSpec) -> tuple[str, ...]:
+        return self.sw_learned if task.suite == "scienceworld" else self.learned
 
 
 BABYAI_TASKS = tuple(task_names("babyai"))
+SCIENCEWORLD_TASKS = tuple(task_names("scienceworld"))
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         tasks=("babyai/GoToLocal", "babyai/Mixed"),
+        sweep_tasks=("babyai/Mixed",),
         seeds=(0,),
         episodes=4,
         batch_size=4,
@@ -53,10 +94,19 @@ PROFILES: dict[str, Profile] = {
         deepthink=ModelRecipe(role="deepthink", context="memory", d_model=32, d_ff=64, layers=2, heads=2,
                               steps=30, batch_size=16, lr=3e-3, warmup_steps=5,
                               dagger_betas=(0.0,), dagger_episodes=2, dagger_steps=10),
+        sw_quick=ModelRecipe(role="quick", context="sw_reflex", d_model=16, d_ff=32, layers=1, heads=2, steps=80,
+                             batch_size=8, lr=3e-3, warmup_steps=5, tokenizer="bpe", generate=True, vocab_size=300),
+        sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=32, d_ff=64, layers=2, heads=2,
+                                 steps=60, batch_size=8, lr=3e-3, warmup_steps=5, tokenizer="bpe", generate=True,
+                                 vocab_size=300),
+        sw_demo_tasks=("power-component",),
+        sw_demo_variations=3,
+        sw_heldout_variations=1,
+        sw_episodes=2,
     ),
     "cpu": Profile(
         name="cpu",
-        tasks=BABYAI_TASKS,
+        tasks=BABYAI_TASKS + SCIENCEWORLD_TASKS,
         seeds=(0, 1, 2),
         episodes=40,
         batch_size=40,
@@ -72,10 +122,25 @@ PROFILES: dict[str, Profile] = {
         deepthink=ModelRecipe(role="deepthink", context="memory", d_model=96, d_ff=384, layers=3, heads=4,
                               steps=2500, batch_size=64, lr=5e-4, warmup_steps=300,
                               dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=1000),
+        # ScienceWorld: behaviour cloning on the gold paths of every task's training variations together, a
+        # subword vocabulary, actions generated. QUICK reads the room and its last action; DEEPTHINK, ~6x its
+        # size, the recent actions with their results and the inventory too (bench/contexts.py).
+        sw_quick=ModelRecipe(role="quick", context="sw_reflex", d_model=48, d_ff=192, layers=2, heads=4,
+                             steps=800, batch_size=32, lr=1e-3, warmup_steps=80, tokenizer="bpe", generate=True),
+        sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=96, d_ff=384, layers=3, heads=4,
+                                 steps=800, batch_size=32, lr=7e-4, warmup_steps=80, tokenizer="bpe",
+                                 generate=True),
+        sw_demo_variations=40,
+        sw_heldout_variations=5,
+        # A ScienceWorld step is ~20x a BabyAI-Text one (a JVM round trip per call) and the tasks have few
+        # test variations: one seed of 16 episodes (power-component has 5 test variations: 5).
+        sw_episodes=16,
+        sw_seeds=(0,),
+        sw_router_train_episodes=40,
     ),
     "paper": Profile(
         name="paper",
-        tasks=BABYAI_TASKS,
+        tasks=BABYAI_TASKS + SCIENCEWORLD_TASKS,
         seeds=(0, 1, 2, 3, 4),
         episodes=100,
         batch_size=64,
@@ -89,8 +154,15 @@ PROFILES: dict[str, Profile] = {
                               steps=3000, batch_size=32, lr=1e-4, warmup_steps=200,
                               init_from="google/flan-t5-large",
                               dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=1000),
+        sw_quick=ModelRecipe(role="quick", context="sw_reflex", d_model=0, d_ff=0, layers=0, heads=0, steps=3000,
+                             batch_size=32, lr=3e-4, warmup_steps=200, init_from="google/flan-t5-small", generate=True),
+        sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=0, d_ff=0, layers=0, heads=0,
+                                 steps=3000, batch_size=32, lr=1e-4, warmup_steps=200,
+                                 init_from="google/flan-t5-large", generate=True),
+        sw_demo_variations=1000,
+        sw_heldout_variations=20,
         device="cuda",
-        sweep_tasks=BABYAI_TASKS,
+        sweep_tasks=BABYAI_TASKS + SCIENCEWORLD_TASKS,
         router_train_episodes=1000,
     ),
 }

@@ -210,6 +210,58 @@ def plot_cost_reward(cells: list[Cell], path: Path) -> Path:
     return path
 
 
+def where_deepthink(results: list) -> tuple[dict[int, tuple[int, int]], dict[str, tuple[int, int]]]:
+    """From episode traces: per step index and per room (where the env names one), (DEEPTHINK calls, steps)."""
+    by_step: dict[int, list[int]] = {}
+    by_room: dict[str, list[int]] = {}
+    for result in results:
+        for entry in result.trace:
+            for table, key in ((by_step, entry["step"]), (by_room, entry.get("room"))):
+                if key is None or key == "":
+                    continue
+                counts = table.setdefault(key, [0, 0])
+                counts[0] += entry["model"] == "deepthink"
+                counts[1] += 1
+    return ({k: tuple(v) for k, v in sorted(by_step.items())}, {k: tuple(v) for k, v in sorted(by_room.items())})
+
+
+def plot_where_deepthink(results_by_setting: dict[str, list], path: Path) -> Path:
+    """The paper's picture of where the Switcher calls DEEPTHINK: per setting (LONDI-B's budgets), the share
+    of episodes in which DEEPTHINK acted at each step of the task (left) and in each room (right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = sorted(results_by_setting)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    width = 0.8 / max(1, len(settings))
+    rooms = sorted({room for results in results_by_setting.values() for room in where_deepthink(results)[1]})
+    for i, setting in enumerate(settings):
+        results = results_by_setting[setting]
+        by_step, by_room = where_deepthink(results)
+        tasks = sorted({str(getattr(r, "level", "")) for r in results} - {""})
+        label = setting + (f" ({', '.join(tasks)})" if len(tasks) == 1 else "")
+        steps = list(by_step)
+        axes[0].bar([s + (i - (len(settings) - 1) / 2) * width for s in steps],
+                    [by_step[s][0] / len(results) for s in steps], width=width, label=label)
+        axes[1].bar([r + (i - (len(settings) - 1) / 2) * width for r in range(len(rooms))],
+                    [by_room[room][0] / max(1, by_room[room][1]) if room in by_room else 0 for room in rooms],
+                    width=width, label=label)
+    axes[0].set_xlabel("step of the episode")
+    axes[0].set_ylabel("episodes with a DEEPTHINK call there")
+    axes[1].set_xticks(range(len(rooms)), rooms, rotation=30, ha="right", fontsize=8)
+    axes[1].set_ylabel("DEEPTHINK share of steps in the room")
+    for ax in axes:
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def table_markdown(cells: list[Cell]) -> str:
     columns = list(TABLE_METRICS)
     for extra in ("saving_flops", "saving_compute_s", "reward_retained", "gap_recovered"):

@@ -1,5 +1,8 @@
-"""`make reproduce`: train (or reuse) the profile's model pair, run every router on every task and
-seed, record all of it in MLflow, then print the comparison table and write it to results/.
+"""`make reproduce`: train (or reuse) the profile's model pairs, run every router on every task and
+seed, record all of it in MLflow, then print the comparison tables and write them to results/.
+
+Tasks of both suites (BabyAI-Text, ScienceWorld) run in one sweep, each suite with its own pair of
+models, and each suite gets its own report (results/<profile>/<suite>.md, csv, json and plots).
 
     python -m bench.reproduce --profile cpu
     python -m bench.reproduce --profile smoke --routers quick_only my_routers:AlwaysLeft
@@ -26,6 +29,7 @@ from bench.report import (
     episodes_frame,
     model_costs,
     plot_cost_reward,
+    plot_where_deepthink,
     summarize,
     table_markdown,
     write_results,
@@ -49,26 +53,24 @@ class Args:
     )
     """built-in router names or user routers as module:Class, each with options in brackets
     (random_switch[p=0.3]); give a router several times for a sweep of its options"""
-    learned: tuple[str, ...] = (
-        "londi_sac[c=0.001]", "londi_sac[c=0.003]", "londi_sac[c=0.01]", "londi_sac[c=0.03]", "londi_sac[c=0.1]",
-        "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]",
-    )
-    """learned routers and their sweeps (cost c, budgets): each trains online per task and seed, on `sweep_tasks`.
-    BabyAI pays at most 1 per episode, so the paper's c of 0.1-0.5 already prices DEEPTHINK out"""
+    learned: tuple[str, ...] | None = None
+    """learned routers and their sweeps (cost c, budgets): each trains online per task and seed, on `sweep_tasks`;
+    unset: the profile's for each suite (Profile.learned, Profile.sw_learned)"""
     sweep_tasks: tuple[str, ...] | None = None
     """tasks of the learned routers, their matched random switching and the ablation; unset: the profile's"""
     match_random: bool = True
     """after each learned setting, random_switch with p = its DEEPTHINK fraction, on the same episodes"""
-    ablation: tuple[str, ...] = ("quick_only", "londi_sac[c=0.001]")
-    """routers run again on `sweep_tasks` with QUICK replaced by a random policy (the paper's ablation)"""
+    ablation: tuple[str, ...] | None = None
+    """routers run again on `sweep_tasks` with QUICK replaced by a random policy (the paper's ablation); unset:
+    quick_only and the first londi_sac setting of the task's learned ones"""
     train_episodes: int | None = None
-    """training episodes of learned routers whose spec does not set train_episodes; unset: the profile's"""
+    """training episodes of learned routers whose spec does not set train_episodes; unset: the profile's per suite"""
     tasks: tuple[str, ...] | None = None
     """tasks from the registry; unset: the profile's"""
     seeds: tuple[int, ...] | None = None
-    """run seeds; unset: the profile's"""
+    """run seeds; unset: the profile's per suite"""
     episodes: int | None = None
-    """evaluation episodes per task and seed; unset: the profile's"""
+    """evaluation episodes per task and seed; unset: the profile's per suite"""
     results_dir: Path = Path("results")
     """where tables and plots go (a subfolder per profile)"""
     tracking_uri: str | None = None
@@ -90,34 +92,55 @@ def main(args: Args) -> list[Cell]:
     tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
     sweep_tasks = [get_task(name) for name in (profile.sweep_tasks if args.sweep_tasks is None else args.sweep_tasks)]
     routers = [router_spec(spec) for spec in args.routers]
-    learned = [router_spec(spec) for spec in args.learned]
-    ablation = [router_spec(spec) for spec in args.ablation]
-    for spec in routers + learned + ablation:
-        spec.make()  # a cost, budget or saved-Switcher path that makes no sense fails here, before any run
-    train_episodes = profile.router_train_episodes if args.train_episodes is None else args.train_episodes
-    if train_episodes < 1:
-        raise ValueError(f"--train-episodes must be >= 1, got {train_episodes}")
-    seeds = profile.seeds if args.seeds is None else args.seeds
-    episodes = profile.episodes if args.episodes is None else args.episodes
-    check_run_options(tasks + sweep_tasks, seeds, episodes, profile.batch_size)
-    for task in sweep_tasks:  # every learned setting must have its own training seeds on every sweep task
-        for seed in seeds:
-            task.router_train_seeds(seed, train_episodes)
-    quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri)
-    device = resolve_device(args.device)
-    models = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
-    sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
 
-    def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair = models, label: str | None = None) -> list:
+    def learned_for(task: TaskSpec) -> list[RouterSpec]:
+        return [router_spec(spec) for spec in (profile.learned_for(task) if args.learned is None else args.learned)]
+
+    def ablation_for(task: TaskSpec) -> list[RouterSpec]:
+        if args.ablation is not None:
+            return [router_spec(spec) for spec in args.ablation]
+        first = next((spec for spec in learned_for(task) if spec.cls.name == "londi_sac"), None)
+        return [router_spec("quick_only")] + ([first] if first else [])
+
+    def seeds_for(task: TaskSpec) -> tuple[int, ...]:
+        return profile.seeds_for(task) if args.seeds is None else args.seeds
+
+    def task_episodes(task: TaskSpec) -> int:
+        return profile.episodes_for(task) if args.episodes is None else args.episodes
+
+    def train_episodes_for(task: TaskSpec) -> int:
+        return profile.train_episodes_for(task) if args.train_episodes is None else args.train_episodes
+
+    for spec in routers + [s for task in sweep_tasks for s in learned_for(task) + ablation_for(task)]:
+        spec.make()  # a cost, budget or saved-Switcher path that makes no sense fails here, before any run
+    for task in tasks + sweep_tasks:
+        if train_episodes_for(task) < 1:
+            raise ValueError(f"--train-episodes must be >= 1, got {train_episodes_for(task)}")
+        check_run_options([task], seeds_for(task), task_episodes(task), profile.batch_size)
+    for task in sweep_tasks:  # every learned setting must have its own training seeds on every sweep task
+        for seed in seeds_for(task):
+            task.router_train_seeds(seed, train_episodes_for(task))
+    suites = list(dict.fromkeys(task.suite for task in tasks + sweep_tasks))
+    device = resolve_device(args.device)
+    pairs: dict[str, ModelPair] = {}
+    for suite in suites:
+        quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri,
+                                                   suite=suite)
+        pairs[suite] = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
+    sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
+    learned_results: dict[tuple[str, str], list] = {}
+
+    def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair | None = None, label: str | None = None) -> list:
         """Every seed of one setting on one task (trained first if it learns); its episodes."""
         results = []
-        for seed in seeds:
+        for seed in seeds_for(task):
             router = spec.make()
             if hasattr(router, "train_episodes") and "train_episodes" not in spec.options:
-                router.train_episodes = train_episodes
-            results += train_and_evaluate(router, task, pair, seed, episodes, profile.batch_size, profile.name, sweep,
-                                          label or spec.label, tracking_uri=args.tracking_uri,
-                                          experiment=args.experiment, progress=args.progress)
+                router.train_episodes = train_episodes_for(task)
+            results += train_and_evaluate(router, task, pair or pairs[task.suite], seed, task_episodes(task),
+                                          profile.batch_size, profile.name, sweep, label or spec.label,
+                                          tracking_uri=args.tracking_uri, experiment=args.experiment,
+                                          progress=args.progress)
         return results
 
     for task in tasks:
@@ -125,58 +148,73 @@ def main(args: Args) -> list[Cell]:
             run(spec, task)
     for task in sweep_tasks:
         matched: set[str] = {spec.label for spec in routers} if task in tasks else set()
-        for spec in learned:
+        for spec in learned_for(task):
             results = run(spec, task)
+            learned_results[(task.name, spec.label)] = results
             if args.match_random:
                 p = sum(r.deepthink_acted for r in results) / max(1, sum(r.steps for r in results))
                 random_spec = router_spec(f"random_switch[p={p:.3f}]")
                 if random_spec.label not in matched:
                     matched.add(random_spec.label)
                     run(random_spec, task)
-        if ablation:
+        if ablation_for(task):
+            models = pairs[task.suite]
             random_quick = ModelPair(RandomPolicy(context=models.quick.context), models.deepthink)
-            for spec in ablation:
+            for spec in ablation_for(task):
                 run(spec, task, random_quick, label=spec.label + ABLATION)
 
-    episodes_table = episodes_frame(sweep, args.tracking_uri, args.experiment)
-    cells = summarize(episodes_table)
-    costs = model_costs(episodes_table)
+    everything = episodes_frame(sweep, args.tracking_uri, args.experiment)
     wall_s = time.perf_counter() - started
-    context = {
-        "profile": profile.name,
-        "command": f"python -m bench.reproduce --profile {profile.name}",
-        "sweep (MLflow tag londi.sweep)": sweep,
-        "git commit": git_commit(),
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "seeds": ", ".join(map(str, seeds)),
-        "episodes per task and seed": episodes,
-        "device": device,
-        "wall time (s), training included when not cached": round(wall_s, 1),
-        **{f"{role.upper()}": _describe(lm) for role, lm in (("quick", models.quick), ("deepthink", models.deepthink))},
-    }
     out_dir = args.results_dir / profile.name
-    paths = write_results(cells, costs, out_dir, "babyai", context, episodes_table)
-    paths.append(plot_cost_reward(cells, out_dir / "babyai_cost_reward.png"))
-    pair_text, pair_metrics = "", {}
-    classes = {spec.label for spec in routers + learned}
-    if {"quick_only", "deepthink_only"} <= classes:
-        pair_paths, pair_text, pair_metrics = write_pair_report(
-            episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir,
-            {**context, "command": f"python -m bench.reproduce --profile {profile.name}"},
-            tracking_uri=args.tracking_uri, experiment=args.experiment)
-        paths.extend(pair_paths)
-    with RunLogger(f"report__{sweep}", {"profile": profile.name, "sweep": sweep}, tags={"londi.kind": "report",
-                   "londi.sweep": sweep}, experiment=args.experiment, uri=args.tracking_uri) as run:
-        for path in paths:
-            run.log_file(path)
-        run.log_metrics({metric_key(f"{c.task}.{c.router}.{name}"): e.mean for c in cells
-                         for name, e in c.values.items() if e.mean == e.mean})
-        run.log_metrics({metric_key(k): v for k, v in pair_metrics.items() if v == v})
-    if pair_text:
-        print("\n" + pair_text)
-    print("\n" + table_markdown(cells))
-    print(f"\nwrote {', '.join(str(p) for p in paths)} in {wall_s:.0f} s")
-    return cells
+    all_cells: list[Cell] = []
+    report_paths: list[Path] = []
+    for suite in suites:
+        models = pairs[suite]
+        first = next(t for t in tasks + sweep_tasks if t.suite == suite)
+        episodes_table = everything[everything["task"].str.startswith(f"{suite}/")]
+        cells = summarize(episodes_table)
+        all_cells += cells
+        context = {
+            "profile": profile.name,
+            "command": f"python -m bench.reproduce --profile {profile.name}",
+            "sweep (MLflow tag londi.sweep)": sweep,
+            "git commit": git_commit(),
+            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "seeds": ", ".join(map(str, seeds_for(first))),
+            "episodes per task and seed": task_episodes(first),
+            "device": device,
+            "wall time (s) of the whole sweep, both suites, training included when not cached": round(wall_s, 1),
+            **{f"{role.upper()}": _describe(lm) for role, lm in (("quick", models.quick),
+                                                                 ("deepthink", models.deepthink))},
+        }
+        paths = write_results(cells, model_costs(episodes_table), out_dir, suite, context, episodes_table)
+        paths.append(plot_cost_reward(cells, out_dir / f"{suite}_cost_reward.png"))
+        pair_text, pair_metrics = "", {}
+        classes = {spec.label for spec in routers}
+        if suite == "babyai" and {"quick_only", "deepthink_only"} <= classes:
+            # The pair report replays BabyAIBot's states: BabyAI-Text only.
+            pair_paths, pair_text, pair_metrics = write_pair_report(
+                episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir, context,
+                tracking_uri=args.tracking_uri, experiment=args.experiment)
+            paths.extend(pair_paths)
+        where = {label: results for (task, label), results in learned_results.items()
+                 if task.startswith(f"{suite}/") and label.startswith("londi_b")}
+        if where:  # the paper's picture: where LONDI-B spends its budget
+            paths.append(plot_where_deepthink(where, out_dir / f"{suite}_londi_b_where.png"))
+        with RunLogger(f"report__{sweep}__{suite}", {"profile": profile.name, "sweep": sweep, "suite": suite},
+                       tags={"londi.kind": "report", "londi.sweep": sweep, "londi.suite": suite},
+                       experiment=args.experiment, uri=args.tracking_uri) as run_log:
+            for path in paths:
+                run_log.log_file(path)
+            run_log.log_metrics({metric_key(f"{c.task}.{c.router}.{name}"): e.mean for c in cells
+                                 for name, e in c.values.items() if e.mean == e.mean})
+            run_log.log_metrics({metric_key(k): v for k, v in pair_metrics.items() if v == v})
+        if pair_text:
+            print("\n" + pair_text)
+        print(f"\n## {suite}\n\n" + table_markdown(cells))
+        report_paths += paths
+    print(f"\nwrote {', '.join(str(p) for p in report_paths)} in {wall_s:.0f} s")
+    return all_cells
 
 
 def _describe(lm: ActionLM) -> str:
@@ -187,7 +225,7 @@ def _describe(lm: ActionLM) -> str:
         rounds = len(meta["recipe"].get("dagger_betas", ()))
         parts.append(f"trained {meta['train_s']:.0f} s ({steps} steps, {rounds} DAgger rounds, "
                      f"final loss {meta['final_loss']:.3f})")
-        parts.append(f"held-out step accuracy vs BabyAIBot {meta['heldout_step_accuracy']:.3f}")
+        parts.append(f"held-out step accuracy vs the expert {meta['heldout_step_accuracy']:.3f}")
     return ", ".join(parts)
 
 

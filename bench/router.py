@@ -21,29 +21,48 @@ from bench.metering import Meter
 
 @dataclass
 class StepView:
-    """What a router sees at one step, for the episodes still running (`slots`)."""
+    """What a router sees at one step, for the episodes still running (`slots`).
+
+    Asking a model (`actions`, `margin`, `entropy`, `scores`) runs it once for the positions not yet
+    asked this step; the runner then plays the chosen model's cached decision instead of paying twice.
+    """
 
     slots: list[int]
     histories: list[EpisodeHistory]
     infos: list[dict[str, Any]]
     last_rewards: np.ndarray
     steps: np.ndarray
-    candidates: tuple[str, ...]
     meter: Meter
-    _score: Callable[[str, list[int]], dict[int, np.ndarray]]
-    _cache: dict[str, dict[int, np.ndarray]] = field(default_factory=lambda: {"quick": {}, "deepthink": {}})
+    _decide: Callable[[str, list[int]], dict[int, SlotDecision]]
+    _cache: dict[str, dict[int, SlotDecision]] = field(default_factory=lambda: {"quick": {}, "deepthink": {}})
 
-    def scores(self, model: str, positions: list[int] | None = None) -> np.ndarray:
-        """Candidate scores [len(positions), candidates] from `model` ("quick" or "deepthink").
-
-        `positions` index into `slots` (default: all). Computed once per step and model.
-        """
+    def decisions(self, model: str, positions: list[int] | None = None) -> list[SlotDecision]:
+        """`model`'s ("quick" or "deepthink") decision at each of `positions` (indices into `slots`; default all)."""
         positions = list(range(len(self.slots))) if positions is None else positions
         cache = self._cache[model]
         missing = [p for p in positions if self.slots[p] not in cache]
         if missing:
-            cache.update(self._score(model, [self.slots[p] for p in missing]))
-        return np.stack([cache[self.slots[p]] for p in positions]) if positions else np.zeros((0, 0))
+            cache.update(self._decide(model, [self.slots[p] for p in missing]))
+        return [cache[self.slots[p]] for p in positions]
+
+    def actions(self, model: str, positions: list[int] | None = None) -> np.ndarray:
+        """The action `model` would play at each position (strings)."""
+        return np.array([d.action for d in self.decisions(model, positions)], dtype=object)
+
+    def margin(self, model: str, positions: list[int] | None = None) -> np.ndarray:
+        """`model`'s top-1 minus top-2 probability for its action (see bench.lm.Decision)."""
+        return np.array([d.margin for d in self.decisions(model, positions)])
+
+    def entropy(self, model: str, positions: list[int] | None = None) -> np.ndarray:
+        return np.array([d.entropy for d in self.decisions(model, positions)])
+
+    def scores(self, model: str, positions: list[int] | None = None) -> np.ndarray:
+        """Candidate log-likelihoods [positions, candidates] where the task scores a fixed candidate list."""
+        rows = [d.scores for d in self.decisions(model, positions)]
+        if any(r is None for r in rows):
+            raise ValueError("this task's models generate their actions: there are no candidate scores; "
+                             "use view.actions / view.margin / view.entropy")
+        return np.stack(rows) if rows else np.zeros((0, 0))
 
     def quick(self, positions: list[int] | None = None) -> np.ndarray:
         return self.scores("quick", positions)
@@ -54,6 +73,16 @@ class StepView:
     def called(self, model: str) -> set[int]:
         """Slots for which `model` has already been run at this step."""
         return set(self._cache[model])
+
+
+@dataclass(frozen=True)
+class SlotDecision:
+    """One model's decision for one episode at one step."""
+
+    action: str
+    margin: float
+    entropy: float
+    scores: np.ndarray | None = None
 
 
 @dataclass

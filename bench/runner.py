@@ -2,8 +2,10 @@
 
 Episodes run in lockstep over a batch of environment slots so that each model call is batched
 over environments. At each step the router picks, per running episode, QUICK or DEEPTHINK;
-the chosen model scores the candidate actions from its own context of the episode and its
-best candidate is played. Every model call is metered and charged to the episodes it served.
+the chosen model decides from its own context of the episode (scoring the environment's
+candidate actions where the task has a fixed list, generating the action where it does not:
+`TaskSpec.action_mode`) and its action is played. Every model call is metered and charged to
+the episodes it served.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from bench.babyai_text import ACTIONS
 from bench.contexts import EpisodeHistory, get_context
 from bench.lm import ActionLM
 from bench.metering import Meter, Usage, usage_metrics
-from bench.router import Router, StepView, Transition
+from bench.router import Router, SlotDecision, StepView, Transition
 from bench.tasks import TaskSpec
 
 MODELS = ("quick", "deepthink")
@@ -82,7 +83,7 @@ def run_episodes(
     """Run one episode per env seed with `router` choosing the model at every step."""
     seed_everything(seed)
     router.seed(seed)
-    n_slots = min(batch_size, len(env_seeds))
+    n_slots = min(batch_size, len(env_seeds), task.max_slots or batch_size)
     meter = Meter(n_slots, devices=(models.quick.device, models.deepthink.device))
     envs = [task.make_env() for _ in range(n_slots)]
     contexts = {role: get_context(models.get(role).context) for role in MODELS}
@@ -113,11 +114,15 @@ def run_episodes(
         router.start_episode(slot, int(env_seed))
         return True
 
-    def score(role: str, slots: list[int]) -> dict[int, np.ndarray]:
+    def decide(role: str, slots: list[int]) -> dict[int, SlotDecision]:
         lm = models.get(role)
         prompts = [contexts[role](histories[s]) for s in slots]
-        table = meter.call(role, slots, lambda: lm.score(prompts, ACTIONS))
-        return {s: table[i] for i, s in enumerate(slots)}
+        listed = task.action_mode == "choose" or lm.needs_candidates
+        candidates = [envs[s].candidates() for s in slots] if listed else None
+        decision = meter.call(role, slots, lambda: lm.decide(prompts, candidates))
+        return {s: SlotDecision(decision.actions[i], float(decision.margin[i]), float(decision.entropy[i]),
+                                None if decision.scores is None else decision.scores[i])
+                for i, s in enumerate(slots)}
 
     for slot in range(n_slots):
         start(slot)
@@ -128,8 +133,7 @@ def run_episodes(
                 break
             view = StepView(
                 slots=active, histories=[histories[s] for s in active], infos=[infos[s] for s in active],
-                last_rewards=last_rewards[active], steps=steps[active], candidates=ACTIONS,
-                meter=meter, _score=score,
+                last_rewards=last_rewards[active], steps=steps[active], meter=meter, _decide=decide,
             )
             use_deepthink = np.asarray(router.route(view), dtype=bool)
             if use_deepthink.shape != (len(active),):
@@ -137,18 +141,18 @@ def run_episodes(
                                  f"expected ({len(active)},)")
             positions = {role: [p for p in range(len(active)) if use_deepthink[p] == (role == "deepthink")]
                          for role in MODELS}
-            chosen: dict[int, int] = {}
+            chosen: dict[int, str] = {}
             for role in MODELS:
                 if positions[role]:
-                    table = view.scores(role, positions[role])
-                    for p, row in zip(positions[role], table, strict=True):
-                        chosen[active[p]] = int(row.argmax())
+                    for p, decision in zip(positions[role], view.decisions(role, positions[role]), strict=True):
+                        chosen[active[p]] = decision.action
             transitions: list[Transition] = []
             finished: list[int] = []
             for p, slot in enumerate(active):
-                action = chosen[slot]
-                before = histories[slot]
-                obs, reward, terminated, truncated, info = envs[slot].step(action)
+                before, where = histories[slot], infos[slot].get("room")
+                obs, reward, terminated, truncated, info = envs[slot].step(chosen[slot])
+                # What was played: ScienceWorld maps an action its parser rejects onto the closest valid one.
+                action = info.get("played") or chosen[slot]
                 steps[slot] += 1
                 acted[slot] += int(use_deepthink[p])
                 last_rewards[slot] = reward
@@ -156,10 +160,12 @@ def run_episodes(
                 traces[slot].append({
                     "step": int(steps[slot]), "observation": before.current(),
                     "model": "deepthink" if use_deepthink[p] else "quick",
-                    "action": ACTIONS[action], "reward": float(reward),
+                    "action": action, "reward": float(reward),
+                    **({"room": where} if where is not None else {}),
+                    **({"generated": chosen[slot]} if action != chosen[slot] else {}),
                 })
                 after = EpisodeHistory(observations=before.observations + [obs],
-                                       actions=before.actions + [ACTIONS[action]],
+                                       actions=before.actions + [action],
                                        memories=before.memories + [info.get("memory", [])])
                 transitions.append(Transition(slot, before, bool(use_deepthink[p]), float(reward),
                                               bool(terminated), bool(truncated), after))

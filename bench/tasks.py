@@ -2,7 +2,10 @@
 
 Adding a task is one `register(TaskSpec(...))` call; nothing else in the harness lists tasks.
 Demonstration (training) seeds and evaluation seeds are disjoint ranges, so a model is never
-evaluated on an episode it was cloned from.
+evaluated on an episode it was cloned from. A BabyAI-Text seed draws a new layout, so there are
+as many as anyone needs; a ScienceWorld "seed" is a variation index of the task, with the
+simulator's own split (training on train variations, evaluation on test variations, never mixed)
+and only a handful of them for some tasks (`cycle`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,14 @@ class TaskSpec:
     eval_seeds: range
     description: str = ""
     levels: tuple[str, ...] = field(default_factory=tuple)
+    action_mode: str = "choose"
+    """"choose": the models score the environment's fixed candidate list (BabyAI-Text's six actions);
+    "generate": they generate the action text (ScienceWorld's open action space)."""
+    max_slots: int | None = None
+    """Most environments of this task run at once (a ScienceWorld environment is a JVM of ~350 MB)."""
+    cycle: bool = False
+    """Few seeds: router training cycles through all training seeds (the demonstrations' too), and a run
+    evaluates at most every evaluation seed once, runs of other seeds starting at other offsets."""
 
     def __post_init__(self) -> None:
         overlap = range(max(self.train_seeds.start, self.eval_seeds.start),
@@ -42,9 +53,14 @@ class TaskSpec:
     def router_train_seeds(self, run_seed: int, episodes: int) -> list[int]:
         """Training episodes of a learned router for run `run_seed`: from the upper half of the training
         seeds (the lower half holds the model pair's demonstrations and DAgger rollouts), a block per run."""
+        if run_seed < 0 or episodes < 1:
+            raise ValueError(f"task {self.name!r}: run seed must be >= 0 and episodes >= 1")
+        if self.cycle:
+            n = len(self.train_seeds)
+            return [self.train_seeds[(run_seed * episodes + i) % n] for i in range(episodes)]
         base = self.train_seeds.start + len(self.train_seeds) // 2
         start = base + run_seed * episodes
-        if run_seed < 0 or episodes < 1 or start + episodes > self.train_seeds.stop:
+        if start + episodes > self.train_seeds.stop:
             raise ValueError(f"task {self.name!r}: no {episodes} router training seeds for run seed {run_seed}")
         return list(range(start, start + episodes))
 
@@ -54,6 +70,9 @@ class TaskSpec:
             # a negative start would slice from the end of the range and silently give no episodes
             raise ValueError(f"run seed must be >= 0 and episodes >= 1, got run seed {run_seed}, {episodes} episodes")
         start = run_seed * episodes
+        if self.cycle:
+            n = len(self.eval_seeds)
+            return [self.eval_seeds[(start + i) % n] for i in range(min(episodes, n))]
         if start + episodes > len(self.eval_seeds):
             raise ValueError(
                 f"task {self.name!r} has {len(self.eval_seeds)} evaluation seeds; run seed {run_seed} "
@@ -129,3 +148,42 @@ register(TaskSpec(
     description="BabyAI-Text, one of the four levels drawn per episode (the paper's mixed tasks)",
     levels=tuple(BABYAI_LEVELS.values()),
 ))
+
+
+# ---------------------------------------------------------------- ScienceWorld
+# The simulator's variation split of each task (train, dev, test counts: the variations are numbered
+# train first, then dev, then test; tests/test_scienceworld.py checks these against the simulator) and
+# a step limit of about twice the gold path's length under the "easy" simplifications.
+SCIENCEWORLD_TASKS: dict[str, tuple[int, int, int, int, str]] = {
+    "power-component": (10, 5, 5, 30, "create a circuit that powers a component (the paper's 'create a circuit')"),
+    "lifespan-longest-lived-then-shortest-lived": (
+        62, 31, 32, 20, "focus on the longest-lived, then the shortest-lived animal (the paper's second task)"),
+    "find-living-thing": (150, 75, 75, 25, "find a living thing and move it to a box"),
+    "use-thermometer": (270, 135, 135, 40, "measure a substance's temperature and sort it into a box"),
+}
+SCIENCEWORLD_MAX_SLOTS = 8
+
+
+def _scienceworld_builder(task: str, max_steps: int) -> Callable[[], gym.Env]:
+    def make() -> gym.Env:
+        from bench.scienceworld_text import ScienceWorldTextEnv
+
+        return ScienceWorldTextEnv(task, max_steps=max_steps)
+
+    return make
+
+
+for _task, (_train, _dev, _test, _steps, _about) in SCIENCEWORLD_TASKS.items():
+    register(TaskSpec(
+        name=f"scienceworld/{_task}",
+        suite="scienceworld",
+        make_env=_scienceworld_builder(_task, _steps),
+        max_steps=_steps,
+        train_seeds=range(0, _train),
+        eval_seeds=range(_train + _dev, _train + _dev + _test),
+        description=f"ScienceWorld {_task}: {_about}",
+        levels=(_task,),
+        action_mode="generate",
+        max_slots=SCIENCEWORLD_MAX_SLOTS,
+        cycle=True,
+    ))

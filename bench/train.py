@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import string
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tqdm import tqdm
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -64,6 +65,20 @@ class ModelRecipe:
     """Rollout episodes per level in each DAgger round."""
     dagger_steps: int = 0
     """Training steps after each DAgger round (continuing the same weights on all data so far)."""
+    tokenizer: str = "words"
+    """"words": a word-level vocabulary of the demonstrations (BabyAI-Text's closed world); "bpe": subword
+    pieces down to single characters, so words never seen in training (ScienceWorld's test variations)
+    are still spelled out instead of read as <unk>."""
+    generate: bool = False
+    """The model generates its action (ScienceWorld) rather than scoring a fixed list; held-out accuracy
+    is then exact match of the generated text."""
+    vocab_size: int = 2000
+    """Size of a "bpe" vocabulary."""
+
+
+RECIPE_DEFAULTS = {"tokenizer": "words", "generate": False, "vocab_size": 2000}
+"""Recipe fields added after models were committed: left out of a model's cache key at these values,
+so the keys (and the committed checkpoints) of recipes that do not use them stay valid."""
 
 
 def build_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
@@ -80,6 +95,27 @@ def build_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
     core.normalizer = normalizer
     core.pre_tokenizer = splitter
     core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", vocab["</s>"])])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=1024
+    )
+
+
+def build_bpe_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A lower-cased subword (BPE) tokenizer learnt on `texts`, with every lower-case letter, digit and
+    punctuation mark in its alphabet: any word can be written, seen in training or not."""
+    core = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    core.normalizer = normalizers.Lowercase()
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    alphabet = string.ascii_lowercase + string.digits + string.punctuation
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), end_of_word_suffix="</w>", show_progress=False,
+        initial_alphabet=list(alphabet),
+    )
+    # Each character once as a word of its own, so that its word-final form ("r</w>") is in the vocabulary too.
+    core.train_from_iterator(list(texts) + [" ".join(alphabet)], trainer)
+    core.decoder = decoders.BPEDecoder(suffix="</w>")
+    eos = core.token_to_id("</s>")
+    core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
     return PreTrainedTokenizerFast(
         tokenizer_object=core, pad_token="<pad>", eos_token="</s>", unk_token="<unk>", model_max_length=1024
     )
@@ -111,14 +147,17 @@ def _batch(tokenizer: PreTrainedTokenizerFast, prompts: list[str], actions: list
     return {"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"], "labels": target}
 
 
-def step_accuracy(lm: ActionLM, pairs: Sequence[tuple[str, str]], batch_size: int = 256) -> float:
-    """Fraction of (prompt, expert action) pairs where the model's top-scored action is the expert's."""
+def step_accuracy(lm: ActionLM, pairs: Sequence[tuple[str, str]], batch_size: int = 256,
+                  generate: bool = False) -> float:
+    """Fraction of (prompt, expert action) pairs where the model's action is the expert's: its top-scored
+    of BabyAI-Text's actions, or (`generate`) its generated text, compared in lower case."""
     correct = 0
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        scores, _ = lm.score([p for p, _ in chunk], ACTIONS)
-        chosen = scores.argmax(axis=1)
-        correct += sum(ACTIONS[c] == a for c, (_, a) in zip(chosen, chunk, strict=True))
+        prompts = [p for p, _ in chunk]
+        chosen = (lm.generate(prompts)[0].actions if generate
+                  else [ACTIONS[c] for c in lm.score(prompts, ACTIONS)[0].argmax(axis=1)])
+        correct += sum(c.lower() == a.lower() for c, (_, a) in zip(chosen, chunk, strict=True))
     return correct / max(1, len(pairs))
 
 
@@ -164,6 +203,9 @@ def train(
     elif recipe.init_from:
         tokenizer = AutoTokenizer.from_pretrained(recipe.init_from)
         model = AutoModelForSeq2SeqLM.from_pretrained(recipe.init_from)
+    elif recipe.tokenizer == "bpe":
+        tokenizer = build_bpe_tokenizer([p for p, _ in train_pairs] + [a for _, a in train_pairs], recipe.vocab_size)
+        model = build_model(recipe, tokenizer)
     else:
         tokenizer = build_tokenizer([p for p, _ in train_pairs])
         model = build_model(recipe, tokenizer)
@@ -206,7 +248,7 @@ def train(
         "epochs": steps * recipe.batch_size / max(1, len(train_pairs)),
         "train_s": round(train_s, 2),
         "final_loss": log[-1]["loss"],
-        "heldout_step_accuracy": step_accuracy(lm, heldout_pairs),
+        "heldout_step_accuracy": step_accuracy(lm, heldout_pairs, generate=recipe.generate),
         "non_embedding_params": lm.size.non_embedding_params,
         "total_params": lm.size.total_params,
         "torch": torch.__version__,

@@ -51,6 +51,21 @@ def smoke_models(smoke_model_paths: tuple[Path, Path]) -> ModelPair:
     return ModelPair(ActionLM.load(quick), ActionLM.load(deepthink))
 
 
+@pytest.fixture(scope="session")
+def sw_smoke_models(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
+    """The smoke profile's ScienceWorld pair (gold paths of two variations per task, trained in seconds)."""
+    from bench.models import ensure_models
+    from bench.profiles import get_profile
+
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LONDI_CACHE", str(smoke_cache))
+    store = tmp_path_factory.mktemp("sw-train-store")
+    quick, deepthink = ensure_models(get_profile("smoke"), tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
+                                     suite="scienceworld")
+    mp.undo()
+    return ModelPair(ActionLM.load(quick), ActionLM.load(deepthink))
+
+
 @pytest.fixture
 def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh sqlite MLflow store in a temp dir, also set as MLFLOW_TRACKING_URI."""

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
-from baselines.confidence_cascade import ConfidenceCascade, action_distribution, entropy, margin
+from baselines.confidence_cascade import ConfidenceCascade
 from baselines.oracle import Oracle
 from baselines.random_switch import RandomSwitch
 from baselines.swiftsage import SwiftSage, is_looping
 from bench.babyai_text import ACTIONS
 from bench.contexts import EpisodeHistory, get_context
+from bench.lm import margin_entropy, softmax
 from bench.pair import replay
 from bench.router import StepView, Transition
 from bench.routers import router_spec
@@ -59,11 +60,11 @@ def test_random_switch_extremes_are_the_single_model_baselines(smoke_models: Mod
 
 
 def test_confidence_measures() -> None:
-    probs = action_distribution(np.log(np.array([[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]])))
+    probs = softmax(np.log(np.array([[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]])))
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
-    np.testing.assert_allclose(margin(probs), [0.5, 0.0], atol=1e-12)
-    np.testing.assert_allclose(entropy(probs), [-(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1)),
-                                                np.log(3)])
+    margin, entropy = margin_entropy(probs)
+    np.testing.assert_allclose(margin, [0.5, 0.0], atol=1e-12)
+    np.testing.assert_allclose(entropy, [-(0.7 * np.log(0.7) + 0.2 * np.log(0.2) + 0.1 * np.log(0.1)), np.log(3)])
 
 
 @pytest.mark.parametrize("measure", ["margin", "entropy"])
@@ -71,16 +72,19 @@ def test_cascade_escalates_exactly_where_quick_is_unsure(smoke_models: ModelPair
     # The threshold: the median confidence of QUICK on its own states, so that both branches occur.
     context = get_context(smoke_models.quick.context)
     own = [h for r in run(ConfidenceCascade("margin", 0.0), smoke_models, episodes=3) for h, _ in states(r)]
-    probs = action_distribution(smoke_models.quick.score([context(h) for h in own], ACTIONS)[0])
-    threshold = float(np.median(margin(probs) if measure == "margin" else entropy(probs)))
+    margin, entropy = margin_entropy(softmax(smoke_models.quick.score([context(h) for h in own], ACTIONS)[0]))
+    values = np.unique(np.round(margin if measure == "margin" else entropy, 6))
+    # Halfway between two observed confidences: no state sits on the threshold, where batched and one-by-one
+    # scoring (float rounding apart) could fall on different sides.
+    threshold = float(values[len(values) // 2 - 1:len(values) // 2 + 1].mean())
     results = run(ConfidenceCascade(measure, threshold), smoke_models)
     seen = set()
     for result in results:
         assert result.usage["quick"].calls == result.steps  # QUICK is paid at every step
         for history, model in states(result):
             scores, _ = smoke_models.quick.score([context(history)], ACTIONS)
-            probs = action_distribution(scores)
-            unsure = margin(probs)[0] < threshold if measure == "margin" else entropy(probs)[0] > threshold
+            margin, entropy = margin_entropy(softmax(scores))
+            unsure = margin[0] < threshold if measure == "margin" else entropy[0] > threshold
             assert (model == "deepthink") == unsure
             seen.add(model)
     assert seen == {"quick", "deepthink"}
@@ -125,7 +129,7 @@ class Script:
 
     def route(self) -> bool:
         view = StepView(slots=[0], histories=[self.history], infos=[{}], last_rewards=np.zeros(1),
-                        steps=np.array([len(self.history.actions)]), candidates=ACTIONS, meter=None, _score=None)
+                        steps=np.array([len(self.history.actions)]), meter=None, _decide=None)
         return bool(self.router.route(view)[0])
 
     def step(self, action: str, observation: str, reward: float = 0.0) -> bool:

@@ -104,3 +104,75 @@ def test_switcher_decision_cost(benchmark: pytest.FixtureRequest, cpu_pair: dict
         return router.sac.greedy(states)
 
     benchmark(decide)
+
+
+# ---------------------------------------------------------------- ScienceWorld
+
+
+@pytest.fixture(scope="module")
+def sw_env():
+    from bench.scienceworld_text import ScienceWorldTextEnv
+
+    env = ScienceWorldTextEnv("power-component", max_steps=10**6)
+    _, info = env.reset(seed=15, options={"gold": True})
+    env.gold = info["gold"]
+    yield env
+    env.close()
+
+
+def _rss_mb(pid: int) -> float:
+    from pathlib import Path
+
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) / 1024
+
+
+@pytest.mark.parametrize("kind", ["reset", "step", "step_and_valid_actions"])
+def test_scienceworld_env(benchmark: pytest.FixtureRequest, sw_env, kind: str) -> None:
+    """ScienceWorld through the wrapper: a reset (loading a variation), a step (the simulator's step plus the
+    observation's free look and inventory), and a step whose valid actions are enumerated too."""
+    state = {"i": 0}
+    sw_env.reset(seed=15)
+
+    def step() -> None:
+        gold = sw_env.gold
+        _, _, terminated, truncated, _ = sw_env.step(gold[state["i"] % len(gold)])
+        state["i"] += 1
+        if kind == "step_and_valid_actions":
+            sw_env.candidates()
+        if terminated or truncated or state["i"] % len(gold) == 0:
+            sw_env.reset(seed=15)
+
+    if kind == "reset":
+        benchmark(sw_env.reset, seed=15)
+    else:
+        benchmark(step)
+    benchmark.extra_info.update(task="power-component", jvm_rss_mb=round(_rss_mb(sw_env.simulator.pid), 1))
+
+
+@pytest.fixture(scope="module")
+def sw_pair() -> dict[str, ActionLM]:
+    from bench.models import ensure_models
+    from bench.profiles import get_profile
+
+    quick, deepthink = ensure_models(get_profile("cpu"), suite="scienceworld")
+    return {"quick": ActionLM.load(quick), "deepthink": ActionLM.load(deepthink)}
+
+
+@pytest.mark.parametrize("role", ["quick", "deepthink"])
+@pytest.mark.parametrize("batch", [1, 8])
+def test_scienceworld_decision_latency(benchmark: pytest.FixtureRequest, sw_pair: dict[str, ActionLM], sw_env,
+                                       role: str, batch: int) -> None:
+    """A generated ScienceWorld action at batch 1 and 8 (8: the environments the runner keeps open)."""
+    lm = sw_pair[role]
+    obs, _ = sw_env.reset(seed=15)
+    history = EpisodeHistory([obs])
+    for action in sw_env.gold[:4]:
+        obs, *_ = sw_env.step(action)
+        history = EpisodeHistory(history.observations + [obs], history.actions + [action])
+    prompts = [get_context(lm.context)(history)] * batch
+    decision, cost = lm.generate(prompts)
+    benchmark.extra_info.update(model=lm.name, batch=batch, non_embedding_params=lm.size.non_embedding_params,
+                                flops_per_decision=float(cost.flops.mean()), tokens_in=int(cost.tokens_in[0]),
+                                tokens_out=int(cost.tokens_out[0]), action=decision.actions[0])
+    benchmark(lm.generate, prompts)

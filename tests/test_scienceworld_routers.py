@@ -1,0 +1,154 @@
+"""Every router of the comparison runs on ScienceWorld unchanged: the runner, the models' generated
+actions, the metering and the traces are the same code as for BabyAI-Text."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from bench.evaluate import train_and_evaluate
+from bench.lm import ActionLM, RandomPolicy
+from bench.report import plot_where_deepthink, where_deepthink
+from bench.routers import router_spec
+from bench.runner import ModelPair, run_episodes
+from bench.scienceworld_text import ScienceWorldTextEnv
+from bench.tasks import get_task
+from bench.train import build_bpe_tokenizer
+
+STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def short_task():
+    """power-component with a 4-step limit, so that each router's episode is seconds long."""
+    task = get_task("scienceworld/power-component")
+    return dataclasses.replace(task, make_env=lambda: ScienceWorldTextEnv("power-component", max_steps=STEPS),
+                               max_steps=STEPS)
+
+
+ROUTERS = ["quick_only", "deepthink_only", "oracle", "swiftsage[warmup=1]", "random_switch[p=0.5]",
+           "confidence_cascade[threshold=0.5]", "londi_sac[train_episodes=2]", "londi_b[budget=2,train_episodes=2]"]
+
+
+@pytest.mark.parametrize("spec", ROUTERS)
+def test_every_router_runs_on_scienceworld(spec: str, short_task, sw_smoke_models: ModelPair,
+                                           tracking_uri: str) -> None:
+    results = train_and_evaluate(router_spec(spec).make(), short_task, sw_smoke_models, seed=0, episodes=2,
+                                 batch_size=2, profile="smoke", sweep="sw-test", exp_name=spec,
+                                 tracking_uri=tracking_uri, progress=False)
+    assert [r.env_seed for r in results] == short_task.eval_episode_seeds(0, 2) == [15, 16]
+    for result in results:
+        metrics = result.metrics()
+        assert 1 <= result.steps <= STEPS and all(np.isfinite(v) for v in metrics.values())
+        assert result.usage["quick"].calls + result.usage["deepthink"].calls >= result.steps
+        assert result.deepthink_acted == sum(s["model"] == "deepthink" for s in result.trace)
+        assert metrics["flops"] > 0 and 0.0 <= result.reward <= 1.0
+        for step in result.trace:
+            assert step["room"] and step["action"]  # where it happened and what was played
+    if spec == "quick_only":
+        assert all(r.usage["deepthink"].calls == 0 for r in results)
+    if spec == "deepthink_only":
+        assert all(s["model"] == "deepthink" for r in results for s in r.trace)
+    if spec.startswith("londi_b"):
+        assert all(r.usage["deepthink"].calls <= 2 for r in results)  # the budget holds at evaluation
+
+
+def test_oracle_plays_deepthinks_generated_action_where_the_two_differ(short_task, sw_smoke_models: ModelPair) -> None:
+    quick_only, _ = run_episodes(router_spec("quick_only").make(), short_task, sw_smoke_models, [15], batch_size=1,
+                                 progress=False)
+    oracle, _ = run_episodes(router_spec("oracle").make(), short_task, sw_smoke_models, [15], batch_size=1,
+                             progress=False)
+    first_quick, first_oracle = quick_only[0].trace[0], oracle[0].trace[0]
+    assert first_oracle["observation"] == first_quick["observation"]
+    # At the first step both see the same state: the oracle acted as QUICK exactly where they agreed.
+    quick_action = first_quick.get("generated", first_quick["action"])
+    oracle_action = first_oracle.get("generated", first_oracle["action"])
+    assert (first_oracle["model"] == "quick") == (oracle_action == quick_action)
+
+
+def test_generation_is_metered_per_token(sw_smoke_models: ModelPair) -> None:
+    lm = sw_smoke_models.deepthink
+    short, long = "Task: turn on the bulb. Room: a workshop.", "Task: turn on the bulb. Room: " + "a table; " * 40
+    decision, cost = lm.generate([short, long], max_tokens=6)
+    assert len(decision.actions) == 2 and np.all(cost.tokens_out <= 6) and np.all(cost.tokens_out >= 1)
+    assert cost.tokens_in[1] > cost.tokens_in[0] and cost.flops[1] > cost.flops[0]
+    np.testing.assert_allclose(cost.flops, lm.generation_flops(cost.tokens_in, cost.tokens_out))
+    # More generated tokens cost more at the same prompt.
+    assert lm.generation_flops(np.array([10]), np.array([5]))[0] > lm.generation_flops(np.array([10]), np.array([2]))[0]
+    assert np.all((decision.margin >= 0) & (decision.margin <= 1)) and np.all(decision.entropy >= 0)
+    again, _ = lm.generate([short, long], max_tokens=6)
+    assert again.actions == decision.actions  # greedy: deterministic
+
+
+def test_random_policy_picks_among_the_valid_actions(short_task) -> None:
+    models = ModelPair(RandomPolicy(context="sw_reflex"), RandomPolicy(context="sw_history"))
+    results, _ = run_episodes(router_spec("quick_only").make(), short_task, models, [15], batch_size=1,
+                              progress=False)
+    assert all("generated" not in s for s in results[0].trace)  # every action was a valid one, none mapped
+
+
+def test_subword_tokenizer_spells_unseen_words() -> None:
+    tokenizer = build_bpe_tokenizer(["connect battery anode to black wire terminal 1", "go to workshop"] * 5, 120)
+    unseen = "focus on baby brown bear"
+    ids = tokenizer(unseen)["input_ids"]
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids, skip_special_tokens=True).strip() == unseen
+    assert tokenizer.decode(tokenizer("connect battery anode to black wire terminal 1")["input_ids"],
+                            skip_special_tokens=True).strip() == "connect battery anode to black wire terminal 1"
+
+
+def test_where_deepthink_counts_steps_and_rooms(tmp_path) -> None:
+    class Result:
+        def __init__(self, trace):
+            self.trace, self.level = trace, "power-component"
+
+    results = [Result([{"step": 1, "model": "quick", "room": "hallway"}, {"step": 2, "model": "deepthink",
+                                                                          "room": "workshop"}]),
+               Result([{"step": 1, "model": "deepthink", "room": "hallway"}])]
+    by_step, by_room = where_deepthink(results)
+    assert by_step == {1: (1, 2), 2: (1, 1)} and by_room == {"hallway": (1, 2), "workshop": (1, 1)}
+    path = plot_where_deepthink({"londi_b[budget=2]": results, "londi_b[budget=4]": results[:1]}, tmp_path / "w.png")
+    assert path.stat().st_size > 1000
+
+
+def test_a_saved_model_generates_like_the_original(sw_smoke_models: ModelPair, tmp_path) -> None:
+    lm = sw_smoke_models.quick
+    lm.model.save_pretrained(tmp_path)
+    lm.tokenizer.save_pretrained(tmp_path)
+    again = ActionLM(type(lm.model).from_pretrained(tmp_path), lm.tokenizer, name="again", context=lm.context)
+    prompts = ["Task: turn on the red light bulb. Last action: none. Result: Room: This room is called the hallway."]
+    assert again.generate(prompts)[0].actions == lm.generate(prompts)[0].actions
+
+
+def test_reproduce_covers_scienceworld_with_its_own_report(londi_cache, sw_smoke_models: ModelPair, tracking_uri: str,
+                                                           tmp_path) -> None:
+    """`bench.reproduce` on a ScienceWorld task: its own pair, its own report, and LONDI-B's where-plot."""
+    import pandas as pd
+
+    from tests.test_cli import logged_runs, run_module
+
+    results = tmp_path / "results"
+    done = run_module("bench.reproduce", "--profile", "smoke", "--results-dir", str(results), "--no-progress",
+                      "--tasks", "scienceworld/power-component", "--sweep-tasks", "scienceworld/power-component",
+                      "--routers", "quick_only", "deepthink_only", "--learned", "londi_b[budget=2,train_episodes=1]",
+                      "--no-match-random", "--ablation", "--episodes", "2")
+    assert done.returncode == 0, done.stderr
+    out = results / "smoke"
+    for name in ("scienceworld.md", "scienceworld.csv", "scienceworld_cost_reward.png",
+                 "scienceworld_londi_b_where.png"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "babyai.md").exists()  # no BabyAI task ran: no BabyAI report
+    table = pd.read_csv(out / "scienceworld.csv").set_index(["task", "router"])
+    assert set(table.index) == {("scienceworld/power-component", r)
+                                for r in ("quick_only", "deepthink_only", "londi_b[budget=2,train_episodes=1]")}
+    assert table["episodes"].eq(2).all()
+    runs = logged_runs(tracking_uri)
+    evals = [r for r in runs if r.data.tags.get("londi.kind") == "eval"]
+    assert {r.data.params["quick.name"] for r in evals} == {sw_smoke_models.quick.name}
+    reports = [r for r in runs if r.data.tags.get("londi.kind") == "report"]
+    assert [r.data.tags["londi.suite"] for r in reports] == ["scienceworld"]
+    assert any(a.path == "scienceworld_londi_b_where.png"
+               for a in MlflowClient(tracking_uri).list_artifacts(reports[0].info.run_id))
