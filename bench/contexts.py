@@ -74,12 +74,17 @@ def _scienceworld_parts(observation: str) -> dict[str, str]:
     return parts
 
 
-def sw_reflex_context(history: EpisodeHistory) -> str:
-    """ScienceWorld for a fast policy: the task, the last action and what it did, and the room now."""
+def _first_words(text: str, n: int) -> str:
+    return " ".join(text.split()[:n])
+
+
+def sw_now_context(history: EpisodeHistory, result_words: int = 12) -> str:
+    """ScienceWorld for a fast policy: the task, the last action and the first `result_words` words of what it
+    did (a `look around` would repeat the room), and the room now."""
     now = _scienceworld_parts(history.current())
     last = history.actions[-1] if history.actions else "none"
-    return (f"Task: {now['task']} Last action: {last}. Result: {now.get('observation', '')} "
-            f"Room: {now.get('look', '')}")
+    result = _first_words(now.get("observation", ""), result_words)
+    return f"Task: {now['task']} Last action: {last}. Result: {result} Room: {now.get('look', '')}"
 
 
 def sw_history_context(history: EpisodeHistory, actions: int = 6, result_words: int = 12) -> str:
@@ -90,7 +95,7 @@ def sw_history_context(history: EpisodeHistory, actions: int = 6, result_words: 
     start = max(0, len(history.actions) - actions)
 
     def result(i: int) -> str:
-        return " ".join(_scienceworld_parts(history.observations[i + 1]).get("observation", "").split()[:result_words])
+        return _first_words(_scienceworld_parts(history.observations[i + 1]).get("observation", ""), result_words)
 
     recent = [f"{history.actions[i]} -> {result(i)}" for i in range(start, len(history.actions))]
     return (f"Task: {now['task']} Time: {len(history.actions)}. Score: {now.get('score', '0.')} "
@@ -102,7 +107,7 @@ CONTEXTS: dict[str, Callable[[EpisodeHistory], str]] = {
     "reflex": reflex_context,
     "history": history_context,
     "memory": memory_context,
-    "sw_reflex": sw_reflex_context,
+    "sw_now": sw_now_context,
     "sw_history": sw_history_context,
 }
 

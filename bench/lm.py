@@ -226,7 +226,7 @@ class ActionLM:
         return choose(rows, candidates), CallCost(tokens_in, tokens_out, flops)
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], max_tokens: int = 32) -> tuple[Decision, CallCost]:
+    def generate(self, prompts: Sequence[str], max_tokens: int = 24) -> tuple[Decision, CallCost]:
         """Greedy generation of one action per prompt (the encoder once, the decoder with its key/value cache)."""
         encoded = self.tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt")
         input_ids = encoded["input_ids"].to(self.device)

@@ -173,11 +173,13 @@ def training_notes(profile: Profile, paths: list[Path]) -> str:
 
     from bench.evaluate import git_commit
 
-    lines = [f"# The {profile.name} profile's offline pair", "",
-             f"Made by `python -m bench.models --profile {profile.name} --commit` (what `make models` runs, "
-             "plus the copy here) at git "
-             f"{git_commit()} on {platform.machine()} with {os.cpu_count()} CPUs, torch {torch.__version__}. "
-             "The full loss curves are in each model's londi.json and in the MLflow training runs.", ""]
+    lines = [f"# The {profile.name} profile's offline pairs", "",
+             f"Copied here by `python -m bench.models --profile {profile.name} --commit` (what `make models` runs, "
+             f"plus the copy; `--suites` picks the suite), these notes written at git {git_commit()} on "
+             f"{platform.machine()} with {os.cpu_count()} CPUs, torch {torch.__version__}. A pair copied at an "
+             "earlier commit keeps its weights: the cache key in its folder name (recipe and demonstrations) says "
+             "it is still the code's. The full loss curves are in each model's londi.json and in the MLflow "
+             "training runs.", ""]
     for path in paths:
         meta = json.loads((path / LONDI_META).read_text())
         lines += [f"## {meta['name']}: `{path.name}`", "",

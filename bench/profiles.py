@@ -94,7 +94,7 @@ PROFILES: dict[str, Profile] = {
         deepthink=ModelRecipe(role="deepthink", context="memory", d_model=32, d_ff=64, layers=2, heads=2,
                               steps=30, batch_size=16, lr=3e-3, warmup_steps=5,
                               dagger_betas=(0.0,), dagger_episodes=2, dagger_steps=10),
-        sw_quick=ModelRecipe(role="quick", context="sw_reflex", d_model=16, d_ff=32, layers=1, heads=2, steps=80,
+        sw_quick=ModelRecipe(role="quick", context="sw_now", d_model=16, d_ff=32, layers=1, heads=2, steps=80,
                              batch_size=8, lr=3e-3, warmup_steps=5, tokenizer="bpe", generate=True, vocab_size=300),
         sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=32, d_ff=64, layers=2, heads=2,
                                  steps=60, batch_size=8, lr=3e-3, warmup_steps=5, tokenizer="bpe", generate=True,
@@ -125,18 +125,18 @@ PROFILES: dict[str, Profile] = {
         # ScienceWorld: behaviour cloning on the gold paths of every task's training variations together, a
         # subword vocabulary, actions generated. QUICK reads the room and its last action; DEEPTHINK, ~6x its
         # size, the recent actions with their results and the inventory too (bench/contexts.py).
-        sw_quick=ModelRecipe(role="quick", context="sw_reflex", d_model=48, d_ff=192, layers=2, heads=4,
+        sw_quick=ModelRecipe(role="quick", context="sw_now", d_model=48, d_ff=192, layers=2, heads=4,
                              steps=800, batch_size=32, lr=1e-3, warmup_steps=80, tokenizer="bpe", generate=True),
         sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=96, d_ff=384, layers=3, heads=4,
                                  steps=800, batch_size=32, lr=7e-4, warmup_steps=80, tokenizer="bpe",
                                  generate=True),
         sw_demo_variations=40,
         sw_heldout_variations=5,
-        # A ScienceWorld step is ~20x a BabyAI-Text one (a JVM round trip per call) and the tasks have few
-        # test variations: one seed of 16 episodes (power-component has 5 test variations: 5).
-        sw_episodes=16,
+        # A ScienceWorld step costs ~100x a BabyAI-Text one (JVM round trips, a simulator tick) and the tasks have
+        # few test variations: one seed of 8 episodes, one per open JVM (power-component has 5 test variations).
+        sw_episodes=8,
         sw_seeds=(0,),
-        sw_router_train_episodes=40,
+        sw_router_train_episodes=24,
     ),
     "paper": Profile(
         name="paper",
@@ -154,7 +154,7 @@ PROFILES: dict[str, Profile] = {
                               steps=3000, batch_size=32, lr=1e-4, warmup_steps=200,
                               init_from="google/flan-t5-large",
                               dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=1000),
-        sw_quick=ModelRecipe(role="quick", context="sw_reflex", d_model=0, d_ff=0, layers=0, heads=0, steps=3000,
+        sw_quick=ModelRecipe(role="quick", context="sw_now", d_model=0, d_ff=0, layers=0, heads=0, steps=3000,
                              batch_size=32, lr=3e-4, warmup_steps=200, init_from="google/flan-t5-small", generate=True),
         sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=0, d_ff=0, layers=0, heads=0,
                                  steps=3000, batch_size=32, lr=1e-4, warmup_steps=200,

@@ -156,6 +156,7 @@ class ScienceWorldTextEnv(gymnasium.Env):
         self._actions: list[str] = []  # played this episode, for a replay after a JVM restart
         self._candidates: tuple[str, ...] | None = None
         self._obs_text = ""
+        self._task_text: str | None = None
         self._score = 0
         self._steps = 0
         self.jvm_restarts = 0
@@ -212,6 +213,7 @@ class ScienceWorldTextEnv(gymnasium.Env):
             raise ValueError("ScienceWorldTextEnv.reset needs seed= the variation index")
         self.variation = int(seed)
         self._actions, self._candidates, self._score, self._steps = [], None, 0, 0
+        self._task_text: str | None = None
         gold = bool((options or {}).get("gold"))
         self._call(lambda s: self._load_checked(s, gold))
         obs = self._observe(self._call(lambda s: s.freeActionLook()))
@@ -235,10 +237,18 @@ class ScienceWorldTextEnv(gymnasium.Env):
         return self._candidates
 
     def closest(self, action: str) -> str:
-        """The valid action most like `action` (difflib's ratio on lower case; ties: the first in order)."""
-        options = self.candidates()
+        """The valid action most like `action`: the most words in common (Jaccard over word sets), then the
+        closest spelling (difflib's ratio), then the first in order. Word overlap first, so that "focus on
+        baby wolf" goes to "focus on baby beaver" and not to the shorter "focus on air"."""
         lowered = action.lower()
-        return max(options, key=lambda c: difflib.SequenceMatcher(None, lowered, c.lower()).ratio())
+        words = set(lowered.split())
+
+        def similarity(candidate: str) -> tuple[float, float]:
+            other = set(candidate.lower().split())
+            return (len(words & other) / max(1, len(words | other)),
+                    difflib.SequenceMatcher(None, lowered, candidate.lower()).ratio())
+
+        return max(self.candidates(), key=similarity)
 
     def step(self, action: str | int) -> tuple[str, float, bool, bool, dict]:
         if self.variation is None:
@@ -268,7 +278,9 @@ class ScienceWorldTextEnv(gymnasium.Env):
                                                                played=played)
 
     def _observe(self, last: str) -> str:
-        task = flatten(self._call(lambda s: s.freeActionTaskDesc())).removeprefix("Task Description: ")
+        if self._task_text is None:  # fixed for the episode: asked once
+            self._task_text = flatten(self._call(lambda s: s.freeActionTaskDesc())).removeprefix("Task Description: ")
+        task = self._task_text
         look = self._call(lambda s: s.freeActionLook())
         inventory = self._call(lambda s: s.freeActionInventory())
         self._look = look

@@ -153,13 +153,14 @@ register(TaskSpec(
 # ---------------------------------------------------------------- ScienceWorld
 # The simulator's variation split of each task (train, dev, test counts: the variations are numbered
 # train first, then dev, then test; tests/test_scienceworld.py checks these against the simulator) and
-# a step limit of about twice the gold path's length under the "easy" simplifications.
+# a step limit of about 1.5 times the longest gold path seen under the "easy" simplifications (power-component
+# 11-13 steps, lifespan 5-10, find-living-thing 8-16, use-thermometer 20-22).
 SCIENCEWORLD_TASKS: dict[str, tuple[int, int, int, int, str]] = {
-    "power-component": (10, 5, 5, 30, "create a circuit that powers a component (the paper's 'create a circuit')"),
+    "power-component": (10, 5, 5, 20, "create a circuit that powers a component (the paper's 'create a circuit')"),
     "lifespan-longest-lived-then-shortest-lived": (
-        62, 31, 32, 20, "focus on the longest-lived, then the shortest-lived animal (the paper's second task)"),
+        62, 31, 32, 15, "focus on the longest-lived, then the shortest-lived animal (the paper's second task)"),
     "find-living-thing": (150, 75, 75, 25, "find a living thing and move it to a box"),
-    "use-thermometer": (270, 135, 135, 40, "measure a substance's temperature and sort it into a box"),
+    "use-thermometer": (270, 135, 135, 32, "measure a substance's temperature and sort it into a box"),
 }
 SCIENCEWORLD_MAX_SLOTS = 8
 

@@ -95,6 +95,14 @@ def test_rejected_action_is_mapped_onto_the_closest_valid_action(env: ScienceWor
     assert info["mapped"] is None and info["played"] == "look around"
 
 
+def test_mapping_prefers_shared_words_over_a_close_spelling() -> None:
+    env = ScienceWorldTextEnv(TASK, max_steps=5)  # no JVM is started: the candidates are given
+    env._candidates = ("focus on air", "focus on baby beaver", "look at baby beaver", "go to outside")
+    assert env.closest("focus on baby baby wolf") == "focus on baby beaver"
+    assert env.closest("go to the outside") == "go to outside"
+    assert env._sim is None
+
+
 def test_wrong_focus_ends_the_episode_as_a_failure_with_return_zero(env: ScienceWorldTextEnv) -> None:
     obs, info = env.reset(seed=0, options={"gold": True})
     total = 0.0
@@ -210,7 +218,7 @@ def test_contexts_read_the_observation_parts(env: ScienceWorldTextEnv) -> None:
     for action in info["gold"][:3]:
         obs, *_ = env.step(action)
         history = EpisodeHistory(history.observations + [obs], history.actions + [action])
-    quick = get_context("sw_reflex")(history)
+    quick = get_context("sw_now")(history)
     deep = get_context("sw_history")(history)
     assert quick.startswith("Task: Your task is to turn on") and f"Last action: {info['gold'][2]}." in quick
     assert "Inventory:" not in quick and "Inventory:" in deep

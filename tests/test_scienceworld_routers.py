@@ -84,7 +84,7 @@ def test_generation_is_metered_per_token(sw_smoke_models: ModelPair) -> None:
 
 
 def test_random_policy_picks_among_the_valid_actions(short_task) -> None:
-    models = ModelPair(RandomPolicy(context="sw_reflex"), RandomPolicy(context="sw_history"))
+    models = ModelPair(RandomPolicy(context="sw_now"), RandomPolicy(context="sw_history"))
     results, _ = run_episodes(router_spec("quick_only").make(), short_task, models, [15], batch_size=1,
                               progress=False)
     assert all("generated" not in s for s in results[0].trace)  # every action was a valid one, none mapped
