@@ -6,8 +6,10 @@ heap is capped (-Xmx512m unless JAVA_TOOL_OPTIONS sets one: under 400 MB residen
 ones the simulator iterates its objects in a different order in every JVM, and the same actions
 on the same variation give the score at different steps (the electrical tasks do). With it a
 variation is deterministic, so a JVM that dies mid-episode is restarted and the episode's
-actions so far replayed on it to the same state. `close()` kills the process, so no java
-process outlives the run.
+actions so far replayed on it to the same state. Starting a JVM takes seconds, so `close()` hands
+its JVM to a small pool of idle ones that the next environment takes (a run of many short
+evaluations starts a handful of JVMs, not one per run); `shutdown_idle()` and the exit of the
+Python process end them, so no java process outlives the run.
 
 The observation is SwiftSage's text in one string, one part per line: the task description, the
 score, the result of the last action, the current room (`look around`) and the inventory. Context
@@ -90,10 +92,20 @@ def room_of(look: str) -> str:
 
 
 _LIVE: weakref.WeakSet[_Simulator] = weakref.WeakSet()
+_IDLE: list[_Simulator] = []
+IDLE_JVMS = 8
+"""Most idle JVMs kept for reuse (~350 MB each)."""
+
+
+def shutdown_idle() -> None:
+    """End every idle JVM of the pool."""
+    while _IDLE:
+        _IDLE.pop().close()
 
 
 @atexit.register
 def _close_all() -> None:
+    _IDLE.clear()
     for simulator in list(_LIVE):
         simulator.close()
 
@@ -165,6 +177,10 @@ class ScienceWorldTextEnv(gymnasium.Env):
     # ---------------------------------------------------------------- the JVM
     @property
     def simulator(self) -> _Simulator:
+        while self._sim is None and _IDLE:
+            candidate = _IDLE.pop()
+            if candidate.process.poll() is None:
+                self._sim = candidate
         if self._sim is None:
             self._sim = _Simulator()
         return self._sim
@@ -299,7 +315,12 @@ class ScienceWorldTextEnv(gymnasium.Env):
         return self._obs_text if self.render_mode == "ansi" else None
 
     def close(self) -> None:
+        """Give the JVM back to the idle pool (or end it when the pool is full or it died)."""
         if self._sim is not None:
-            self._sim.close()
+            if self._sim.process.poll() is None and len(_IDLE) < IDLE_JVMS:
+                _IDLE.append(self._sim)
+            else:
+                self._sim.close()
             self._sim = None
+        self.variation = None
         super().close()

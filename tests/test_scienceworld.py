@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 
 from bench.contexts import EpisodeHistory, get_context
-from bench.scienceworld_text import JavaNotFoundError, ScienceWorldTextEnv, flatten, java_options, room_of
+from bench.scienceworld_text import (
+    JavaNotFoundError,
+    ScienceWorldTextEnv,
+    flatten,
+    java_options,
+    room_of,
+    shutdown_idle,
+)
 from bench.tasks import SCIENCEWORLD_TASKS, get_task, task_names
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -147,12 +154,17 @@ def test_a_jvm_killed_mid_episode_is_restarted_and_the_episode_replayed() -> Non
         interrupted.close()
 
 
-def test_close_leaves_no_java_process() -> None:
+def test_closed_jvms_are_reused_then_ended() -> None:
     env = ScienceWorldTextEnv(TASK, max_steps=5)
     env.reset(seed=0)
     pid = env.simulator.pid
     assert alive(pid)
-    env.close()
+    env.close()  # back to the idle pool
+    again = ScienceWorldTextEnv("find-living-thing", max_steps=5)
+    again.reset(seed=0)
+    assert again.simulator.pid == pid  # no new JVM for the next environment
+    again.close()
+    shutdown_idle()
     deadline = time.time() + 10
     while alive(pid) and time.time() < deadline:
         time.sleep(0.1)
@@ -171,6 +183,7 @@ def test_the_jvm_heap_is_capped(env: ScienceWorldTextEnv) -> None:
 
 def test_missing_java_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no java there
+    shutdown_idle()  # an idle JVM of an earlier test would be reused without looking for java
     with pytest.raises(JavaNotFoundError, match="apt-get install -y openjdk-17-jre-headless"):
         ScienceWorldTextEnv(TASK, max_steps=5).reset(seed=0)
     done = subprocess.run(
