@@ -100,19 +100,27 @@ def load_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Dem
     return train_demos, heldout
 
 
+SCIENCEWORLD_DEMO_STEPS = 10 * max(steps for *_, steps, _ in SCIENCEWORLD_TASKS.values())
+
+
+def scienceworld_demo_jobs(profile: Profile) -> dict[str, list[tuple[str, int]]]:
+    """(task, variation) of the gold paths: the first training variations of each task, and dev ones held out."""
+    jobs: dict[str, list[tuple[str, int]]] = {"train": [], "heldout": []}
+    for task in _demo_config(profile, "scienceworld")["tasks"]:
+        train_n, dev_n, *_ = SCIENCEWORLD_TASKS[task]
+        jobs["train"] += [(task, v) for v in range(min(train_n, profile.sw_demo_variations))]
+        jobs["heldout"] += [(task, v) for v in range(train_n, train_n + min(dev_n, profile.sw_heldout_variations))]
+    return jobs
+
+
 def load_scienceworld_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Demo]]:
     """Gold paths of the first training variations of every ScienceWorld task, and of dev variations held out."""
     config = _demo_config(profile, "scienceworld")
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-    jobs = {"train": [], "heldout": []}
-    for task in config["tasks"]:
-        train_n, dev_n, *_ = SCIENCEWORLD_TASKS[task]
-        jobs["train"] += [(task, v) for v in range(min(train_n, profile.sw_demo_variations))]
-        jobs["heldout"] += [(task, v) for v in range(train_n, train_n + min(dev_n, profile.sw_heldout_variations))]
-    max_steps = 10 * max(steps for *_, steps, _ in SCIENCEWORLD_TASKS.values())
+    jobs = scienceworld_demo_jobs(profile)
     paths = {part: cache_dir() / "demos" / f"scienceworld-{part}-{digest}.jsonl.gz" for part in jobs}
-    return demo_lib.collect_gold(jobs["train"], max_steps, paths["train"]), demo_lib.collect_gold(
-        jobs["heldout"], max_steps, paths["heldout"])
+    return (demo_lib.collect_gold(jobs["train"], SCIENCEWORLD_DEMO_STEPS, paths["train"]),
+            demo_lib.collect_gold(jobs["heldout"], SCIENCEWORLD_DEMO_STEPS, paths["heldout"]))
 
 
 def _train_suite_model(profile: Profile, suite: str, recipe: ModelRecipe, demos, out: Path, name: str) -> dict:

@@ -81,9 +81,10 @@ def test_history_prompt_is_longer_than_reflex() -> None:
 
 
 def test_unknown_context_error_lists_known_contexts() -> None:
-    with pytest.raises(ValueError, match=r"unknown context 'deep'; known contexts: reflex, history, memory"):
+    with pytest.raises(ValueError, match=r"unknown context 'deep'; known contexts: reflex, history, memory, sw_now, "
+                                         r"sw_history"):
         get_context("deep")
-    assert set(CONTEXTS) == {"reflex", "history", "memory"}
+    assert set(CONTEXTS) == {"reflex", "history", "memory", "sw_now", "sw_history"}
     assert get_context("reflex") is reflex_context
 
 

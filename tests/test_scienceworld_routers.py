@@ -29,8 +29,9 @@ def short_task():
                                max_steps=STEPS)
 
 
-ROUTERS = ["quick_only", "deepthink_only", "oracle", "swiftsage[warmup=1]", "random_switch[p=0.5]",
-           "confidence_cascade[threshold=0.5]", "londi_sac[train_episodes=2]", "londi_b[budget=2,train_episodes=2]"]
+# quick_only, deepthink_only and londi_b also run in test_reproduce_covers_scienceworld_with_its_own_report.
+ROUTERS = ["oracle", "swiftsage[warmup=1]", "random_switch[p=0.5]", "confidence_cascade[threshold=0.5]",
+           "londi_sac[train_episodes=2]"]
 
 
 @pytest.mark.parametrize("spec", ROUTERS)
@@ -48,12 +49,6 @@ def test_every_router_runs_on_scienceworld(spec: str, short_task, sw_smoke_model
         assert metrics["flops"] > 0 and 0.0 <= result.reward <= 1.0
         for step in result.trace:
             assert step["room"] and step["action"]  # where it happened and what was played
-    if spec == "quick_only":
-        assert all(r.usage["deepthink"].calls == 0 for r in results)
-    if spec == "deepthink_only":
-        assert all(s["model"] == "deepthink" for r in results for s in r.trace)
-    if spec.startswith("londi_b"):
-        assert all(r.usage["deepthink"].calls <= 2 for r in results)  # the budget holds at evaluation
 
 
 def test_oracle_plays_deepthinks_generated_action_where_the_two_differ(short_task, sw_smoke_models: ModelPair) -> None:
@@ -145,6 +140,11 @@ def test_reproduce_covers_scienceworld_with_its_own_report(londi_cache, sw_smoke
     assert set(table.index) == {("scienceworld/power-component", r)
                                 for r in ("quick_only", "deepthink_only", "londi_b[budget=2,train_episodes=1]")}
     assert table["episodes"].eq(2).all()
+    assert table.loc[("scienceworld/power-component", "quick_only"), "deepthink_fraction"] == 0
+    assert table.loc[("scienceworld/power-component", "deepthink_only"), "deepthink_fraction"] == 1
+    # LONDI-B's budget holds at evaluation: at most 2 DEEPTHINK calls in any episode
+    londi_b = table.loc[("scienceworld/power-component", "londi_b[budget=2,train_episodes=1]")]
+    assert londi_b["deepthink_calls_ci_high"] <= 2
     runs = logged_runs(tracking_uri)
     evals = [r for r in runs if r.data.tags.get("londi.kind") == "eval"]
     assert {r.data.params["quick.name"] for r in evals} == {sw_smoke_models.quick.name}

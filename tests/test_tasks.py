@@ -10,7 +10,7 @@ import pytest
 from bench import tasks
 from bench.babyai_text import ACTIONS, BabyAITextEnv
 from bench.profiles import PROFILES
-from bench.tasks import TaskSpec, UnknownTaskError, get_task, register, task_names
+from bench.tasks import SCIENCEWORLD_TASKS, TaskSpec, UnknownTaskError, get_task, register, task_names
 
 GOTO = "BabyAI-GoToLocal-v0"
 
@@ -102,12 +102,22 @@ def test_train_and_eval_seed_ranges_are_disjoint(name: str) -> None:
 
 @pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))
 def test_profiles_never_evaluate_on_a_demonstration_episode(profile) -> None:
-    demo_seeds = range(profile.demo_seeds + profile.heldout_seeds)  # what bench.models collects
+    from bench.models import scienceworld_demo_jobs
+
+    sw_demos = {task: [] for task in SCIENCEWORLD_TASKS}
+    for part in scienceworld_demo_jobs(profile).values():  # what bench.models collects
+        for task, variation in part:
+            sw_demos[task].append(variation)
     for name in profile.tasks:
         spec = get_task(name)
-        assert _overlap(demo_seeds, spec.train_seeds) == len(demo_seeds)
-        for run_seed in profile.seeds:
-            episode_seeds = spec.eval_episode_seeds(run_seed, profile.episodes)
+        if spec.suite == "scienceworld":  # gold paths of train and dev variations; evaluation on test ones
+            demo_seeds = sw_demos[spec.levels[0]]
+            assert not set(demo_seeds) & set(spec.eval_seeds)
+        else:
+            demo_seeds = range(profile.demo_seeds + profile.heldout_seeds)
+            assert _overlap(demo_seeds, spec.train_seeds) == len(demo_seeds)
+        for run_seed in profile.seeds_for(spec):
+            episode_seeds = spec.eval_episode_seeds(run_seed, profile.episodes_for(spec))
             assert all(seed in spec.eval_seeds for seed in episode_seeds)
             assert not set(episode_seeds) & set(demo_seeds)
 
