@@ -25,7 +25,7 @@ from bench.lm import LONDI_META, ActionLM, load_model
 from bench.profiles import Profile
 from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_TASKS
 from bench.tracking import RunLogger
-from bench.train import RECIPE_DEFAULTS, ModelRecipe, train
+from bench.train import ModelRecipe, key_fields, train
 
 SUITES = ("babyai", "scienceworld")
 SCIENCEWORLD_FORMAT = 3  # bump when ScienceWorld's text format or its demonstrations change
@@ -70,8 +70,7 @@ def _demo_config(profile: Profile, suite: str = "babyai") -> dict:
 
 
 def _key(profile: Profile, recipe: ModelRecipe, suite: str = "babyai") -> str:
-    fields = {k: v for k, v in asdict(recipe).items() if RECIPE_DEFAULTS.get(k, object()) != v}
-    key = json.dumps({"recipe": fields, "demos": _demo_config(profile, suite)}, sort_keys=True)
+    key = json.dumps({"recipe": key_fields(asdict(recipe)), "demos": _demo_config(profile, suite)}, sort_keys=True)
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 

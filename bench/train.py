@@ -81,6 +81,11 @@ RECIPE_DEFAULTS = {"tokenizer": "words", "generate": False, "vocab_size": 2000}
 so the keys (and the committed checkpoints) of recipes that do not use them stay valid."""
 
 
+def key_fields(recipe: dict) -> dict:
+    """A recipe (as a dict) as its cache key sees it: fields in RECIPE_DEFAULTS only where they differ."""
+    return {k: v for k, v in recipe.items() if RECIPE_DEFAULTS.get(k, object()) != v}
+
+
 def build_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
     """A lower-cased word-level tokenizer over every word in `texts` (and the action strings)."""
     normalizer = normalizers.Lowercase()

@@ -19,14 +19,9 @@ from bench.lm import LONDI_META, ActionLM
 from bench.models import SCIENCEWORLD_DEMO_STEPS, committed_dir, scienceworld_demo_jobs
 from bench.profiles import get_profile
 from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
-from bench.train import RECIPE_DEFAULTS, ModelRecipe, step_accuracy
+from bench.train import ModelRecipe, key_fields, step_accuracy
 
 STALE = "checkpoints/cpu does not match the code: run `python -m bench.models --profile cpu --commit` and commit it"
-
-
-def recipe_fields(recipe: dict) -> dict:
-    """A recipe as its cache key sees it: fields added later count only where they differ from their default."""
-    return {k: v for k, v in recipe.items() if RECIPE_DEFAULTS.get(k, object()) != v}
 
 
 @pytest.mark.parametrize("role", ["quick", "deepthink"])
@@ -36,7 +31,7 @@ def test_committed_cpu_checkpoint_matches_the_recipe_and_the_text_format(role: s
     path = committed_dir(profile, recipe)
     assert (path / LONDI_META).exists(), STALE
     meta = json.loads((path / LONDI_META).read_text())
-    assert recipe_fields(meta["recipe"]) == recipe_fields(json.loads(json.dumps(dataclasses.asdict(recipe)))), STALE
+    assert key_fields(meta["recipe"]) == key_fields(json.loads(json.dumps(dataclasses.asdict(recipe)))), STALE
     heldout = [bot_episode(level, seed, BABYAI_MAX_STEPS) for level in BABYAI_LEVELS.values()
                for seed in range(profile.demo_seeds, profile.demo_seeds + profile.heldout_seeds)]
     accuracy = step_accuracy(ActionLM.load(path), list(pairs([d for d in heldout if d is not None], recipe.context)))
@@ -61,6 +56,6 @@ def test_committed_scienceworld_pair_matches_the_recipe_and_the_text_format(role
     path = committed_dir(profile, recipe, "scienceworld")
     assert (path / LONDI_META).exists(), STALE
     meta = json.loads((path / LONDI_META).read_text())
-    assert recipe_fields(meta["recipe"]) == recipe_fields(json.loads(json.dumps(dataclasses.asdict(recipe)))), STALE
+    assert key_fields(meta["recipe"]) == key_fields(json.loads(json.dumps(dataclasses.asdict(recipe)))), STALE
     accuracy = step_accuracy(ActionLM.load(path), list(pairs(scienceworld_heldout, recipe.context)), generate=True)
     assert accuracy == pytest.approx(meta["heldout_step_accuracy"], abs=0.003), STALE
