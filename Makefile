@@ -11,11 +11,14 @@ TORCH_SOURCE := $(if $(FIND_LINKS),$(FIND_LINKS),--index-url https://download.py
 PROFILE ?= cpu
 ARGS ?=
 
-.PHONY: help setup test reproduce models bench lint report clean
+.PHONY: help setup test reproduce regress models bench docs lint report clean
 
 help:
 	@echo "make reproduce   run the comparison (PROFILE=$(PROFILE)), print the table, write results/"
 	@echo "make test        run the test suite (real envs, real tiny models, a temp MLflow store)"
+	@echo "make regress     rerun the smoke profile, fail on metrics that left results/smoke/reference.json"
+	@echo "                 (ARGS=--update rewrites the reference)"
+	@echo "make docs        regenerate REPRODUCE.md from results/"
 	@echo "make models      retrain the offline QUICK and DEEPTHINK of PROFILE"
 	@echo "make bench       pytest-benchmark suite (env steps/s, decision latency), JSON to results/"
 	@echo "make lint        ruff"
@@ -36,6 +39,12 @@ test: setup
 
 reproduce: setup
 	$(PY) -m bench.reproduce --profile $(PROFILE) $(ARGS)
+
+regress: setup
+	$(PY) -m bench.regress $(ARGS)
+
+docs: setup
+	$(PY) -m bench.reproduce_doc $(ARGS)
 
 models: setup
 	$(PY) -m bench.models --profile $(PROFILE) --retrain $(ARGS)

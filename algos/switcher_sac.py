@@ -110,6 +110,23 @@ class ReplayBuffer:
         self.cursor = (i + 1) % self.size
         self.count = min(self.count + 1, self.size)
 
+    ARRAYS = ("s", "s2", "g", "r", "done", "mask2")
+
+    def __getstate__(self) -> dict:
+        """Pickled (a run's checkpoint, bench.resume) with its filled rows only."""
+        state = dict(vars(self))
+        for k in self.ARRAYS:
+            state[k] = state[k][:self.count]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        for k in self.ARRAYS:
+            rows = state[k]
+            full = (np.ones if k == "mask2" else np.zeros)((state["size"], *rows.shape[1:]), rows.dtype)
+            full[:len(rows)] = rows
+            state[k] = full
+        vars(self).update(state)
+
     def sample(self, n: int) -> dict[str, torch.Tensor]:
         idx = self.rng.integers(0, self.count, size=n)
         return {k: torch.from_numpy(getattr(self, k)[idx]) for k in ("s", "g", "r", "s2", "done", "mask2")}

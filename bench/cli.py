@@ -1,6 +1,6 @@
 """Command-line error handling shared by every entry point: bad input gives one clear line.
 
-A wrong task, router, profile, model path or option is the user's to fix, so it is printed as
+A wrong task, router, profile, model path, option or tracking URI is the user's to fix, so it is printed as
 `error: <what was wrong and what to do>` with exit status 2 instead of a traceback. Set
 LONDI_DEBUG=1 to get the traceback anyway. Other exceptions are bugs and keep their traceback.
 """
@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from bench.tasks import UnknownTaskError
+from bench.tracking import TrackingUnreachableError
 
-USER_ERRORS = (UnknownTaskError, ValueError, FileNotFoundError)
+USER_ERRORS = (UnknownTaskError, ValueError, FileNotFoundError, TrackingUnreachableError)
 
 
 @contextmanager

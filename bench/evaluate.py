@@ -20,15 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from mlflow.exceptions import MlflowException
 
 from bench.gpu import GpuMonitor, GpuReading
 from bench.metering import usage_metrics
 from bench.profiles import get_profile
+from bench.resume import Checkpointer, SweepState, restore_into
 from bench.router import Router
 from bench.runner import EpisodeResult, ModelPair, run_episodes
 from bench.stats import mean_ci
 from bench.tasks import TaskSpec, get_task
-from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, RunLogger
+from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, RunLogger, check_tracking
 
 SUMMARY_METRICS = (
     "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted",
@@ -130,8 +132,12 @@ def evaluate(
     experiment: str = DEFAULT_EXPERIMENT,
     progress: bool = True,
     extra_params: dict | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> list[EpisodeResult]:
-    """Run `episodes` evaluation episodes of `task` for run seed `seed` and log them as one MLflow run."""
+    """Run `episodes` evaluation episodes of `task` for run seed `seed` and log them as one MLflow run.
+
+    With `checkpoint` the run is snapshotted as it goes and, where a snapshot exists, continues from it in a
+    new MLflow run linked to the stopped one (bench.resume)."""
     exp_name = exp_name or router.name
     env_seeds = task.eval_episode_seeds(seed, episodes)
     params = {
@@ -150,7 +156,9 @@ def evaluate(
     tags = {"londi.kind": "eval", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
             "londi.profile": profile}
     run_name = f"{task.name}__{exp_name}__{seed}__{int(time.time())}"
-    with RunLogger(run_name, params, tags, experiment=experiment, uri=tracking_uri) as run:
+    with RunLogger(run_name, params, _resume_tags(tags, checkpoint), experiment=experiment, uri=tracking_uri) as run:
+        _link_stopped_run(run, checkpoint)
+
         def log_episode(result: EpisodeResult) -> None:
             metrics = {**result.metrics(), "env_seed": result.env_seed}
             run.log_metrics({EPISODE_PREFIX + k: v for k, v in metrics.items()}, step=result.index)
@@ -160,7 +168,7 @@ def evaluate(
         try:
             results, meter = run_episodes(
                 router, task, models, env_seeds, batch_size=batch_size, seed=seed, on_episode=log_episode,
-                progress=progress, description=f"{task.name} {exp_name} seed {seed}",
+                progress=progress, description=f"{task.name} {exp_name} seed {seed}", checkpoint=checkpoint,
             )
         finally:
             reading = monitor.stop() if monitor is not None else GpuReading(
@@ -168,6 +176,7 @@ def evaluate(
                 unavailable_reason="no model runs on a CUDA device", device_name=None)
         totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
         run.log_metrics({**summary_metrics(results), **totals, **reading.as_metrics()})
+        _tag_resumed(run, checkpoint)
         if not reading.available:
             run.set_tags({"londi.gpu": f"unavailable: {reading.unavailable_reason}"})
         run.log_json_lines(
@@ -194,6 +203,36 @@ def _gpu_monitor(models: ModelPair) -> GpuMonitor | None:
     return GpuMonitor(device_index=index).start()
 
 
+def _resume_tags(tags: dict[str, str], checkpoint: Checkpointer | None) -> dict[str, str]:
+    previous = checkpoint.meta().get("mlflow_run_id") if checkpoint is not None and checkpoint.exists() else None
+    return {**tags, "londi.resumed_from": previous} if previous else tags
+
+
+def _link_stopped_run(run: RunLogger, checkpoint: Checkpointer | None) -> None:
+    """Point the stopped run (if this one resumes it) at this one, and remember this one in the checkpoint.
+
+    A run stopped by Ctrl-C, SIGTERM or an exception was closed as KILLED or FAILED already; one whose process
+    was SIGKILLed is still RUNNING in MLflow and is marked KILLED here."""
+    if checkpoint is None:
+        return
+    previous = checkpoint.meta().get("mlflow_run_id") if checkpoint.exists() else None
+    if previous:
+        try:
+            if run.client.get_run(previous).info.status == "RUNNING":
+                run.client.set_tag(previous, "londi.stopped", "its process ended without closing the run "
+                                   "(SIGKILL or a lost machine); marked KILLED when the sweep resumed")
+                run.client.set_terminated(previous, status="KILLED")
+            run.client.set_tag(previous, "londi.resumed_in", run.run_id)
+        except MlflowException:  # the stopped run was logged to another store
+            pass
+    checkpoint.set_meta(mlflow_run_id=run.run_id)
+
+
+def _tag_resumed(run: RunLogger, checkpoint: Checkpointer | None) -> None:
+    if checkpoint is not None and checkpoint.restored:
+        run.set_tags({"londi.resumed_episodes": str(checkpoint.restored)})
+
+
 def train_router(
     router: Router,
     task: TaskSpec,
@@ -207,6 +246,7 @@ def train_router(
     experiment: str = DEFAULT_EXPERIMENT,
     progress: bool = True,
     save_dir: Path | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> None:
     """Train a learned router online (`router.training = True`) on `router.train_episodes` training seeds of
     `task`, as its own MLflow run (kind `router_train`): the training's DEEPTHINK calls and compute are
@@ -219,17 +259,20 @@ def train_router(
               **{f"router.{k}": v for k, v in router.params().items()}}
     tags = {"londi.kind": "router_train", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
             "londi.profile": profile}
-    with RunLogger(f"{task.name}__{exp_name}__{seed}__train__{int(time.time())}", params, tags,
-                   experiment=experiment, uri=tracking_uri) as run:
+    with RunLogger(f"{task.name}__{exp_name}__{seed}__train__{int(time.time())}", params,
+                   _resume_tags(tags, checkpoint), experiment=experiment, uri=tracking_uri) as run:
+        _link_stopped_run(run, checkpoint)
         router.training = True
         try:
             results, meter = run_episodes(router, task, models, env_seeds, batch_size=batch_size, seed=seed,
-                                          progress=progress, description=f"{task.name} {exp_name} seed {seed} (train)")
+                                          progress=progress, description=f"{task.name} {exp_name} seed {seed} (train)",
+                                          checkpoint=checkpoint)
         finally:
             router.training = False
         totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
         run.log_metrics({**summary_metrics(results), **totals,
                          **{f"router_{k}": v for k, v in getattr(router, "stats", {}).items()}})
+        _tag_resumed(run, checkpoint)
         if hasattr(router, "save"):
             with tempfile.TemporaryDirectory() as tmp:
                 saved = router.save(Path(tmp) / "switcher")
@@ -241,13 +284,33 @@ def train_router(
 
 def train_and_evaluate(router: Router, task: TaskSpec, models: ModelPair, seed: int, episodes: int, batch_size: int,
                        profile: str, sweep: str, exp_name: str, tracking_uri: str | None = None,
-                       experiment: str = DEFAULT_EXPERIMENT, progress: bool = True) -> list[EpisodeResult]:
-    """One run seed of a router: trained first if it learns (its own MLflow run), then evaluated."""
+                       experiment: str = DEFAULT_EXPERIMENT, progress: bool = True,
+                       state: SweepState | None = None) -> list[EpisodeResult]:
+    """One run seed of a router: trained first if it learns (its own MLflow run), then evaluated.
+
+    With `state` (a sweep that can be resumed) a part already finished is not run again (a trained router is
+    restored, evaluated episodes are returned) and a stopped part continues from its checkpoint."""
+    def checkpoint(kind: str) -> Checkpointer | None:
+        return None if state is None else state.checkpointer(task.name, exp_name, seed, kind)
+
     if getattr(router, "needs_training", lambda: False)():
-        train_router(router, task, models, seed, batch_size, profile, sweep, exp_name, tracking_uri=tracking_uri,
-                     experiment=experiment, progress=progress)
-    return evaluate(router, task, models, seed, episodes, batch_size, profile, sweep, exp_name=exp_name,
-                    tracking_uri=tracking_uri, experiment=experiment, progress=progress)
+        trained = None if state is None else state.done(task.name, exp_name, seed, "train")
+        if trained is not None:
+            restore_into(router, trained)
+        else:
+            train_router(router, task, models, seed, batch_size, profile, sweep, exp_name, tracking_uri=tracking_uri,
+                         experiment=experiment, progress=progress, checkpoint=checkpoint("train"))
+            if state is not None:
+                state.mark_done(task.name, exp_name, seed, "train", router)
+    evaluated = None if state is None else state.done(task.name, exp_name, seed, "eval")
+    if evaluated is not None:
+        return evaluated
+    results = evaluate(router, task, models, seed, episodes, batch_size, profile, sweep, exp_name=exp_name,
+                       tracking_uri=tracking_uri, experiment=experiment, progress=progress,
+                       checkpoint=checkpoint("eval"))
+    if state is not None:
+        state.mark_done(task.name, exp_name, seed, "eval", results)
+    return results
 
 
 def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
@@ -268,6 +331,7 @@ def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     episodes = profile.episodes_for(task) if args.episodes is None else args.episodes
     batch_size = profile.batch_size if args.batch_size is None else args.batch_size
     check_run_options([task], args.seeds, episodes, batch_size)
+    check_tracking(args.tracking_uri)
     if args.quick is None or args.deepthink is None:
         quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri, suite=task.suite)
     quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)

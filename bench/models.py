@@ -215,6 +215,7 @@ if __name__ == "__main__":
     import tyro
 
     from bench.profiles import get_profile
+    from bench.tracking import check_tracking
 
     def main(profile: str = "cpu", retrain: bool = True, tracking_uri: str | None = None,
              commit: bool = False, suites: tuple[str, ...] = SUITES) -> None:
@@ -228,6 +229,7 @@ if __name__ == "__main__":
             suites: babyai, scienceworld or both.
         """
         chosen = get_profile(profile)
+        check_tracking(tracking_uri)
         target = CHECKPOINTS / chosen.name
         for suite in suites:
             paths = ensure_models(chosen, retrain=retrain, tracking_uri=tracking_uri, suite=suite)

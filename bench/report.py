@@ -475,6 +475,7 @@ if __name__ == "__main__":
     import tyro
 
     from bench.cli import user_errors
+    from bench.tracking import check_tracking
 
     def main(sweep: str, profile: str = "cpu", results_dir: Path = Path("results"), tracking_uri: str | None = None,
              experiment: str = DEFAULT_EXPERIMENT) -> None:
@@ -487,16 +488,19 @@ if __name__ == "__main__":
             tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
             experiment: MLflow experiment name.
         """
-        episodes = episodes_frame(sweep, tracking_uri, experiment)
-        cells = summarize(episodes)
+        check_tracking(tracking_uri)
+        everything = episodes_frame(sweep, tracking_uri, experiment)
         out = results_dir / profile
-        previous = out / "babyai.json"
-        context = json.loads(previous.read_text())["context"] if previous.exists() else {"sweep": sweep}
-        if context.get("sweep (MLflow tag londi.sweep)", sweep) != sweep:
-            context = {"sweep (MLflow tag londi.sweep)": sweep}
-        paths = write_results(cells, model_costs(episodes), out, "babyai", context, episodes)
-        paths.append(plot_cost_reward(cells, out / "babyai_cost_reward.png"))
-        print(table_markdown(cells) + "\n\nwrote " + ", ".join(map(str, paths)))
+        for suite in sorted({task.split("/")[0] for task in everything["task"]}):
+            episodes = everything[everything["task"].str.startswith(f"{suite}/")]
+            cells = summarize(episodes)
+            previous = out / f"{suite}.json"
+            context = json.loads(previous.read_text())["context"] if previous.exists() else {"sweep": sweep}
+            if context.get("sweep (MLflow tag londi.sweep)", sweep) != sweep:
+                context = {"sweep (MLflow tag londi.sweep)": sweep}
+            paths = write_results(cells, model_costs(episodes), out, suite, context, episodes)
+            paths.append(plot_cost_reward(cells, out / f"{suite}_cost_reward.png"))
+            print(f"## {suite}\n\n" + table_markdown(cells) + "\n\nwrote " + ", ".join(map(str, paths)))
 
     with user_errors():
         tyro.cli(main)

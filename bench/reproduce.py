@@ -10,8 +10,11 @@ models, and each suite gets its own report (results/<profile>/<suite>.md, csv, j
 
 from __future__ import annotations
 
+import signal
+import sys
 import time
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from bench.evaluate import check_run_options, git_commit, resolve_device, train_
 from bench.lm import ActionLM, RandomPolicy
 from bench.models import ensure_models, load_pair
 from bench.pair import write_pair_report
-from bench.profiles import get_profile
+from bench.profiles import Profile, get_profile
 from bench.report import (
     ABLATION,
     Cell,
@@ -34,10 +37,13 @@ from bench.report import (
     table_markdown,
     write_results,
 )
+from bench.resume import SweepState, default_state_dir
 from bench.routers import RouterSpec, router_spec
 from bench.runner import ModelPair
 from bench.tasks import TaskSpec, get_task
-from bench.tracking import DEFAULT_EXPERIMENT, RunLogger, metric_key
+from bench.tracking import DEFAULT_EXPERIMENT, RunLogger, check_tracking, metric_key
+
+DOC_RESULTS = Path(__file__).resolve().parent.parent / "results"  # the results REPRODUCE.md is made from
 
 
 @dataclass
@@ -83,51 +89,106 @@ class Args:
     """torch device for evaluation; auto picks cuda when available"""
     progress: bool = True
     """show progress bars"""
+    resume: str | None = None
+    """continue a stopped sweep where it stopped: its id (printed when it stopped) or `last`; the sweep's own
+    options are used, finished runs are not run again, a stopped one continues from its checkpoint"""
+    state_dir: Path | None = None
+    """where a sweep keeps its finished runs and checkpoints until it completes; unset: sweeps/ in the cache
+    ($LONDI_CACHE, else .cache/londi)"""
+    checkpoint_s: float = 30.0
+    """seconds at least between two checkpoints of a running setting (0: after every finished episode)"""
+
+
+def resumed_args(args: Args) -> tuple[Args, str]:
+    """The options a stopped sweep was started with, and its id."""
+    sweep = SweepState.latest(args.state_dir) if args.resume == "last" else str(args.resume)
+    saved = SweepState(args.state_dir / sweep).load_args()
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in Args.__dataclass_fields__}
+    values.update(results_dir=Path(values["results_dir"]), state_dir=args.state_dir, resume=sweep,
+                  progress=args.progress)
+    return replace(args, **values), sweep
+
+
+@dataclass
+class Plan:
+    """What a sweep runs, per task: the options given, else the profile's defaults for the task's suite."""
+
+    args: Args
+    profile: Profile
+
+    def learned_for(self, task: TaskSpec) -> list[RouterSpec]:
+        specs = self.profile.learned_for(task) if self.args.learned is None else self.args.learned
+        return [router_spec(spec) for spec in specs]
+
+    def ablation_for(self, task: TaskSpec) -> list[RouterSpec]:
+        if self.args.ablation is not None:
+            return [router_spec(spec) for spec in self.args.ablation]
+        first = next((spec for spec in self.learned_for(task) if spec.cls.name == "londi_sac"), None)
+        return [router_spec("quick_only")] + ([first] if first else [])
+
+    def seeds_for(self, task: TaskSpec) -> tuple[int, ...]:
+        return self.profile.seeds_for(task) if self.args.seeds is None else self.args.seeds
+
+    def episodes_for(self, task: TaskSpec) -> int:
+        return self.profile.episodes_for(task) if self.args.episodes is None else self.args.episodes
+
+    def train_episodes_for(self, task: TaskSpec) -> int:
+        given = self.args.train_episodes
+        return self.profile.train_episodes_for(task) if given is None else given
 
 
 def main(args: Args) -> list[Cell]:
     started = time.perf_counter()
+    sweep = None
+    if args.state_dir is None:
+        args = replace(args, state_dir=default_state_dir())
+    if args.resume is not None:
+        args, sweep = resumed_args(args)
     profile = get_profile(args.profile)
+    plan = Plan(args, profile)
     # Every name and option is checked before any model is trained or any run is logged.
     tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
     sweep_tasks = [get_task(name) for name in (profile.sweep_tasks if args.sweep_tasks is None else args.sweep_tasks)]
     routers = [router_spec(spec) for spec in args.routers]
-
-    def learned_for(task: TaskSpec) -> list[RouterSpec]:
-        return [router_spec(spec) for spec in (profile.learned_for(task) if args.learned is None else args.learned)]
-
-    def ablation_for(task: TaskSpec) -> list[RouterSpec]:
-        if args.ablation is not None:
-            return [router_spec(spec) for spec in args.ablation]
-        first = next((spec for spec in learned_for(task) if spec.cls.name == "londi_sac"), None)
-        return [router_spec("quick_only")] + ([first] if first else [])
-
-    def seeds_for(task: TaskSpec) -> tuple[int, ...]:
-        return profile.seeds_for(task) if args.seeds is None else args.seeds
-
-    def task_episodes(task: TaskSpec) -> int:
-        return profile.episodes_for(task) if args.episodes is None else args.episodes
-
-    def train_episodes_for(task: TaskSpec) -> int:
-        return profile.train_episodes_for(task) if args.train_episodes is None else args.train_episodes
-
-    for spec in routers + [s for task in sweep_tasks for s in learned_for(task) + ablation_for(task)]:
+    for spec in routers + [s for task in sweep_tasks for s in plan.learned_for(task) + plan.ablation_for(task)]:
         spec.make()  # a cost, budget or saved-Switcher path that makes no sense fails here, before any run
     for task in tasks + sweep_tasks:
-        if train_episodes_for(task) < 1:
-            raise ValueError(f"--train-episodes must be >= 1, got {train_episodes_for(task)}")
-        check_run_options([task], seeds_for(task), task_episodes(task), profile.batch_size)
+        if plan.train_episodes_for(task) < 1:
+            raise ValueError(f"--train-episodes must be >= 1, got {plan.train_episodes_for(task)}")
+        check_run_options([task], plan.seeds_for(task), plan.episodes_for(task), profile.batch_size)
     for task in sweep_tasks:  # every learned setting must have its own training seeds on every sweep task
-        for seed in seeds_for(task):
-            task.router_train_seeds(seed, train_episodes_for(task))
-    suites = list(dict.fromkeys(task.suite for task in tasks + sweep_tasks))
+        for seed in plan.seeds_for(task):
+            task.router_train_seeds(seed, plan.train_episodes_for(task))
+    if args.checkpoint_s < 0:
+        raise ValueError(f"--checkpoint-s must be >= 0 seconds, got {args.checkpoint_s}")
+    check_tracking(args.tracking_uri)
     device = resolve_device(args.device)
+    if sweep is None:
+        sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
+        SweepState(args.state_dir / sweep).save_args({**asdict(args), "resume": None})
+    state = SweepState(args.state_dir / sweep, every_s=args.checkpoint_s)
+    print(f"sweep {sweep}: if it stops, `python -m bench.reproduce --resume {sweep}` continues it", file=sys.stderr)
+    try:
+        cells = _run(plan, sweep, state, tasks, sweep_tasks, routers, device, started)
+    except KeyboardInterrupt:
+        print(f"\nstopped: `python -m bench.reproduce --resume {sweep}` continues where it stopped", file=sys.stderr)
+        raise
+    state.clear()  # everything is in MLflow and results/ now
+    return cells
+
+
+def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep_tasks: list[TaskSpec],
+         routers: list[RouterSpec], device: str, started: float) -> list[Cell]:
+    """Train or load the pairs, run every setting (skipping what the sweep finished before), write the reports."""
+    args, profile = plan.args, plan.profile
+    learned_for, ablation_for, seeds_for = plan.learned_for, plan.ablation_for, plan.seeds_for
+    task_episodes, train_episodes_for = plan.episodes_for, plan.train_episodes_for
+    suites = list(dict.fromkeys(task.suite for task in tasks + sweep_tasks))
     pairs: dict[str, ModelPair] = {}
     for suite in suites:
         quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri,
                                                    suite=suite)
         pairs[suite] = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
-    sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}"
     learned_results: dict[tuple[str, str], list] = {}
 
     def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair | None = None, label: str | None = None) -> list:
@@ -140,7 +201,7 @@ def main(args: Args) -> list[Cell]:
             results += train_and_evaluate(router, task, pair or pairs[task.suite], seed, task_episodes(task),
                                           profile.batch_size, profile.name, sweep, label or spec.label,
                                           tracking_uri=args.tracking_uri, experiment=args.experiment,
-                                          progress=args.progress)
+                                          progress=args.progress, state=state)
         return results
 
     for task in tasks:
@@ -184,6 +245,7 @@ def main(args: Args) -> list[Cell]:
             "episodes per task and seed": task_episodes(first),
             "device": device,
             "wall time (s) of the whole sweep, both suites, training included when not cached": round(wall_s, 1),
+            **({"resumed": "yes: the wall time is the last part's only"} if args.resume else {}),
             **{f"{role.upper()}": _describe(lm) for role, lm in (("quick", models.quick),
                                                                  ("deepthink", models.deepthink))},
         }
@@ -213,6 +275,11 @@ def main(args: Args) -> list[Cell]:
             print("\n" + pair_text)
         print(f"\n## {suite}\n\n" + table_markdown(cells))
         report_paths += paths
+    if profile.name == "cpu" and args.results_dir.resolve() == DOC_RESULTS.resolve():
+        from bench.reproduce_doc import OUTPUT, render  # REPRODUCE.md follows the cpu results it cites
+
+        OUTPUT.write_text(render())
+        report_paths.append(OUTPUT)
     print(f"\nwrote {', '.join(str(p) for p in report_paths)} in {wall_s:.0f} s")
     return all_cells
 
@@ -229,6 +296,14 @@ def _describe(lm: ActionLM) -> str:
     return ", ".join(parts)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: the running MLflow run is closed as KILLED
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     with user_errors():
-        main(tyro.cli(Args))
+        try:
+            main(tyro.cli(Args))
+        except KeyboardInterrupt:
+            sys.exit(130)

@@ -11,6 +11,7 @@ the episodes it served.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from bench.contexts import EpisodeHistory, get_context
 from bench.lm import ActionLM
 from bench.metering import Meter, Usage, usage_metrics
+from bench.resume import Checkpointer, random_states, restore_into, set_random_states
 from bench.router import Router, SlotDecision, StepView, Transition
 from bench.tasks import TaskSpec
 
@@ -79,11 +81,23 @@ def run_episodes(
     on_episode: Callable[[EpisodeResult], None] | None = None,
     progress: bool = True,
     description: str = "",
+    checkpoint: Checkpointer | None = None,
 ) -> tuple[list[EpisodeResult], Meter]:
-    """Run one episode per env seed with `router` choosing the model at every step."""
-    seed_everything(seed)
-    router.seed(seed)
+    """Run one episode per env seed with `router` choosing the model at every step.
+
+    With `checkpoint`, the loop is snapshotted at step boundaries (bench.resume) and, where a snapshot
+    of this same run exists, continues from it: `router` gets its saved state, finished episodes are
+    not run again (`on_episode` is called for them first, so a new MLflow run holds them too), and the
+    episodes in flight are replayed into fresh environments with the actions they played.
+    """
     n_slots = min(batch_size, len(env_seeds), task.max_slots or batch_size)
+    fingerprint = {"task": task.name, "router": router.name, "router_params": repr(router.params()),
+                   "env_seeds": [int(s) for s in env_seeds], "seed": seed, "slots": n_slots,
+                   "models": [models.quick.name, models.deepthink.name]}
+    saved = checkpoint.load(fingerprint) if checkpoint is not None else None
+    if saved is None:
+        seed_everything(seed)
+        router.seed(seed)
     meter = Meter(n_slots, devices=(models.quick.device, models.deepthink.device))
     envs = [task.make_env() for _ in range(n_slots)]
     contexts = {role: get_context(models.get(role).context) for role in MODELS}
@@ -124,8 +138,32 @@ def run_episodes(
                                 None if decision.scores is None else decision.scores[i])
                 for i, s in enumerate(slots)}
 
-    for slot in range(n_slots):
-        start(slot)
+    def snapshot() -> dict[str, Any]:
+        return {"fingerprint": fingerprint, "router": router, "meter": meter, "histories": histories, "infos": infos,
+                "last_rewards": last_rewards, "returns": returns, "steps": steps, "acted": acted, "traces": traces,
+                "episode_of": episode_of, "queue": queue, "results": results, "sums": (reward_sum, fraction_sum),
+                "random": random_states()}
+
+    if saved is None:
+        for slot in range(n_slots):
+            start(slot)
+    else:
+        restore_into(router, saved["router"])
+        meter, histories, infos = saved["meter"], saved["histories"], saved["infos"]
+        last_rewards, returns, steps, acted = saved["last_rewards"], saved["returns"], saved["steps"], saved["acted"]
+        traces, episode_of, queue, results = saved["traces"], saved["episode_of"], saved["queue"], saved["results"]
+        reward_sum, fraction_sum = saved["sums"]
+        for slot in range(n_slots):  # the environments are not pickled: replay each episode in flight
+            if episode_of[slot] >= 0:
+                envs[slot].reset(seed=int(env_seeds[episode_of[slot]]))
+                for action in histories[slot].actions:
+                    envs[slot].step(action)
+        set_random_states(saved["random"])
+        for result in results:
+            if on_episode is not None:
+                on_episode(result)
+        bar.update(len(results))
+    last_save = time.monotonic()
     try:
         while True:
             active = [s for s in range(n_slots) if episode_of[s] >= 0]
@@ -191,6 +229,10 @@ def run_episodes(
             router.observe(transitions)
             for slot in finished:
                 start(slot)
+            if (checkpoint is not None and finished and any(e >= 0 for e in episode_of)
+                    and time.monotonic() - last_save >= checkpoint.every_s):
+                checkpoint.save(snapshot())  # a step boundary: nothing half done
+                last_save = time.monotonic()
     finally:
         bar.close()
         for env in envs:

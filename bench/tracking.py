@@ -50,6 +50,34 @@ def get_client(uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=uri or tracking_uri())
 
 
+class TrackingUnreachableError(ConnectionError):
+    """The MLflow tracking store cannot be reached: a user error (the URI or the server), not a bug."""
+
+
+def check_tracking(uri: str | None = None) -> None:
+    """Fail fast, with one line naming the URI and the fix, when the tracking store does not answer.
+
+    MLflow retries an HTTP request for minutes by default; here it is asked once, with a short timeout."""
+    uri = uri or tracking_uri()
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
+    try:
+        get_client(uri).search_experiments(max_results=1)
+    except Exception as error:  # noqa: BLE001 - any failure here means the store cannot be used
+        reason = str(error).split("\n")[0]
+        reason = re.sub(r"\s+", " ", reason)[:200]
+        raise TrackingUnreachableError(
+            f"cannot reach the MLflow tracking store at {uri} ({type(error).__name__}: {reason}); start the server "
+            f"or fix --tracking-uri / MLFLOW_TRACKING_URI (a local store: sqlite:///mlflow.db)") from error
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def experiment_id(client: MlflowClient, name: str = DEFAULT_EXPERIMENT) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:

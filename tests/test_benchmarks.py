@@ -176,3 +176,72 @@ def test_scienceworld_decision_latency(benchmark: pytest.FixtureRequest, sw_pair
                                 flops_per_decision=float(cost.flops.mean()), tokens_in=int(cost.tokens_in[0]),
                                 tokens_out=int(cost.tokens_out[0]), action=decision.actions[0])
     benchmark(lm.generate, prompts)
+
+
+# ---------------------------------------------------------------- routers and tracking
+
+
+@pytest.mark.parametrize("router", ["random_switch[p=0.5]", "confidence_cascade[threshold=0.5]", "swiftsage",
+                                    "londi_sac[c=0.01]", "londi_b[budget=4]"])
+def test_router_overhead(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, ActionLM], router: str) -> None:
+    """One routing decision over 16 running episodes, the models' decisions already made (cached in the view,
+    as the runner reuses them): what a router adds to a step beyond the model calls."""
+    from bench.metering import Meter
+    from bench.router import SlotDecision, StepView
+    from bench.routers import router_spec
+
+    histories = _histories(16)
+    made = router_spec(router).make()
+    made.seed(0)
+    for slot in range(16):
+        made.start_episode(slot, slot)
+    meter = Meter(16)
+    # Real decisions of the cpu pair, made once: the benchmark times the router only.
+    decided = {}
+    for role in ("quick", "deepthink"):
+        lm = cpu_pair[role]
+        decision, _ = lm.decide(_prompts(lm, 16), [list(ACTIONS)] * 16)
+        decided[role] = {s: SlotDecision(decision.actions[s], float(decision.margin[s]), float(decision.entropy[s]),
+                                         decision.scores[s]) for s in range(16)}
+
+    def route() -> np.ndarray:
+        view = StepView(slots=list(range(16)), histories=histories, infos=[{}] * 16, last_rewards=np.zeros(16),
+                        steps=np.array([len(h.actions) for h in histories]), meter=meter,
+                        _decide=lambda role, slots: {s: decided[role][s] for s in slots})
+        return made.route(view)
+
+    benchmark.extra_info.update(router=router, episodes=16)
+    benchmark(route)
+
+
+@pytest.mark.parametrize("what", ["episode", "run"])
+def test_mlflow_logging_overhead(benchmark: pytest.FixtureRequest, tmp_path, what: str) -> None:
+    """What tracking costs, on a local sqlite store: one episode's metrics as evaluate logs them (buffered,
+    written in batches: the mean is the per-episode cost), and one run opened with its parameters, given its
+    summary and an episodes.jsonl artifact, and closed."""
+    from bench.evaluate import SUMMARY_METRICS
+    from bench.tracking import EPISODE_PREFIX, RunLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    episode = {EPISODE_PREFIX + k: 1.0 for k in (*SUMMARY_METRICS, "env_seed")}
+    params = {f"param_{i}": i for i in range(40)}  # evaluate logs about 40
+    benchmark.extra_info.update(metrics_per_episode=len(episode), store="sqlite")
+    if what == "episode":
+        run = RunLogger("bench-episode", params, uri=uri)
+        step = {"i": 0}
+
+        def log_episode() -> None:
+            run.log_metrics(episode, step=step["i"])
+            step["i"] += 1
+
+        benchmark(log_episode)
+        run.flush()
+    else:
+        rows = [{"episode": i, "trace": [{"step": s, "action": "go forward"} for s in range(20)]} for i in range(40)]
+
+        def one_run() -> None:
+            with RunLogger("bench-run", params, uri=uri) as run:
+                run.log_metrics({k.removeprefix(EPISODE_PREFIX): v for k, v in episode.items()})
+                run.log_json_lines(rows, "episodes.jsonl")
+
+        benchmark(one_run)

@@ -4,6 +4,7 @@ smoke` end to end (with a user router from its own file), and its errors for unk
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import os
 import subprocess
 import sys
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import tyro
 from mlflow import MlflowClient
 
+from bench.cli import user_errors
 from bench.evaluate import EvalArgs
 from bench.tasks import task_names
 
@@ -49,12 +52,26 @@ def logged_runs(uri: str) -> list:
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
-def test_baseline_help_shows_every_option() -> None:
-    done = run_module("baselines.quick_only", "--help")
-    assert done.returncode == 0, done.stderr
+def in_process(module: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`python -m <module> <args>` run in this process (no interpreter start): exit status, stdout, stderr.
+
+    Only for commands that end before they run anything (help, bad input): the real command line of each
+    entry point is exercised by a subprocess test too."""
+    entry = importlib.import_module(module)
+    with pytest.raises(SystemExit) as ended:
+        with user_errors():
+            parsed = tyro.cli(entry.Args, args=list(args))
+            entry.main(parsed)
+    out = capsys.readouterr()
+    return ended.value.code or 0, out.out, out.err
+
+
+def test_baseline_help_shows_every_option(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = in_process("baselines.quick_only", "--help", capsys=capsys)
+    assert status == 0
     for field in dataclasses.fields(EvalArgs):
-        assert f"--{field.name.replace('_', '-')}" in done.stdout, field.name
-    assert "babyai/Mixed" in done.stdout  # the default task is shown
+        assert f"--{field.name.replace('_', '-')}" in out, field.name
+    assert "babyai/Mixed" in out  # the default task is shown
 
 
 @pytest.mark.parametrize(("module", "options"), [
@@ -65,11 +82,12 @@ def test_baseline_help_shows_every_option() -> None:
     ("algos.londi_sac", ("--c", "--train-episodes", "--encoder", "--load")),
     ("algos.londi_b", ("--budget", "--penalty", "--c", "--train-episodes", "--encoder", "--load")),
 ])
-def test_every_router_file_is_a_command_line_with_its_options(module: str, options: tuple[str, ...]) -> None:
-    done = run_module(module, "--help")
-    assert done.returncode == 0, done.stderr
+def test_every_router_file_is_a_command_line_with_its_options(module: str, options: tuple[str, ...],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = in_process(module, "--help", capsys=capsys)
+    assert status == 0
     for option in ("--task", "--seeds", "--episodes", *options):
-        assert option in done.stdout, option
+        assert option in out, option
 
 
 def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path, tracking_uri: str,
@@ -134,12 +152,13 @@ def test_unknown_task_fails_before_any_run(londi_cache: Path, tracking_uri: str,
     assert logged_runs(tracking_uri) == []
 
 
-def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: str, tmp_path: Path) -> None:
-    done = run_module("bench.reproduce", "--profile", "smoke", "--routers", "quick_only", "nope",
-                      "--results-dir", str(tmp_path))
-    assert done.returncode != 0
-    assert "unknown router 'nope'" in done.stderr
-    assert "quick_only" in done.stderr and "deepthink_only" in done.stderr and "module:Class" in done.stderr
+def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = in_process("bench.reproduce", "--profile", "smoke", "--routers", "quick_only", "nope",
+                                "--results-dir", str(tmp_path), capsys=capsys)
+    assert status == 2
+    assert "unknown router 'nope'" in err
+    assert "quick_only" in err and "deepthink_only" in err and "module:Class" in err
     assert logged_runs(tracking_uri) == []
 
 
@@ -153,14 +172,18 @@ def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: st
     (("--learned", "londi_sac[encoder=lstm]"), "unknown encoder 'lstm'; choose one of words, transformer"),
     (("--learned", "londi_sac[load=/no/such/switcher]"), "no saved Switcher at /no/such/switcher"),
     (("--train-episodes", "0"), "--train-episodes must be >= 1"),
+    (("--checkpoint-s", "-1"), "--checkpoint-s must be >= 0 seconds"),
+    (("--tracking-uri", "http://127.0.0.1:9"), "cannot reach the MLflow tracking store at http://127.0.0.1:9"),
+    (("--resume", "no-such-sweep"), "no stopped sweep 'no-such-sweep'"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(args: tuple[str, ...], message: str, londi_cache: Path,
-                                                 tracking_uri: str, tmp_path: Path) -> None:
-    done = run_module("bench.reproduce", "--profile", "smoke", *args, "--results-dir", str(tmp_path))
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and message in errors[0], done.stderr
+                                                 tracking_uri: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = in_process("bench.reproduce", "--profile", "smoke", *args, "--results-dir", str(tmp_path),
+                                capsys=capsys)
+    assert status == 2
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0], err
     assert logged_runs(tracking_uri) == []
 
 
