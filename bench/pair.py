@@ -61,9 +61,11 @@ class TaskPair:
 
 
 def deepthink_traces(sweep: str, tracking_uri: str | None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
-    """Every DEEPTHINK-only episode of the sweep: task, env seed and the actions it took."""
+    """Every DEEPTHINK-only episode of the sweep's BabyAI-Text tasks: task, env seed and the actions it took."""
     client = get_client(tracking_uri)
     runs = finished_eval_runs(sweep, tracking_uri, experiment, where="params.router = 'deepthink_only'")
+    # BabyAI-Text only: the report replays BabyAIBot's states (a sweep may hold ScienceWorld runs too).
+    runs = [run for run in runs if run.data.params["task"].startswith("babyai/")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for run in runs:
