@@ -83,3 +83,9 @@ def cpu_models() -> ModelPair:
     profile = get_profile("cpu")
     return ModelPair(ActionLM.load(committed_dir(profile, profile.quick)),
                      ActionLM.load(committed_dir(profile, profile.deepthink)))
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks: list, output_json: dict) -> None:
+    """`make bench` keeps each benchmark's statistics, not every round's raw timing (megabytes in results/)."""
+    for bench in output_json["benchmarks"]:
+        bench["stats"].pop("data", None)
