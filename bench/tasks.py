@@ -5,13 +5,15 @@ Demonstration (training) seeds and evaluation seeds are disjoint ranges, so a mo
 evaluated on an episode it was cloned from. A BabyAI-Text seed draws a new layout, so there are
 as many as anyone needs; a ScienceWorld "seed" is a variation index of the task, with the
 simulator's own split (training on train variations, evaluation on test variations, never mixed)
-and only a handful of them for some tasks (`cycle`).
+and only a handful of them for some tasks (`cycle`). A ScienceWorld task takes options in brackets
+(`scienceworld/power-component[simplifications=none]`): the "easy" simplifications are the default.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import gymnasium as gym
 
@@ -43,6 +45,8 @@ class TaskSpec:
     cycle: bool = False
     """Few seeds: router training cycles through all training seeds (the demonstrations' too), and a run
     evaluates at most every evaluation seed once, runs of other seeds starting at other offsets."""
+    with_options: Callable[[dict[str, str]], TaskSpec] | None = field(default=None, repr=False, compare=False)
+    """The variant of this task that `name[key=value,...]` asks for (ScienceWorld: simplifications, max_steps)."""
 
     def __post_init__(self) -> None:
         overlap = range(max(self.train_seeds.start, self.eval_seeds.start),
@@ -91,7 +95,24 @@ def register(spec: TaskSpec) -> TaskSpec:
     return spec
 
 
+_WITH_OPTIONS = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<options>[^\[\]]*)\]$")
+
+
 def get_task(name: str) -> TaskSpec:
+    """A registered task, or a variant of one with options in brackets:
+    `scienceworld/power-component[simplifications=none,max_steps=40]`."""
+    match = _WITH_OPTIONS.match(name)
+    if match:
+        base = get_task(match["base"])
+        if base.with_options is None:
+            raise ValueError(f"task {base.name!r} takes no options: drop the [...] after its name")
+        options = {}
+        for part in filter(None, match["options"].split(",")):
+            key, eq, value = part.partition("=")
+            if not eq or not key.strip() or not value.strip():
+                raise ValueError(f"task {name!r}: options are key=value separated by commas, got {part!r}")
+            options[key.strip()] = value.strip()
+        return base.with_options(options)
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -165,13 +186,51 @@ SCIENCEWORLD_TASKS: dict[str, tuple[int, int, int, int, str]] = {
 SCIENCEWORLD_MAX_SLOTS = 8
 
 
-def _scienceworld_builder(task: str, max_steps: int) -> Callable[[], gym.Env]:
+SCIENCEWORLD_SIMPLIFICATIONS = ("teleportAction", "selfWateringFlowerPots", "openContainers", "openDoors",
+                                "noElectricalAction")
+"""The simulator's simplifications; "easy" (the default) is all of them but noElectricalAction on the electrical
+tasks. A task variant names its own: `[simplifications=none]` (the full task) or `[simplifications=openDoors+
+teleportAction]`."""
+
+
+def _scienceworld_builder(task: str, max_steps: int, simplifications: str = "easy") -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         from bench.scienceworld_text import ScienceWorldTextEnv
 
-        return ScienceWorldTextEnv(task, max_steps=max_steps)
+        return ScienceWorldTextEnv(task, max_steps=max_steps, simplifications=simplifications)
 
     return make
+
+
+def _scienceworld_variant(task: str) -> Callable[[dict[str, str]], TaskSpec]:
+    def with_options(options: dict[str, str]) -> TaskSpec:
+        base = get_task(f"scienceworld/{task}")
+        unknown = sorted(set(options) - {"simplifications", "max_steps"})
+        if unknown:
+            raise ValueError(f"task {base.name!r}: unknown option {unknown[0]!r}; its options are simplifications "
+                             f"(easy, none, or names joined by +: {', '.join(SCIENCEWORLD_SIMPLIFICATIONS)}) and "
+                             f"max_steps")
+        chosen = options.get("simplifications", "easy")
+        names = [] if chosen == "none" else chosen.split("+")
+        bad = [n for n in names if n not in (*SCIENCEWORLD_SIMPLIFICATIONS, "easy")]
+        if bad:
+            raise ValueError(f"task {base.name!r}: unknown simplification {bad[0]!r}; choose easy, none, or names "
+                             f"joined by +: {', '.join(SCIENCEWORLD_SIMPLIFICATIONS)}")
+        if "noElectricalAction" in names and task == "power-component":
+            raise ValueError(f"task {base.name!r} needs electrical actions: drop noElectricalAction")
+        try:
+            max_steps = int(options.get("max_steps", base.max_steps))
+        except ValueError:
+            max_steps = 0
+        if max_steps < 1:
+            raise ValueError(f"task {base.name!r}: max_steps must be a positive number of steps, "
+                             f"got {options['max_steps']!r}")
+        name = base.name + "[" + ",".join(f"{k}={options[k]}" for k in sorted(options)) + "]"
+        return replace(base, name=name, make_env=_scienceworld_builder(task, max_steps, ",".join(names)),
+                       max_steps=max_steps, description=f"{base.description} (simplifications: {chosen})",
+                       with_options=None)
+
+    return with_options
 
 
 for _task, (_train, _dev, _test, _steps, _about) in SCIENCEWORLD_TASKS.items():
@@ -187,4 +246,5 @@ for _task, (_train, _dev, _test, _steps, _about) in SCIENCEWORLD_TASKS.items():
         action_mode="generate",
         max_slots=SCIENCEWORLD_MAX_SLOTS,
         cycle=True,
+        with_options=_scienceworld_variant(_task),
     ))

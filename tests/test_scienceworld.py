@@ -237,3 +237,28 @@ def test_contexts_read_the_observation_parts(env: ScienceWorldTextEnv) -> None:
     assert "Inventory:" not in quick and "Inventory:" in deep
     assert "Time: 3." in deep and all(f"{a} ->" in deep for a in info["gold"][:3])
     assert len(deep) > len(quick)
+
+
+def test_simplifications_are_a_task_option() -> None:
+    """`[simplifications=none]` loads the full task (doors closed, no teleport); easy stays the default; a wrong
+    name is refused before any JVM starts."""
+    easy = get_task("scienceworld/find-living-thing")
+    full = get_task("scienceworld/find-living-thing[simplifications=none,max_steps=40]")
+    assert full.name == "scienceworld/find-living-thing[max_steps=40,simplifications=none]" and full.max_steps == 40
+    assert full.eval_seeds == easy.eval_seeds and full.suite == "scienceworld"
+    looks = {}
+    for name, task in (("easy", easy), ("none", full)):
+        env = task.make_env()
+        try:
+            env.reset(seed=easy.eval_seeds[0])
+            looks[name] = (env.simulator.server.getSimplificationsUsed(), env.step("look around")[0])
+        finally:
+            env.close()
+    assert "openDoors" in looks["easy"][0] and "teleportAction" in looks["easy"][0]
+    assert looks["none"][0].strip() in ("", "None")
+    assert "door to the hallway (that is closed)" in looks["none"][1]
+    assert "door to the hallway (that is open)" in looks["easy"][1]
+    with pytest.raises(ValueError, match="unknown simplification 'fast'"):
+        get_task("scienceworld/find-living-thing[simplifications=fast]")
+    with pytest.raises(ValueError, match="takes no options"):
+        get_task("babyai/Mixed[simplifications=none]")
