@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,18 +116,29 @@ def run_episodes(
     bar = tqdm(total=len(env_seeds), desc=description or f"{task.name} {router.name}", unit="ep",
                disable=not progress, mininterval=0.5)
 
-    def start(slot: int) -> bool:
-        if not queue:
-            episode_of[slot] = -1
-            return False
-        index, env_seed = queue.pop(0)
-        obs, info = envs[slot].reset(seed=int(env_seed))
-        histories[slot] = EpisodeHistory(observations=[obs], memories=[info.get("memory", [])])
-        infos[slot], last_rewards[slot], returns[slot], steps[slot], acted[slot] = info, 0.0, 0.0, 0, 0
-        traces[slot], episode_of[slot] = [], index
-        meter.take(slot)
-        router.start_episode(slot, int(env_seed))
-        return True
+    # Environments that wait on another process (ScienceWorld's JVMs) are stepped and reset in threads, one per
+    # slot; everything else (routing, models, bookkeeping) stays in this thread, in slot order, as before.
+    pool = ThreadPoolExecutor(max_workers=n_slots) if task.parallel_envs and n_slots > 1 else None
+
+    def each(fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        return list(pool.map(fn, items)) if pool is not None else [fn(item) for item in items]
+
+    def start(slots: Sequence[int]) -> None:
+        """Start the next queued episode in each of `slots` (the queue's order); a slot with none left idles."""
+        jobs = []
+        for slot in slots:
+            if not queue:
+                episode_of[slot] = -1
+                continue
+            index, env_seed = queue.pop(0)
+            jobs.append((slot, index, int(env_seed)))
+        for (slot, index, env_seed), (obs, info) in zip(
+                jobs, each(lambda job: envs[job[0]].reset(seed=job[2]), jobs), strict=True):
+            histories[slot] = EpisodeHistory(observations=[obs], memories=[info.get("memory", [])])
+            infos[slot], last_rewards[slot], returns[slot], steps[slot], acted[slot] = info, 0.0, 0.0, 0, 0
+            traces[slot], episode_of[slot] = [], index
+            meter.take(slot)
+            router.start_episode(slot, env_seed)
 
     def decide(role: str, slots: list[int]) -> dict[int, SlotDecision]:
         lm = models.get(role)
@@ -145,8 +157,7 @@ def run_episodes(
                 "random": random_states()}
 
     if saved is None:
-        for slot in range(n_slots):
-            start(slot)
+        start(range(n_slots))
     else:
         restore_into(router, saved["router"])
         meter, histories, infos = saved["meter"], saved["histories"], saved["infos"]
@@ -186,9 +197,10 @@ def run_episodes(
                         chosen[active[p]] = decision.action
             transitions: list[Transition] = []
             finished: list[int] = []
+            outcomes = each(lambda slot, chosen=chosen: envs[slot].step(chosen[slot]), active)
             for p, slot in enumerate(active):
                 before, where = histories[slot], infos[slot].get("room")
-                obs, reward, terminated, truncated, info = envs[slot].step(chosen[slot])
+                obs, reward, terminated, truncated, info = outcomes[p]
                 # What was played: ScienceWorld maps an action its parser rejects onto the closest valid one.
                 action = info.get("played") or chosen[slot]
                 steps[slot] += 1
@@ -227,14 +239,15 @@ def run_episodes(
                     finished.append(slot)
             # The router sees every final transition before its slot's next episode starts.
             router.observe(transitions)
-            for slot in finished:
-                start(slot)
+            start(finished)
             if (checkpoint is not None and finished and any(e >= 0 for e in episode_of)
                     and time.monotonic() - last_save >= checkpoint.every_s):
                 checkpoint.save(snapshot())  # a step boundary: nothing half done
                 last_save = time.monotonic()
     finally:
         bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # no environment is closed while a thread steps it
         for env in envs:
             env.close()
     results.sort(key=lambda r: r.index)

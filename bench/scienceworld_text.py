@@ -34,6 +34,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import weakref
 from typing import Any
 
@@ -93,6 +94,9 @@ def room_of(look: str) -> str:
 
 _LIVE: weakref.WeakSet[_Simulator] = weakref.WeakSet()
 _IDLE: list[_Simulator] = []
+_POOL_LOCK = threading.Lock()
+"""Environments are stepped in threads (bench.runner): the idle pool is taken from and given to one at a time."""
+_ENV_LOCK = threading.Lock()
 IDLE_JVMS = 8
 """Most idle JVMs kept for reuse (~350 MB each)."""
 
@@ -119,15 +123,12 @@ class _Simulator:
 
         # py4j logs every refused connection of a JVM that died with a traceback; the wrapper says it once.
         logging.getLogger("py4j").setLevel(logging.CRITICAL)
-        user = os.environ.get("JAVA_TOOL_OPTIONS")
-        os.environ["JAVA_TOOL_OPTIONS"] = java_options(user or "")  # the JVM inherits it when it starts
-        try:
-            self.env = ScienceWorldEnv("", envStepLimit=10**9)  # the step limit is this wrapper's
-        finally:
-            if user is None:
-                del os.environ["JAVA_TOOL_OPTIONS"]
-            else:
-                os.environ["JAVA_TOOL_OPTIONS"] = user
+        # The JVM inherits JAVA_TOOL_OPTIONS. It is set for the whole process (idempotently: the user's options
+        # stay, the cap and determinism flags are added once), not set and restored around each start, so that
+        # threads can start JVMs at the same time without one restoring the variable under another's feet.
+        with _ENV_LOCK:
+            os.environ["JAVA_TOOL_OPTIONS"] = java_options(os.environ.get("JAVA_TOOL_OPTIONS", ""))
+        self.env = ScienceWorldEnv("", envStepLimit=10**9)  # the step limit is this wrapper's
         self.server = self.env.server
         self.process: subprocess.Popen = self.env._gateway.java_process
         _LIVE.add(self)
@@ -177,12 +178,14 @@ class ScienceWorldTextEnv(gymnasium.Env):
     # ---------------------------------------------------------------- the JVM
     @property
     def simulator(self) -> _Simulator:
-        while self._sim is None and _IDLE:
-            candidate = _IDLE.pop()
-            if candidate.process.poll() is None:
-                self._sim = candidate
         if self._sim is None:
-            self._sim = _Simulator()
+            with _POOL_LOCK:
+                while self._sim is None and _IDLE:
+                    candidate = _IDLE.pop()
+                    if candidate.process.poll() is None:
+                        self._sim = candidate
+            if self._sim is None:
+                self._sim = _Simulator()  # outside the lock: threads start their JVMs side by side
         return self._sim
 
     def _load(self, gold: bool = False) -> None:
@@ -317,9 +320,11 @@ class ScienceWorldTextEnv(gymnasium.Env):
     def close(self) -> None:
         """Give the JVM back to the idle pool (or end it when the pool is full or it died)."""
         if self._sim is not None:
-            if self._sim.process.poll() is None and len(_IDLE) < IDLE_JVMS:
-                _IDLE.append(self._sim)
-            else:
+            with _POOL_LOCK:
+                keep = self._sim.process.poll() is None and len(_IDLE) < IDLE_JVMS
+                if keep:
+                    _IDLE.append(self._sim)
+            if not keep:
                 self._sim.close()
             self._sim = None
         self.variation = None

@@ -45,6 +45,8 @@ class TaskSpec:
     cycle: bool = False
     """Few seeds: router training cycles through all training seeds (the demonstrations' too), and a run
     evaluates at most every evaluation seed once, runs of other seeds starting at other offsets."""
+    parallel_envs: bool = False
+    """Step and reset this task's environments in threads: each waits on its own process (a JVM), not on Python."""
     with_options: Callable[[dict[str, str]], TaskSpec] | None = field(default=None, repr=False, compare=False)
     """The variant of this task that `name[key=value,...]` asks for (ScienceWorld: simplifications, max_steps)."""
 
@@ -246,5 +248,6 @@ for _task, (_train, _dev, _test, _steps, _about) in SCIENCEWORLD_TASKS.items():
         action_mode="generate",
         max_slots=SCIENCEWORLD_MAX_SLOTS,
         cycle=True,
+        parallel_envs=True,
         with_options=_scienceworld_variant(_task),
     ))

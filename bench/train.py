@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 import time
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tqdm import tqdm
 from transformers import (
     AutoModelForSeq2SeqLM,
@@ -105,20 +107,65 @@ def build_tokenizer(texts: Sequence[str]) -> PreTrainedTokenizerFast:
     )
 
 
+WORDS = re.compile(r"\w+|[^\w\s]+")  # what the Whitespace pre-tokenizer splits on
+SUFFIX = "</w>"
+
+
+def learn_bpe(texts: Sequence[str], vocab_size: int, alphabet: str) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-pair merges learnt on `texts` (lower-cased), deterministically: the most frequent pair is merged
+    first, ties going to the smallest pair. (The tokenizers library's trainer breaks ties by ids it assigns in
+    hash-map order, so the same texts gave a different tokenizer, and model, in every process.)
+
+    The vocabulary: the special tokens, every character of `alphabet` and of the texts both inside a word and
+    word-final (`r` and `r</w>`: any word can be written), then one token per merge, until `vocab_size`."""
+    counts = Counter(word for text in texts for word in WORDS.findall(text.lower()))
+    words = sorted(counts)
+    seqs = [[*word[:-1], word[-1] + SUFFIX] for word in words]
+    freqs = [counts[word] for word in words]
+    chars = set(alphabet) | {c for word in words for c in word}
+    symbols = sorted(chars | {c + SUFFIX for c in chars})
+    vocab = {token: i for i, token in enumerate([*SPECIAL_TOKENS, *symbols])}
+    pairs: Counter[tuple[str, str]] = Counter()
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, seq in enumerate(seqs):
+        for pair in zip(seq, seq[1:], strict=False):
+            pairs[pair] += freqs[i]
+            where[pair].add(i)
+    merges: list[tuple[str, str]] = []
+    while len(vocab) < vocab_size and pairs:
+        (a, b), count = min(pairs.items(), key=lambda item: (-item[1], item[0]))
+        if count < 1:
+            break
+        merges.append((a, b))
+        vocab[a + b] = len(vocab)
+        for i in sorted(where.pop((a, b), ())):
+            seq, freq = seqs[i], freqs[i]
+            for pair in zip(seq, seq[1:], strict=False):
+                pairs[pair] -= freq
+            merged, j = [], 0
+            while j < len(seq):
+                if j + 1 < len(seq) and seq[j] == a and seq[j + 1] == b:
+                    merged.append(a + b)
+                    j += 2
+                else:
+                    merged.append(seq[j])
+                    j += 1
+            seqs[i] = merged
+            for pair in zip(merged, merged[1:], strict=False):
+                pairs[pair] += freq
+                where[pair].add(i)
+        pairs = Counter({pair: n for pair, n in pairs.items() if n > 0})
+    return vocab, merges
+
+
 def build_bpe_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """A lower-cased subword (BPE) tokenizer learnt on `texts`, with every lower-case letter, digit and
     punctuation mark in its alphabet: any word can be written, seen in training or not."""
-    core = Tokenizer(models.BPE(unk_token="<unk>", end_of_word_suffix="</w>"))
+    vocab, merges = learn_bpe(texts, vocab_size, string.ascii_lowercase + string.digits + string.punctuation)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", end_of_word_suffix=SUFFIX))
     core.normalizer = normalizers.Lowercase()
     core.pre_tokenizer = pre_tokenizers.Whitespace()
-    alphabet = string.ascii_lowercase + string.digits + string.punctuation
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), end_of_word_suffix="</w>", show_progress=False,
-        initial_alphabet=list(alphabet),
-    )
-    # Each character once as a word of its own, so that its word-final form ("r</w>") is in the vocabulary too.
-    core.train_from_iterator(list(texts) + [" ".join(alphabet)], trainer)
-    core.decoder = decoders.BPEDecoder(suffix="</w>")
+    core.decoder = decoders.BPEDecoder(suffix=SUFFIX)
     eos = core.token_to_id("</s>")
     core.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", eos)])
     return PreTrainedTokenizerFast(

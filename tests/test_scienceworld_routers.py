@@ -4,6 +4,10 @@ actions, the metering and the traces are the same code as for BabyAI-Text."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -95,6 +99,24 @@ def test_subword_tokenizer_spells_unseen_words() -> None:
                             skip_special_tokens=True).strip() == "connect battery anode to black wire terminal 1"
 
 
+TEXTS = ["connect battery anode to black wire terminal 1", "go to workshop", "focus on the red light bulb"] * 3
+TOKENIZER_JSON = f"""
+import sys
+from bench.train import build_bpe_tokenizer
+sys.stdout.write(build_bpe_tokenizer({TEXTS!r}, 200).backend_tokenizer.to_str())
+"""
+
+
+def test_subword_tokenizer_is_the_same_in_every_process() -> None:
+    """The merges and ids do not depend on the process or its hash seed (the tokenizers library's own trainer
+    gave a different tokenizer, and so a different model, in every process)."""
+    here = build_bpe_tokenizer(TEXTS, 200).backend_tokenizer.to_str()
+    there = subprocess.run([sys.executable, "-c", TOKENIZER_JSON], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parent.parent,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout
+    assert here == there and '"merges"' in here and "connect</w>" in here
+
+
 def test_where_deepthink_counts_steps_and_rooms(tmp_path) -> None:
     class Result:
         def __init__(self, trace):
@@ -152,3 +174,21 @@ def test_reproduce_covers_scienceworld_with_its_own_report(londi_cache, sw_smoke
     assert [r.data.tags["londi.suite"] for r in reports] == ["scienceworld"]
     assert any(a.path == "scienceworld_londi_b_where.png"
                for a in MlflowClient(tracking_uri).list_artifacts(reports[0].info.run_id))
+
+
+def test_environments_stepped_in_threads_give_the_same_episodes(sw_smoke_models: ModelPair) -> None:
+    """ScienceWorld's environments step and reset in threads (one JVM each): the same episodes, step for step,
+    as stepping them one after the other, and random switching's draws are unchanged."""
+    task = dataclasses.replace(get_task("scienceworld/power-component"),
+                               make_env=lambda: ScienceWorldTextEnv("power-component", max_steps=5), max_steps=5)
+    assert task.parallel_envs
+    seeds = [15, 16, 17, 18]
+
+    def play(parallel: bool) -> list[tuple]:
+        results, _ = run_episodes(router_spec("random_switch[p=0.5]").make(),
+                                  dataclasses.replace(task, parallel_envs=parallel), sw_smoke_models, seeds,
+                                  batch_size=3, seed=1, progress=False)
+        return [(r.env_seed, r.reward, [(s["model"], s["action"], s["reward"], s["room"]) for s in r.trace])
+                for r in results]
+
+    assert play(True) == play(False)
