@@ -15,7 +15,8 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,9 +157,7 @@ def evaluate(
     tags = {"londi.kind": "eval", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
             "londi.profile": profile}
     run_name = f"{task.name}__{exp_name}__{seed}__{int(time.time())}"
-    with RunLogger(run_name, params, _resume_tags(tags, checkpoint), experiment=experiment, uri=tracking_uri) as run:
-        _link_stopped_run(run, checkpoint)
-
+    with _logged_run(run_name, params, tags, checkpoint, experiment, tracking_uri) as run:
         def log_episode(result: EpisodeResult) -> None:
             metrics = {**result.metrics(), "env_seed": result.env_seed}
             run.log_metrics({EPISODE_PREFIX + k: v for k, v in metrics.items()}, step=result.index)
@@ -176,7 +175,6 @@ def evaluate(
                 unavailable_reason="no model runs on a CUDA device", device_name=None)
         totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
         run.log_metrics({**summary_metrics(results), **totals, **reading.as_metrics()})
-        _tag_resumed(run, checkpoint)
         if not reading.available:
             run.set_tags({"londi.gpu": f"unavailable: {reading.unavailable_reason}"})
         run.log_json_lines(
@@ -203,34 +201,30 @@ def _gpu_monitor(models: ModelPair) -> GpuMonitor | None:
     return GpuMonitor(device_index=index).start()
 
 
-def _resume_tags(tags: dict[str, str], checkpoint: Checkpointer | None) -> dict[str, str]:
-    previous = checkpoint.meta().get("mlflow_run_id") if checkpoint is not None and checkpoint.exists() else None
-    return {**tags, "londi.resumed_from": previous} if previous else tags
-
-
-def _link_stopped_run(run: RunLogger, checkpoint: Checkpointer | None) -> None:
-    """Point the stopped run (if this one resumes it) at this one, and remember this one in the checkpoint.
+@contextmanager
+def _logged_run(name: str, params: dict, tags: dict[str, str], checkpoint: Checkpointer | None, experiment: str,
+                uri: str | None) -> Iterator[RunLogger]:
+    """The MLflow run of a training or an evaluation; with `checkpoint`, linked to the run it resumes (if any).
 
     A run stopped by Ctrl-C, SIGTERM or an exception was closed as KILLED or FAILED already; one whose process
     was SIGKILLed is still RUNNING in MLflow and is marked KILLED here."""
-    if checkpoint is None:
-        return
-    previous = checkpoint.meta().get("mlflow_run_id") if checkpoint.exists() else None
-    if previous:
-        try:
-            if run.client.get_run(previous).info.status == "RUNNING":
-                run.client.set_tag(previous, "londi.stopped", "its process ended without closing the run "
-                                   "(SIGKILL or a lost machine); marked KILLED when the sweep resumed")
-                run.client.set_terminated(previous, status="KILLED")
-            run.client.set_tag(previous, "londi.resumed_in", run.run_id)
-        except MlflowException:  # the stopped run was logged to another store
-            pass
-    checkpoint.set_meta(mlflow_run_id=run.run_id)
-
-
-def _tag_resumed(run: RunLogger, checkpoint: Checkpointer | None) -> None:
-    if checkpoint is not None and checkpoint.restored:
-        run.set_tags({"londi.resumed_episodes": str(checkpoint.restored)})
+    previous = checkpoint.previous_run() if checkpoint is not None else None
+    with RunLogger(name, params, {**tags, "londi.resumed_from": previous} if previous else tags,
+                   experiment=experiment, uri=uri) as run:
+        if previous:
+            try:
+                if run.client.get_run(previous).info.status == "RUNNING":
+                    run.client.set_tag(previous, "londi.stopped", "its process ended without closing the run "
+                                       "(SIGKILL or a lost machine); marked KILLED when the sweep resumed")
+                    run.client.set_terminated(previous, status="KILLED")
+                run.client.set_tag(previous, "londi.resumed_in", run.run_id)
+            except MlflowException:  # the stopped run was logged to another store
+                pass
+        if checkpoint is not None:
+            checkpoint.set_meta(mlflow_run_id=run.run_id)
+        yield run
+        if checkpoint is not None and checkpoint.restored:
+            run.set_tags({"londi.resumed_episodes": str(checkpoint.restored)})
 
 
 def train_router(
@@ -259,9 +253,8 @@ def train_router(
               **{f"router.{k}": v for k, v in router.params().items()}}
     tags = {"londi.kind": "router_train", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
             "londi.profile": profile}
-    with RunLogger(f"{task.name}__{exp_name}__{seed}__train__{int(time.time())}", params,
-                   _resume_tags(tags, checkpoint), experiment=experiment, uri=tracking_uri) as run:
-        _link_stopped_run(run, checkpoint)
+    with _logged_run(f"{task.name}__{exp_name}__{seed}__train__{int(time.time())}", params, tags, checkpoint,
+                     experiment, tracking_uri) as run:
         router.training = True
         try:
             results, meter = run_episodes(router, task, models, env_seeds, batch_size=batch_size, seed=seed,
@@ -272,7 +265,6 @@ def train_router(
         totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
         run.log_metrics({**summary_metrics(results), **totals,
                          **{f"router_{k}": v for k, v in getattr(router, "stats", {}).items()}})
-        _tag_resumed(run, checkpoint)
         if hasattr(router, "save"):
             with tempfile.TemporaryDirectory() as tmp:
                 saved = router.save(Path(tmp) / "switcher")

@@ -181,8 +181,6 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
          routers: list[RouterSpec], device: str, started: float) -> list[Cell]:
     """Train or load the pairs, run every setting (skipping what the sweep finished before), write the reports."""
     args, profile = plan.args, plan.profile
-    learned_for, ablation_for, seeds_for = plan.learned_for, plan.ablation_for, plan.seeds_for
-    task_episodes, train_episodes_for = plan.episodes_for, plan.train_episodes_for
     suites = list(dict.fromkeys(task.suite for task in tasks + sweep_tasks))
     pairs: dict[str, ModelPair] = {}
     for suite in suites:
@@ -194,11 +192,11 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair | None = None, label: str | None = None) -> list:
         """Every seed of one setting on one task (trained first if it learns); its episodes."""
         results = []
-        for seed in seeds_for(task):
+        for seed in plan.seeds_for(task):
             router = spec.make()
             if hasattr(router, "train_episodes") and "train_episodes" not in spec.options:
-                router.train_episodes = train_episodes_for(task)
-            results += train_and_evaluate(router, task, pair or pairs[task.suite], seed, task_episodes(task),
+                router.train_episodes = plan.train_episodes_for(task)
+            results += train_and_evaluate(router, task, pair or pairs[task.suite], seed, plan.episodes_for(task),
                                           profile.batch_size, profile.name, sweep, label or spec.label,
                                           tracking_uri=args.tracking_uri, experiment=args.experiment,
                                           progress=args.progress, state=state)
@@ -209,7 +207,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             run(spec, task)
     for task in sweep_tasks:
         matched: set[str] = {spec.label for spec in routers} if task in tasks else set()
-        for spec in learned_for(task):
+        for spec in plan.learned_for(task):
             results = run(spec, task)
             learned_results[(task.name, spec.label)] = results
             if args.match_random:
@@ -218,10 +216,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                 if random_spec.label not in matched:
                     matched.add(random_spec.label)
                     run(random_spec, task)
-        if ablation_for(task):
+        if plan.ablation_for(task):
             models = pairs[task.suite]
             random_quick = ModelPair(RandomPolicy(context=models.quick.context), models.deepthink)
-            for spec in ablation_for(task):
+            for spec in plan.ablation_for(task):
                 run(spec, task, random_quick, label=spec.label + ABLATION)
 
     everything = episodes_frame(sweep, args.tracking_uri, args.experiment)
@@ -241,8 +239,8 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             "sweep (MLflow tag londi.sweep)": sweep,
             "git commit": git_commit(),
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-            "seeds": ", ".join(map(str, seeds_for(first))),
-            "episodes per task and seed": task_episodes(first),
+            "seeds": ", ".join(map(str, plan.seeds_for(first))),
+            "episodes per task and seed": plan.episodes_for(first),
             "device": device,
             "wall time (s) of the whole sweep, both suites, training included when not cached": round(wall_s, 1),
             **({"resumed": "yes: the wall time is the last part's only"} if args.resume else {}),

@@ -96,6 +96,10 @@ class Checkpointer:
     def meta(self) -> dict[str, Any]:
         return json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
 
+    def previous_run(self) -> str | None:
+        """The MLflow run that made the snapshot there is (the run a resumed one continues), if any."""
+        return self.meta().get("mlflow_run_id") if self.exists() else None
+
     def set_meta(self, **values: Any) -> None:
         self.meta_path.parent.mkdir(parents=True, exist_ok=True)
         self.meta_path.write_text(json.dumps({**self.meta(), **values}))
