@@ -103,24 +103,41 @@ def gold_episode(env, task: str, variation: int) -> Demo | None:
     return Demo(task, variation, observations, actions, round(reward, 6))
 
 
+GOLD_THREADS = 3
+"""Tasks whose gold paths are played at the same time, one JVM each (a JVM works while the others wait)."""
+
+
 def collect_gold(jobs: Sequence[tuple[str, int]], max_steps: int, path: Path) -> list[Demo]:
-    """ScienceWorld gold demonstrations for every (task, variation), read from `path` if written before."""
+    """ScienceWorld gold demonstrations for every (task, variation), read from `path` if written before. Each
+    task's variations are played on one JVM, tasks side by side in threads; the demonstrations come back in the
+    order of `jobs` (a variation's gold path is the same in any JVM, see bench/scienceworld_text.py)."""
     if path.exists():
         return load(path)
+    from concurrent.futures import ThreadPoolExecutor
+
     from bench.scienceworld_text import ScienceWorldTextEnv
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    demos: list[Demo] = []
-    envs: dict[str, ScienceWorldTextEnv] = {}
-    try:
-        for task, variation in tqdm(jobs, desc="ScienceWorld gold paths", unit="ep", mininterval=1.0):
-            env = envs.setdefault(task, ScienceWorldTextEnv(task, max_steps=max_steps))
-            demo = gold_episode(env, task, variation)
-            if demo is not None:
-                demos.append(demo)
-    finally:
-        for env in envs.values():
+    by_task: dict[str, list[int]] = {}
+    for task, variation in jobs:
+        by_task.setdefault(task, []).append(variation)
+    progress = tqdm(total=len(jobs), desc="ScienceWorld gold paths", unit="ep", mininterval=1.0)
+
+    def play_task(task: str) -> dict[int, Demo | None]:
+        env = ScienceWorldTextEnv(task, max_steps=max_steps)
+        played: dict[int, Demo | None] = {}
+        try:
+            for variation in by_task[task]:
+                played[variation] = gold_episode(env, task, variation)
+                progress.update()
+        finally:
             env.close()
+        return played
+
+    with ThreadPoolExecutor(max_workers=GOLD_THREADS) as pool:
+        played = dict(zip(by_task, pool.map(play_task, by_task), strict=True))
+    progress.close()
+    demos = [demo for task, variation in jobs if (demo := played[task][variation]) is not None]
     if len(demos) < len(jobs) / 2:
         raise RuntimeError(f"ScienceWorld's gold paths reached score 100 in only {len(demos)} of {len(jobs)} "
                            f"variations: check the scienceworld version")

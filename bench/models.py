@@ -23,7 +23,7 @@ from bench import demos as demo_lib
 from bench.dagger import train_with_dagger
 from bench.lm import LONDI_META, ActionLM, load_model
 from bench.profiles import Profile
-from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_TASKS
+from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_DEMO_ONLY, SCIENCEWORLD_TASKS
 from bench.tracking import RunLogger
 from bench.train import ModelRecipe, key_fields, train
 
@@ -56,7 +56,7 @@ def _demo_config(profile: Profile, suite: str = "babyai") -> dict:
     if suite == "scienceworld":
         from bench.scienceworld_text import SIMPLIFICATIONS
 
-        return {"tasks": list(profile.sw_demo_tasks or SCIENCEWORLD_TASKS),
+        return {"tasks": list(profile.sw_demo_tasks or SCIENCEWORLD_TASKS) + list(profile.sw_extra_demo_tasks),
                 "demo_variations": profile.sw_demo_variations,
                 "heldout_variations": profile.sw_heldout_variations, "simplifications": SIMPLIFICATIONS,
                 "format": SCIENCEWORLD_FORMAT}
@@ -106,7 +106,7 @@ def scienceworld_demo_jobs(profile: Profile) -> dict[str, list[tuple[str, int]]]
     """(task, variation) of the gold paths: the first training variations of each task, and dev ones held out."""
     jobs: dict[str, list[tuple[str, int]]] = {"train": [], "heldout": []}
     for task in _demo_config(profile, "scienceworld")["tasks"]:
-        train_n, dev_n, *_ = SCIENCEWORLD_TASKS[task]
+        train_n, dev_n, *_ = SCIENCEWORLD_TASKS.get(task) or SCIENCEWORLD_DEMO_ONLY[task]
         jobs["train"] += [(task, v) for v in range(min(train_n, profile.sw_demo_variations))]
         jobs["heldout"] += [(task, v) for v in range(train_n, train_n + min(dev_n, profile.sw_heldout_variations))]
     return jobs

@@ -39,6 +39,8 @@ class Profile:
     """ScienceWorld's pair: one model per role for every ScienceWorld task (trained on all of them together)."""
     sw_demo_tasks: tuple[str, ...] | None = None
     """ScienceWorld tasks (simulator names) whose gold paths the pair is cloned from; unset: every registered one."""
+    sw_extra_demo_tasks: tuple[str, ...] = ()
+    """Further ScienceWorld tasks cloned from but not evaluated (bench.tasks.SCIENCEWORLD_DEMO_ONLY)."""
     sw_demo_variations: int = 40
     """ScienceWorld gold paths per task: its first training variations, at most this many."""
     sw_heldout_variations: int = 5
@@ -122,20 +124,28 @@ PROFILES: dict[str, Profile] = {
         deepthink=ModelRecipe(role="deepthink", context="memory", d_model=96, d_ff=384, layers=3, heads=4,
                               steps=2500, batch_size=64, lr=5e-4, warmup_steps=300,
                               dagger_betas=(0.5, 0.2, 0.0), dagger_episodes=150, dagger_steps=1000),
-        # ScienceWorld: behaviour cloning on the gold paths of every task's training variations together, a
-        # subword vocabulary, actions generated. QUICK reads the room and its last action; DEEPTHINK, ~6x its
-        # size, the recent actions with their results and the inventory too (bench/contexts.py).
-        sw_quick=ModelRecipe(role="quick", context="sw_now", d_model=48, d_ff=192, layers=2, heads=4,
-                             steps=800, batch_size=32, lr=1e-3, warmup_steps=80, tokenizer="bpe", generate=True),
-        sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=96, d_ff=384, layers=3, heads=4,
-                                 steps=800, batch_size=32, lr=7e-4, warmup_steps=80, tokenizer="bpe",
+        # ScienceWorld: behaviour cloning on the gold paths of every task's training variations together (and of five
+        # related tasks that are not evaluated: more names to learn copying from), a subword vocabulary, actions
+        # generated. QUICK reads the room and its last action; DEEPTHINK, ~6x its size, the recent actions with
+        # their results and the inventory too (bench/contexts.py). Two attention heads: the prompts are 200-400
+        # tokens, and per-head attention is most of a training step on a CPU (4 heads took 1.8x as long).
+        sw_quick=ModelRecipe(role="quick", context="sw_now", d_model=48, d_ff=192, layers=2, heads=2,
+                             steps=2000, batch_size=32, lr=1e-3, warmup_steps=100, tokenizer="bpe", generate=True),
+        sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=96, d_ff=384, layers=3, heads=2,
+                                 steps=2000, batch_size=32, lr=7e-4, warmup_steps=100, tokenizer="bpe",
                                  generate=True),
-        sw_demo_variations=40,
+        sw_extra_demo_tasks=("find-animal", "find-plant", "find-non-living-thing",
+                             "power-component-renewable-vs-nonrenewable-energy", "test-conductivity"),
+        sw_demo_variations=60,
         sw_heldout_variations=5,
         # A ScienceWorld step costs ~100x a BabyAI-Text one (JVM round trips, a simulator tick) and the tasks have
         # few test variations: one seed of 8 episodes, one per open JVM (power-component has 5 test variations).
         sw_episodes=8,
         sw_seeds=(0,),
+        # The paper's two ScienceWorld tasks: power-component for its picture of where LONDI-B calls DEEPTHINK, and
+        # lifespan-longest-lived-then-shortest-lived, where this pair's DEEPTHINK is clearly above QUICK.
+        sweep_tasks=("babyai/Mixed", "scienceworld/power-component",
+                     "scienceworld/lifespan-longest-lived-then-shortest-lived"),
         sw_router_train_episodes=24,
     ),
     "paper": Profile(
@@ -159,6 +169,8 @@ PROFILES: dict[str, Profile] = {
         sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=0, d_ff=0, layers=0, heads=0,
                                  steps=3000, batch_size=32, lr=1e-4, warmup_steps=200,
                                  init_from="google/flan-t5-large", generate=True),
+        sw_extra_demo_tasks=("find-animal", "find-plant", "find-non-living-thing",
+                             "power-component-renewable-vs-nonrenewable-energy", "test-conductivity"),
         sw_demo_variations=1000,
         sw_heldout_variations=20,
         device="cuda",

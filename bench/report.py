@@ -292,17 +292,26 @@ def family(router: str) -> str:
     return router.removesuffix(ABLATION).split("[")[0] + (ABLATION if router.endswith(ABLATION) else "")
 
 
+def saving(cell: Cell) -> float:
+    """What a router saves against DEEPTHINK-only for the verdict: the smaller of its compute-second and FLOPs
+    savings. The clock is what the paper counts (GPU time), but on a shared 2-core machine its readings are noisy
+    (a router calling DEEPTHINK on every step has "saved" half the seconds of DEEPTHINK-only on ScienceWorld, with
+    JVMs working beside the model calls); the FLOPs are exact. A saving counts where both show it."""
+    return min(cell.values["saving_compute_s"].mean, cell.values["saving_flops"].mean)
+
+
 def _best(group: list[Cell]) -> dict | None:
     if not group:
         return None
-    top = max(group, key=lambda cell: cell.values["saving_compute_s"].mean)
-    return {"router": top.router, **{k: top.values[k].__dict__ for k in
-                                     ("saving_compute_s", "saving_flops", "reward_retained")}}
+    top = max(group, key=saving)
+    return {"router": top.router, "saving": saving(top), **{k: top.values[k].__dict__ for k in
+                                                            ("saving_compute_s", "saving_flops", "reward_retained")}}
 
 
 def verdicts(cells: list[Cell]) -> list[dict]:
-    """Per task: the largest compute saving any deployable router reaches while keeping at least RETAINED of
-    DEEPTHINK-only's reward (mean), and the same for the LONDI settings alone, next to the paper's claim."""
+    """Per task: the largest saving (`saving`: compute seconds and FLOPs both) any deployable router reaches while
+    keeping at least RETAINED of DEEPTHINK-only's reward (mean), and the same for the LONDI settings alone, next to
+    the paper's claim."""
     rows = []
     for task in sorted({c.task for c in cells}):
         eligible = [c for c in cells if c.task == task and "saving_compute_s" in c.values
@@ -327,6 +336,7 @@ def verdict_markdown(rows: list[dict]) -> str:
 
     lines = [f"## Verdict: the largest saving at >= {RETAINED:.0%} of DEEPTHINK-only's reward "
              f"(paper: up to {PAPER_SAVING:.0%})", "",
+             "A router's saving is the smaller of its compute-second and FLOPs savings against DEEPTHINK-only.", "",
              "| task | best deployable router | best LONDI setting | paper's claim reached by LONDI |",
              "|---|---|---|---|"]
     for row in rows:
@@ -335,7 +345,7 @@ def verdict_markdown(rows: list[dict]) -> str:
         elif row["best_londi"] is None:
             claim = f"no: no LONDI setting kept {RETAINED:.0%} of the reward"
         else:
-            reached = row["best_londi"]["saving_compute_s"]["mean"] >= PAPER_SAVING
+            reached = row["best_londi"]["saving"] >= PAPER_SAVING
             claim = "yes" if reached else "no: saving under 30%"
         lines.append(f"| {row['task']} | {show(row['best'])} | {show(row['best_londi'])} | {claim} |")
     return "\n".join(lines)

@@ -231,6 +231,8 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         models = pairs[suite]
         first = next(t for t in tasks + sweep_tasks if t.suite == suite)
         episodes_table = everything[everything["task"].str.startswith(f"{suite}/")]
+        if episodes_table.empty:  # a suite whose tasks ran nothing (a sweep task without learned settings)
+            continue
         cells = summarize(episodes_table)
         all_cells += cells
         context = {
@@ -257,8 +259,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                 episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir, context,
                 tracking_uri=args.tracking_uri, experiment=args.experiment)
             paths.extend(pair_paths)
+        # One task's picture (the suite's first sweep task: power-component, the paper's "create a circuit").
+        where_task = next((t.name for t in sweep_tasks if t.suite == suite), None)
         where = {label: results for (task, label), results in learned_results.items()
-                 if task.startswith(f"{suite}/") and label.startswith("londi_b")}
+                 if task == where_task and label.startswith("londi_b")}
         if where:  # the paper's picture: where LONDI-B spends its budget
             paths.append(plot_where_deepthink(where, out_dir / f"{suite}_londi_b_where.png"))
         with RunLogger(f"report__{sweep}__{suite}", {"profile": profile.name, "sweep": sweep, "suite": suite},

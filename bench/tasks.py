@@ -186,6 +186,17 @@ SCIENCEWORLD_TASKS: dict[str, tuple[int, int, int, int, str]] = {
     "use-thermometer": (270, 135, 135, 32, "measure a substance's temperature and sort it into a box"),
 }
 SCIENCEWORLD_MAX_SLOTS = 8
+SCIENCEWORLD_DEMO_ONLY: dict[str, tuple[int, int, int]] = {
+    "find-animal": (150, 75, 75),
+    "find-plant": (150, 75, 75),
+    "find-non-living-thing": (150, 75, 75),
+    "power-component-renewable-vs-nonrenewable-energy": (10, 5, 5),
+    "test-conductivity": (450, 225, 225),
+}
+"""ScienceWorld tasks whose gold paths a pair may be cloned from without the task being registered for evaluation
+(train, dev, test variations, checked against the simulator like the registered ones). They share actions and
+objects with the registered tasks (boxes, rooms, wires and terminals, "focus on" a named object) and give a model
+trained from scratch more to learn copying names from."""
 
 
 SCIENCEWORLD_SIMPLIFICATIONS = ("teleportAction", "selfWateringFlowerPots", "openContainers", "openDoors",

@@ -1,5 +1,13 @@
-"""The GPU path, run where a GPU is lent (`python3 scripts/gpu_check.py OUT_DIR`): NVML GPU-seconds and energy
-around real model calls on CUDA, the meter's synchronised seconds, and the same decisions on CUDA as on the CPU.
+"""The GPU path, run where a GPU is lent (`python3 scripts/gpu_check.py OUT_DIR [--flan-t5-shapes]`).
+
+1. The committed cpu pairs: NVML GPU-seconds and energy around real model calls on CUDA, the meter's synchronised
+   seconds, and the same decisions on CUDA as on the CPU.
+2. `--flan-t5-shapes`: what a decision costs at the paper profile's sizes, for machines that cannot reach the hub.
+   T5 models with Flan-T5-small's and Flan-T5-large's published shapes (random weights: the cost of a call does
+   not depend on the weights, only on its shapes) score BabyAI-Text's six actions and generate ScienceWorld actions
+   from prompts of the cpu pairs' context formats and lengths, at several batch sizes. Per call: metered seconds,
+   NVML GPU-seconds and energy, analytic FLOPs; and the large/small ratios, which turn a router's DEEPTHINK fraction
+   into a GPU-second saving.
 
 Needs only torch, transformers and nvidia-ml-py (no MLflow, no simulators): the prompts are fixed texts in each
 committed model's own context format. Writes gpu_check.json to OUT_DIR and prints it.
@@ -29,10 +37,29 @@ SW_PROMPT = ("Task: Your task is to turn on the red light bulb. First, focus on 
              "table. On the table is: a battery, a black wire, a orange wire.")
 
 
-def timed_calls(lm: ActionLM, prompts: list[str], generate: bool, repeats: int) -> dict:
+# A ScienceWorld DEEPTHINK prompt (sw_history) of typical length: about 190 subword tokens.
+SW_HISTORY_PROMPT = (
+    "Task: Your task is to turn on the electric motor. First, focus on the electric motor. Then, create an electrical "
+    "circuit that powers it on. Time: 3. Score: 7. Recent: open door to hallway -> The door is already open. | go to "
+    "hallway -> You move to the hallway. | go to workshop -> You move to the workshop. Room: This room is called the "
+    "workshop. In it, you see: the agent; a substance called air; a table. On the table is: a battery, a black wire, "
+    "a orange wire, a blue wire, an electric motor, which is off, a switch, which is off. an ultra low temperature "
+    "freezer. The ultra low temperature freezer door is open. In the ultra low temperature freezer is: nothing. You "
+    "also see: A door to the hallway (that is open) Inventory: In your inventory, you see: an orange")
+FLAN_T5_SHAPES = {
+    # google/flan-t5-small and google/flan-t5-large's config.json (gated-GELU feed-forward, untied output layer).
+    "flan-t5-small-shape": dict(d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8, num_decoder_layers=8),
+    "flan-t5-large-shape": dict(d_model=1024, d_ff=2816, d_kv=64, num_heads=16, num_layers=24, num_decoder_layers=24),
+}
+GENERATED_TOKENS = 8
+"""Tokens generated per ScienceWorld decision (random weights never stop on their own; a gold action is ~8)."""
+
+
+def timed_calls(lm: ActionLM, prompts: list[str], generate: bool, repeats: int, max_tokens: int = 24) -> dict:
     meter = Meter(len(prompts), devices=(lm.device,))
     slots = list(range(len(prompts)))
-    call = (lambda: lm.generate(prompts)) if generate else (lambda: lm.score(prompts, BABYAI_ACTIONS))
+    call = ((lambda: lm.generate(prompts, max_tokens=max_tokens)) if generate
+            else (lambda: lm.score(prompts, BABYAI_ACTIONS)))
     call()  # warm-up (CUDA context, kernels)
     with GpuMonitor(interval_s=0.02) as monitor:
         started = time.perf_counter()
@@ -48,7 +75,44 @@ def timed_calls(lm: ActionLM, prompts: list[str], generate: bool, repeats: int) 
             "nvml_samples": reading.samples, "actions": actions[:2]}
 
 
-def main(out_dir: Path) -> None:
+def flan_t5_shape_runs(tokenizer_dir: Path, device: str) -> list[dict]:
+    """Flan-T5-small- and -large-shaped models (random weights) on both suites' decisions, per batch size, and the
+    large/small ratios of each cost. Prompts are tokenised with a committed ScienceWorld tokenizer (its subword
+    lengths are close to T5's own); the ids index the shaped models' 32128-entry vocabulary."""
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    runs: list[dict] = []
+    for name, shape in FLAN_T5_SHAPES.items():
+        torch.manual_seed(0)
+        config = T5Config(vocab_size=32128, feed_forward_proj="gated-gelu", tie_word_embeddings=False,
+                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                          decoder_start_token_id=tokenizer.pad_token_id, **shape)
+        lm = ActionLM(T5ForConditionalGeneration(config), tokenizer, name=name, device=device,
+                      meta={"role": "deepthink" if "large" in name else "quick"})
+        for suite, prompt, generate, batches in (("babyai", BABYAI_PROMPT, False, (1, 16, 64)),
+                                                 ("scienceworld", SW_HISTORY_PROMPT, True, (1, 8))):
+            for batch in batches:
+                row = timed_calls(lm, [prompt] * batch, generate, repeats=10 if device == "cuda" else 2,
+                                  max_tokens=GENERATED_TOKENS)
+                row.update(suite=suite, non_embedding_params=lm.size.non_embedding_params,
+                           prompt_tokens=len(tokenizer(prompt)["input_ids"]))
+                row.pop("actions")
+                runs.append(row)
+        del lm
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    small, large = FLAN_T5_SHAPES
+    for row in [r for r in runs if r["model"] == large]:
+        base = next(r for r in runs
+                    if r["model"] == small and (r["suite"], r["batch"]) == (row["suite"], row["batch"]))
+        runs.append({"ratio": f"{large} / {small}", "suite": row["suite"], "batch": row["batch"], **{
+            key: row[key] / base[key] for key in ("ms_per_call_metered", "flops_per_call", "gpu_s", "gpu_energy_j")
+            if row.get(key) and base.get(key)}})
+    return runs
+
+
+def main(out_dir: Path, shapes: bool = False) -> None:
     report: dict = {"nvml_status": nvml_status() or "ok", "cuda": torch.cuda.is_available(),
                     "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                     "torch": torch.__version__, "runs": []}
@@ -65,6 +129,9 @@ def main(out_dir: Path) -> None:
                 report["runs"].append(rows[device])
             same.append(rows["cpu"]["actions"] == rows.get("cuda", rows["cpu"])["actions"])
         report["runs"].append({"model": path.name, "same_actions_cpu_and_cuda": all(same)})
+    if shapes:
+        tokenizer_dir = next(p for p in pairs if p.name.startswith("scienceworld-deepthink"))
+        report["flan_t5_shapes"] = flan_t5_shape_runs(tokenizer_dir, "cuda" if torch.cuda.is_available() else "cpu")
     text = json.dumps(report, indent=1, default=str)
     print(text)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -72,4 +139,5 @@ def main(out_dir: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "."))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    main(Path(args[0] if args else "."), shapes="--flan-t5-shapes" in sys.argv[1:])

@@ -44,7 +44,11 @@ def scienceworld_heldout(tmp_path_factory: pytest.TempPathFactory) -> list:
     from bench.demos import collect_gold
 
     path = tmp_path_factory.mktemp("sw-heldout") / "heldout.jsonl.gz"
-    return collect_gold(scienceworld_demo_jobs(get_profile("cpu"))["heldout"], SCIENCEWORLD_DEMO_STEPS, path)
+    jobs = scienceworld_demo_jobs(get_profile("cpu"))["heldout"]
+    demos = collect_gold(jobs, SCIENCEWORLD_DEMO_STEPS, path)
+    played = [(d.level, d.seed) for d in demos]  # tasks are played side by side; the order is still the jobs'
+    assert played == [job for job in jobs if job in set(played)] and len(played) >= 0.9 * len(jobs)
+    return demos
 
 
 @pytest.mark.parametrize("role", ["quick", "deepthink"])

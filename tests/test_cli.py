@@ -193,3 +193,18 @@ def test_missing_model_path_names_the_fix(londi_cache: Path, tracking_uri: str, 
                       "--quick", str(missing), "--deepthink", str(missing), "--episodes", "1")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert str(missing) in done.stderr and "make models" in done.stderr
+
+
+def test_reproduce_reports_only_the_suites_that_ran(londi_cache: Path, tracking_uri: str, tmp_path: Path,
+                                                     sw_smoke_models) -> None:
+    """A sweep task of the other suite with no learned setting and no ablation runs nothing there: its suite gets
+    no report (it crashed drawing a plot of no tasks), the suite that ran gets its own."""
+    from bench import reproduce
+
+    args = tyro.cli(reproduce.Args, args=["--profile", "smoke", "--tasks", "babyai/GoToLocal", "--routers",
+                                          "quick_only", "--sweep-tasks", "scienceworld/power-component", "--learned",
+                                          "--no-match-random", "--ablation", "--no-progress",
+                                          "--results-dir", str(tmp_path)])
+    cells = reproduce.main(args)
+    assert [(c.task, c.router) for c in cells] == [("babyai/GoToLocal", "quick_only")]
+    assert sorted(p.name for p in (tmp_path / "smoke").glob("*.md")) == ["babyai.md"]

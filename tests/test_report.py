@@ -266,3 +266,21 @@ def test_ablation_rows_and_references_keep_the_random_quick_apart() -> None:
     assert "| babyai/Mixed | londi_sac[c=0.01] | 0.200" in ablation_markdown(list(rows.values()))
     (verdict,) = verdicts(list(cells.values()))
     assert verdict["londi_settings_run"] == 1  # the ablation's run is not a LONDI setting of the verdict
+
+
+def test_a_saving_counts_only_where_both_the_clock_and_the_flops_show_it() -> None:
+    """Noisy seconds alone (a router calling DEEPTHINK on every step, 0 FLOPs saved) neither win the verdict nor
+    reach the paper's claim."""
+    def cell(router: str, seconds: float, flops: float) -> Cell:
+        e = lambda v: Estimate(v, v - 0.05, v + 0.05, 8)  # noqa: E731
+        return Cell("scienceworld/x", router, 8, 1, {"saving_compute_s": e(seconds), "saving_flops": e(flops),
+                                                     "reward_retained": e(1.0)})
+
+    cells = [cell("random_switch[p=1.0]", 0.54, 0.0), cell("londi_sac[c=0.01]", 0.44, 0.0),
+             cell("londi_b[budget=6]", 0.39, 0.50)]
+    (row,) = verdicts(cells)
+    assert row["best"]["router"] == "londi_b[budget=6]" and row["best"]["saving"] == pytest.approx(0.39)
+    assert verdict_markdown([row]).rstrip().endswith("| yes |")
+    (alone,) = verdicts(cells[:2])
+    assert alone["best_londi"]["saving"] == 0.0
+    assert verdict_markdown([alone]).rstrip().endswith("| no: saving under 30% |")

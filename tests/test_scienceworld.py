@@ -20,7 +20,7 @@ from bench.scienceworld_text import (
     room_of,
     shutdown_idle,
 )
-from bench.tasks import SCIENCEWORLD_TASKS, get_task, task_names
+from bench.tasks import SCIENCEWORLD_DEMO_ONLY, SCIENCEWORLD_TASKS, get_task, task_names
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "power-component"
@@ -59,6 +59,11 @@ def test_registry_has_the_papers_tasks_with_the_simulators_splits(env: ScienceWo
         assert list(spec.eval_seeds) == [int(v) for v in server.getVariationsTest()]
         assert set(spec.train_seeds).isdisjoint(spec.eval_seeds)
         assert spec.action_mode == "generate" and spec.max_steps == SCIENCEWORLD_TASKS[spec.levels[0]][3]
+    for task, (train, dev, test) in SCIENCEWORLD_DEMO_ONLY.items():  # cloned from, not evaluated: the same numbering
+        server.load(task, 0, "easy", False)
+        assert [int(v) for v in server.getVariationsTrain()] == list(range(train))
+        assert [int(v) for v in server.getVariationsDev()] == list(range(train, train + dev))
+        assert [int(v) for v in server.getVariationsTest()] == list(range(train + dev, train + dev + test))
 
 
 def test_few_variations_cycle_without_repeats_inside_a_run() -> None:

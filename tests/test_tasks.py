@@ -10,7 +10,15 @@ import pytest
 from bench import tasks
 from bench.babyai_text import ACTIONS, BabyAITextEnv
 from bench.profiles import PROFILES
-from bench.tasks import SCIENCEWORLD_TASKS, TaskSpec, UnknownTaskError, get_task, register, task_names
+from bench.tasks import (
+    SCIENCEWORLD_DEMO_ONLY,
+    SCIENCEWORLD_TASKS,
+    TaskSpec,
+    UnknownTaskError,
+    get_task,
+    register,
+    task_names,
+)
 
 GOTO = "BabyAI-GoToLocal-v0"
 
@@ -104,10 +112,11 @@ def test_train_and_eval_seed_ranges_are_disjoint(name: str) -> None:
 def test_profiles_never_evaluate_on_a_demonstration_episode(profile) -> None:
     from bench.models import scienceworld_demo_jobs
 
-    sw_demos = {task: [] for task in SCIENCEWORLD_TASKS}
+    sw_demos: dict[str, list[int]] = {task: [] for task in SCIENCEWORLD_TASKS}
     for part in scienceworld_demo_jobs(profile).values():  # what bench.models collects
         for task, variation in part:
-            sw_demos[task].append(variation)
+            sw_demos.setdefault(task, []).append(variation)
+    assert set(sw_demos) <= set(SCIENCEWORLD_TASKS) | set(SCIENCEWORLD_DEMO_ONLY)
     for name in profile.tasks:
         spec = get_task(name)
         if spec.suite == "scienceworld":  # gold paths of train and dev variations; evaluation on test ones
