@@ -225,36 +225,41 @@ def where_deepthink(results: list) -> tuple[dict[int, tuple[int, int]], dict[str
     return ({k: tuple(v) for k, v in sorted(by_step.items())}, {k: tuple(v) for k, v in sorted(by_room.items())})
 
 
-def plot_where_deepthink(results_by_setting: dict[str, list], path: Path) -> Path:
-    """The paper's picture of where the Switcher calls DEEPTHINK: per setting (LONDI-B's budgets), the share
-    of episodes in which DEEPTHINK acted at each step of the task (left) and in each room (right)."""
+def plot_where_deepthink(results_by_task: dict[str, dict[str, list]], path: Path) -> Path:
+    """The paper's picture of where the Switcher calls DEEPTHINK, one row per task: per setting (LONDI-B's
+    budgets), the share of episodes in which DEEPTHINK acted at each step of the task (left) and its share of the
+    steps spent in each room (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    settings = sorted(results_by_setting)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
-    width = 0.8 / max(1, len(settings))
-    rooms = sorted({room for results in results_by_setting.values() for room in where_deepthink(results)[1]})
-    for i, setting in enumerate(settings):
-        results = results_by_setting[setting]
-        by_step, by_room = where_deepthink(results)
-        tasks = sorted({str(getattr(r, "level", "")) for r in results} - {""})
-        label = setting + (f" ({', '.join(tasks)})" if len(tasks) == 1 else "")
-        steps = list(by_step)
-        axes[0].bar([s + (i - (len(settings) - 1) / 2) * width for s in steps],
-                    [by_step[s][0] / len(results) for s in steps], width=width, label=label)
-        axes[1].bar([r + (i - (len(settings) - 1) / 2) * width for r in range(len(rooms))],
-                    [by_room[room][0] / max(1, by_room[room][1]) if room in by_room else 0 for room in rooms],
-                    width=width, label=label)
-    axes[0].set_xlabel("step of the episode")
-    axes[0].set_ylabel("episodes with a DEEPTHINK call there")
-    axes[1].set_xticks(range(len(rooms)), rooms, rotation=30, ha="right", fontsize=8)
-    axes[1].set_ylabel("DEEPTHINK share of steps in the room")
-    for ax in axes:
-        ax.grid(alpha=0.3, axis="y")
-    axes[0].legend(fontsize=7)
+    tasks = list(results_by_task)
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 3.6 * len(tasks)), squeeze=False)
+    for row, task in enumerate(tasks):
+        by_setting = results_by_task[task]
+        settings = sorted(by_setting)
+        width = 0.8 / max(1, len(settings))
+        rooms = sorted({room for results in by_setting.values() for room in where_deepthink(results)[1]})
+        left, right = axes[row]
+        for i, setting in enumerate(settings):
+            results = by_setting[setting]
+            by_step, by_room = where_deepthink(results)
+            steps = list(by_step)
+            offset = (i - (len(settings) - 1) / 2) * width
+            left.bar([s + offset for s in steps], [by_step[s][0] / len(results) for s in steps], width=width,
+                     label=setting)
+            right.bar([r + offset for r in range(len(rooms))],
+                      [by_room[room][0] / max(1, by_room[room][1]) if room in by_room else 0 for room in rooms],
+                      width=width, label=setting)
+        left.set_title(task, fontsize=9, loc="left")
+        left.set_xlabel("step of the episode")
+        left.set_ylabel("episodes with a DEEPTHINK call there")
+        right.set_xticks(range(len(rooms)), rooms, rotation=30, ha="right", fontsize=8)
+        right.set_ylabel("DEEPTHINK share of steps in the room")
+        for ax in (left, right):
+            ax.grid(alpha=0.3, axis="y")
+        left.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

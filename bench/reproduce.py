@@ -259,11 +259,11 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                 episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir, context,
                 tracking_uri=args.tracking_uri, experiment=args.experiment)
             paths.extend(pair_paths)
-        # One task's picture (the suite's first sweep task: power-component, the paper's "create a circuit").
-        where_task = next((t.name for t in sweep_tasks if t.suite == suite), None)
-        where = {label: results for (task, label), results in learned_results.items()
-                 if task == where_task and label.startswith("londi_b")}
-        if where:  # the paper's picture: where LONDI-B spends its budget
+        where: dict[str, dict[str, list]] = {}  # task -> LONDI-B setting -> its evaluation episodes
+        for (task, label), results in learned_results.items():
+            if task.startswith(f"{suite}/") and label.startswith("londi_b"):
+                where.setdefault(task, {})[label] = results
+        if where:  # the paper's picture: where LONDI-B spends its budget, a row per sweep task
             paths.append(plot_where_deepthink(where, out_dir / f"{suite}_londi_b_where.png"))
         with RunLogger(f"report__{sweep}__{suite}", {"profile": profile.name, "sweep": sweep, "suite": suite},
                        tags={"londi.kind": "report", "londi.sweep": sweep, "londi.suite": suite},

@@ -127,7 +127,9 @@ def test_where_deepthink_counts_steps_and_rooms(tmp_path) -> None:
                Result([{"step": 1, "model": "deepthink", "room": "hallway"}])]
     by_step, by_room = where_deepthink(results)
     assert by_step == {1: (1, 2), 2: (1, 1)} and by_room == {"hallway": (1, 2), "workshop": (1, 1)}
-    path = plot_where_deepthink({"londi_b[budget=2]": results, "londi_b[budget=4]": results[:1]}, tmp_path / "w.png")
+    path = plot_where_deepthink({"scienceworld/power-component": {"londi_b[budget=2]": results,
+                                                                  "londi_b[budget=4]": results[:1]},
+                                 "scienceworld/other": {"londi_b[budget=6]": results[1:]}}, tmp_path / "w.png")
     assert path.stat().st_size > 1000
 
 
