@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.tasks import TaskSpec, task_names
+from bench.tasks import SCIENCEWORLD_DEMO_ONLY, TaskSpec, task_names
 from bench.train import ModelRecipe
 
 
@@ -78,6 +78,8 @@ class Profile:
 
 
 BABYAI_TASKS = tuple(task_names("babyai"))
+SW_RELATED_TASKS = tuple(SCIENCEWORLD_DEMO_ONLY)
+"""ScienceWorld tasks the cpu and paper pairs are also cloned from (not evaluated)."""
 SCIENCEWORLD_TASKS = tuple(task_names("scienceworld"))
 
 PROFILES: dict[str, Profile] = {
@@ -128,14 +130,13 @@ PROFILES: dict[str, Profile] = {
         # related tasks that are not evaluated: more names to learn copying from), a subword vocabulary, actions
         # generated. QUICK reads the room and its last action; DEEPTHINK, ~6x its size, the recent actions with
         # their results and the inventory too (bench/contexts.py). Two attention heads: the prompts are 200-400
-        # tokens, and per-head attention is most of a training step on a CPU (4 heads took 1.8x as long).
+        # tokens, and per-head attention is most of a training step on a CPU (4 heads took 1.4-1.8x as long).
         sw_quick=ModelRecipe(role="quick", context="sw_now", d_model=48, d_ff=192, layers=2, heads=2,
                              steps=2000, batch_size=32, lr=1e-3, warmup_steps=100, tokenizer="bpe", generate=True),
         sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=96, d_ff=384, layers=3, heads=2,
                                  steps=2000, batch_size=32, lr=7e-4, warmup_steps=100, tokenizer="bpe",
                                  generate=True),
-        sw_extra_demo_tasks=("find-animal", "find-plant", "find-non-living-thing",
-                             "power-component-renewable-vs-nonrenewable-energy", "test-conductivity"),
+        sw_extra_demo_tasks=SW_RELATED_TASKS,
         sw_demo_variations=60,
         sw_heldout_variations=5,
         # A ScienceWorld step costs ~100x a BabyAI-Text one (JVM round trips, a simulator tick) and the tasks have
@@ -169,8 +170,7 @@ PROFILES: dict[str, Profile] = {
         sw_deepthink=ModelRecipe(role="deepthink", context="sw_history", d_model=0, d_ff=0, layers=0, heads=0,
                                  steps=3000, batch_size=32, lr=1e-4, warmup_steps=200,
                                  init_from="google/flan-t5-large", generate=True),
-        sw_extra_demo_tasks=("find-animal", "find-plant", "find-non-living-thing",
-                             "power-component-renewable-vs-nonrenewable-energy", "test-conductivity"),
+        sw_extra_demo_tasks=SW_RELATED_TASKS,
         sw_demo_variations=1000,
         sw_heldout_variations=20,
         device="cuda",

@@ -27,6 +27,7 @@ import jinja2
 import tyro
 
 from bench.profiles import get_profile
+from bench.report import PAPER_SAVING
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "REPRODUCE.md.j2"
@@ -100,6 +101,11 @@ class Results:
 
     def gpu_check(self) -> dict[str, Any]:
         return _json(self.results / "gpu_check_h200.json")
+
+    def gpu_prompt_tokens(self, suite: str) -> int:
+        """Prompt length of the Flan-T5-shape calls of `suite` in the GPU check."""
+        return next(row["prompt_tokens"] for row in self.gpu_check()["flan_t5_shapes"] if row.get("suite") == suite
+                    and "prompt_tokens" in row)
 
     def model(self, suite: str, role: str) -> dict[str, Any]:
         """The committed model's own record (checkpoints/<profile>/<dir>/londi.json)."""
@@ -176,7 +182,7 @@ def _claim_30(r: Results) -> str:
 
 def _verdict_30(r: Results) -> str:
     best = _londi_verdict(r, "babyai", "babyai/Mixed")
-    return "**yes**" if best and best["saving"] >= 0.30 else "no"
+    return "**yes**" if best and best["saving"] >= PAPER_SAVING else "no"
 
 
 def _londi_settings(r: Results, suite: str, task: str) -> list[dict[str, Any]]:
@@ -275,7 +281,7 @@ def _claim_sw(r: Results) -> str:
 def _verdict_sw(r: Results) -> str:
     """yes where LONDI saves >= 30% at >= 95% of DEEPTHINK-only's reward on every task it ran on; partly on some."""
     runs = [v for v in r.suite("scienceworld")["verdicts"] if v["londi_settings_run"]]
-    held = [v for v in runs if v["best_londi"] and v["best_londi"]["saving"] >= 0.30]
+    held = [v for v in runs if v["best_londi"] and v["best_londi"]["saving"] >= PAPER_SAVING]
     episodes = {r.cell("scienceworld", v["task"], "deepthink_only")["episodes"] for v in held}
     if not held:
         solved = any(r.cell("scienceworld", v["task"], "deepthink_only")["reward"] > 0 for v in runs)
@@ -347,13 +353,13 @@ def gpu_shape_table(r: Results) -> str:
     calls = {(row["model"], row["suite"], row["batch"]): row for row in rows if "model" in row}
     lines = ["| suite, batch | QUICK (Flan-T5-small shape): ms / GPU-s / J per call | DEEPTHINK (Flan-T5-large shape) "
              "| DEEPTHINK / QUICK: seconds, GPU-s, energy, FLOPs |", "|---|---|---|---|"]
+
+    def cost(row: dict[str, Any]) -> str:
+        return (f"{row['ms_per_call_metered']:.1f} / {row['gpu_s'] / row['calls']:.4f} / "
+                f"{row['gpu_energy_j'] / row['calls']:.1f}")
+
     for ratio in (row for row in rows if "ratio" in row):
         small, large = (calls[(f"flan-t5-{size}-shape", ratio["suite"], ratio["batch"])] for size in ("small", "large"))
-
-        def cost(row: dict[str, Any]) -> str:
-            return (f"{row['ms_per_call_metered']:.1f} / {row['gpu_s'] / row['calls']:.4f} / "
-                    f"{row['gpu_energy_j'] / row['calls']:.1f}")
-
         lines.append(f"| {ratio['suite']}, {ratio['batch']} | {cost(small)} | {cost(large)} | "
                      f"{ratio['ms_per_call_metered']:.1f}x, {ratio['gpu_s']:.1f}x, {ratio['gpu_energy_j']:.1f}x, "
                      f"{ratio['flops_per_call']:.1f}x |")
@@ -392,13 +398,13 @@ def render(results: Results | None = None) -> str:
     _json.cache_clear()
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True, autoescape=False)
+    cpu = get_profile("cpu")
     helpers = {"r": r, "num": num, "pct": pct, "interval": interval, "flat": flat, "sci": sci, "thousands": thousands,
                "claims_table": lambda: claims_table(r), "pair_table": lambda: pair_table(r),
                "router_table": lambda *a, **k: router_table(r, *a, **k), "benchmark_table": lambda: benchmark_table(r),
                "gpu_shape_table": lambda: gpu_shape_table(r),
                "mdp_matching": lambda: _mdp_matching(r), "minutes": lambda s: f"{s / 60:.1f}",
-               "cpu": get_profile("cpu"),
-               "sw_sweep": [t for t in get_profile("cpu").sweep_tasks if t.startswith("scienceworld/")]}
+               "cpu": cpu, "sw_sweep": [t for t in cpu.sweep_tasks if t.startswith("scienceworld/")]}
     return env.get_template(TEMPLATE.name).render(**helpers)
 
 
