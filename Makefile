@@ -44,7 +44,7 @@ regress: setup
 	$(PY) -m bench.regress $(ARGS)
 
 docs: setup
-	$(PY) -m bench.reproduce_doc $(ARGS)
+	$(PY) -m bench.reporting.reproduce_doc $(ARGS)
 
 models: setup
 	$(PY) -m bench.models --profile $(PROFILE) --retrain $(ARGS)

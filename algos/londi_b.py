@@ -21,7 +21,7 @@ import tyro
 
 from algos.londi_sac import Args as SACArgs
 from algos.londi_sac import LondiSAC
-from bench.evaluate import run_cli
+from bench.cli import run_cli
 
 
 @dataclass

@@ -35,10 +35,10 @@ import torch
 import tyro
 
 from algos.switcher_sac import DiscreteSAC, SACConfig, TokenSwitcherNet
-from bench.contexts import EpisodeHistory
-from bench.evaluate import EvalArgs, run_cli
-from bench.lm import CallCost
-from bench.router import Router, StepView, Transition
+from bench.cli import EvalArgs, run_cli
+from bench.envs.contexts import EpisodeHistory
+from bench.models.cost import CallCost
+from bench.running.router import Router, StepView, Transition
 
 _WORDS = re.compile(r"[a-z]+|\d+")
 CUE_FEATURES = 4

@@ -9,7 +9,7 @@ instead when QUICK's confidence is under the threshold:
 
 Where a task scores a fixed candidate list (BabyAI-Text) the distribution is the softmax over the
 candidates; where the models generate their actions (ScienceWorld) it is each generated token's,
-taking the least sure token (bench.lm.Decision).
+taking the least sure token (bench.models.lm.Decision).
 
     python -m baselines.confidence_cascade --task babyai/Mixed --measure margin --threshold 0.3
 """
@@ -22,8 +22,8 @@ from typing import Literal
 import numpy as np
 import tyro
 
-from bench.evaluate import EvalArgs, run_cli
-from bench.router import Router, StepView
+from bench.cli import EvalArgs, run_cli
+from bench.running.router import Router, StepView
 
 
 @dataclass

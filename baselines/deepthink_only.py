@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import tyro
 
-from bench.evaluate import EvalArgs, run_cli
-from bench.router import Router, StepView
+from bench.cli import EvalArgs, run_cli
+from bench.running.router import Router, StepView
 
 
 @dataclass

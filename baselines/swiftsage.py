@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import tyro
 
-from bench.evaluate import EvalArgs, run_cli
-from bench.router import Router, StepView, Transition
+from bench.cli import EvalArgs, run_cli
+from bench.running.router import Router, StepView, Transition
 
 
 @dataclass

@@ -1,29 +1,106 @@
-"""Command-line error handling shared by every entry point: bad input gives one clear line.
+"""What every router's own command line shares (`python -m baselines.<router>`, `python -m algos.<router>`).
 
-A wrong task, router, profile, model path, option or tracking URI is the user's to fix, so it is printed as
-`error: <what was wrong and what to do>` with exit status 2 instead of a traceback. Set
-LONDI_DEBUG=1 to get the traceback anyway. Other exceptions are bugs and keep their traceback.
+The options (`EvalArgs`, a tyro dataclass a router's `Args` extends), the checks made before any model is
+trained or any run logged, and `run_cli`: evaluate the router on a task for each seed, then print the table.
 """
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from bench.tasks import UnknownTaskError
-from bench.tracking import TrackingUnreachableError
+import torch
 
-USER_ERRORS = (UnknownTaskError, ValueError, FileNotFoundError, TrackingUnreachableError)
+from bench.common.errors import user_errors
+from bench.common.tracking import DEFAULT_EXPERIMENT, check_tracking
+from bench.envs.tasks import TaskSpec, get_task
+from bench.models.cache import ensure_models, load_pair
+from bench.models.pair import ModelPair
+from bench.models.profiles import get_profile
+from bench.reporting.report import print_sweep
+from bench.running.cell import train_and_evaluate
+from bench.running.router import Router
 
 
-@contextmanager
-def user_errors() -> Iterator[None]:
-    try:
-        yield
-    except USER_ERRORS as error:
-        if os.environ.get("LONDI_DEBUG"):
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+@dataclass
+class EvalArgs:
+    """Options shared by every router's command line."""
+
+    task: str = "babyai/Mixed"
+    """task name from the registry (e.g. babyai/GoToLocal, babyai/Mixed)"""
+    seeds: tuple[int, ...] = (0,)
+    """run seeds: each seed is one MLflow run over its own block of evaluation episodes"""
+    episodes: int | None = None
+    """evaluation episodes per seed; unset: the profile's"""
+    profile: str = "cpu"
+    """smoke, cpu or paper: sets the default models, episodes and batch size"""
+    quick: str | None = None
+    """QUICK checkpoint, a Hugging Face name or local path, or `random` (a uniformly random policy: the
+    paper's ablation); unset: the profile's offline model"""
+    deepthink: str | None = None
+    """DEEPTHINK checkpoint, a Hugging Face name or local path; unset: the profile's offline model"""
+    device: str = "auto"
+    """torch device for the models; auto picks cuda when available"""
+    batch_size: int | None = None
+    """environments run in lockstep, model calls batched over them; unset: the profile's"""
+    tracking_uri: str | None = None
+    """MLflow tracking URI; unset: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here"""
+    experiment: str = DEFAULT_EXPERIMENT
+    """MLflow experiment name"""
+    sweep: str | None = None
+    """tag that groups the runs of one comparison; unset: a fresh id"""
+    exp_name: str = ""
+    """run name part after the task; empty: the router's name"""
+    progress: bool = True
+    """show a progress bar"""
+
+
+def check_run_options(tasks: list[TaskSpec], seeds: tuple[int, ...], episodes: int, batch_size: int) -> None:
+    """Refuse options that make no sense before any model is trained or any run is logged."""
+    if episodes <= 0:
+        raise ValueError(f"--episodes must be a positive number of episodes per seed, got {episodes}")
+    if batch_size <= 0:
+        raise ValueError(f"--batch-size must be a positive number of environments, got {batch_size}")
+    if not seeds:
+        raise ValueError("--seeds is empty: give at least one run seed, e.g. --seeds 0 1 2")
+    for task in tasks:
+        for seed in seeds:
+            task.eval_episode_seeds(seed, episodes)
+    if any(task.suite == "scienceworld" for task in tasks):
+        from bench.envs.scienceworld_text import require_java
+
+        require_java()  # ScienceWorld's simulator is a JVM: say so now, not after the models are trained
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
+    """What `python -m baselines.<router>` does: evaluate the router on args.task for each seed."""
+    with user_errors():
+        _run_cli(make_router, args)
+
+
+def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
+    profile = get_profile(args.profile)
+    task = get_task(args.task)
+    device = resolve_device(args.device)
+    episodes = profile.episodes_for(task) if args.episodes is None else args.episodes
+    batch_size = profile.batch_size if args.batch_size is None else args.batch_size
+    check_run_options([task], args.seeds, episodes, batch_size)
+    check_tracking(args.tracking_uri)
+    if args.quick is None or args.deepthink is None:
+        quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri, suite=task.suite)
+    quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)
+    models = ModelPair(quick, deepthink)
+    sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
+    for seed in args.seeds:
+        router = make_router()
+        train_and_evaluate(router, task, models, seed, episodes, batch_size, profile.name, sweep,
+                           args.exp_name or router.name, tracking_uri=args.tracking_uri, experiment=args.experiment,
+                           progress=args.progress)
+    print_sweep(sweep, tracking_uri=args.tracking_uri, experiment=args.experiment)

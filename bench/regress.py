@@ -23,9 +23,9 @@ from pathlib import Path
 
 import tyro
 
-from bench.cli import user_errors
-from bench.evaluate import git_commit
-from bench.report import Cell
+from bench.common.errors import user_errors
+from bench.common.provenance import git_commit
+from bench.reporting.report import Cell
 
 REFERENCE = Path("results") / "smoke" / "reference.json"
 REGRESS_TASKS = ("babyai/GoToLocal", "babyai/Mixed", "scienceworld/power-component")

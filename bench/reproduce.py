@@ -20,13 +20,17 @@ from pathlib import Path
 
 import tyro
 
-from bench.cli import user_errors
-from bench.evaluate import check_run_options, git_commit, resolve_device, train_and_evaluate
-from bench.lm import ActionLM, RandomPolicy
-from bench.models import ensure_models, load_pair
-from bench.pair import write_pair_report
-from bench.profiles import Profile, get_profile
-from bench.report import (
+from bench.cli import check_run_options, resolve_device
+from bench.common.errors import user_errors
+from bench.common.provenance import git_commit
+from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, check_tracking, metric_key
+from bench.envs.tasks import TaskSpec, get_task
+from bench.models.cache import ensure_models, load_pair
+from bench.models.lm import ActionLM, RandomPolicy
+from bench.models.pair import ModelPair
+from bench.models.profiles import Profile, get_profile
+from bench.reporting.pair import write_pair_report
+from bench.reporting.report import (
     ABLATION,
     Cell,
     episodes_frame,
@@ -37,11 +41,9 @@ from bench.report import (
     table_markdown,
     write_results,
 )
-from bench.resume import SweepState, default_state_dir
-from bench.routers import RouterSpec, router_spec
-from bench.runner import ModelPair
-from bench.tasks import TaskSpec, get_task
-from bench.tracking import DEFAULT_EXPERIMENT, RunLogger, check_tracking, metric_key
+from bench.running.cell import train_and_evaluate
+from bench.running.resume import SweepState, default_state_dir
+from bench.running.routers import RouterSpec, router_spec
 
 DOC_RESULTS = Path(__file__).resolve().parent.parent / "results"  # the results REPRODUCE.md is made from
 
@@ -278,7 +280,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         print(f"\n## {suite}\n\n" + table_markdown(cells))
         report_paths += paths
     if profile.name == "cpu" and args.results_dir.resolve() == DOC_RESULTS.resolve():
-        from bench.reproduce_doc import OUTPUT, render  # REPRODUCE.md follows the cpu results it cites
+        from bench.reporting.reproduce_doc import OUTPUT, render  # REPRODUCE.md follows the cpu results it cites
 
         OUTPUT.write_text(render())
         report_paths.append(OUTPUT)

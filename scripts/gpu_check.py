@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.gpu import GpuMonitor, nvml_status
-from bench.lm import ActionLM
-from bench.metering import Meter
+from bench.models.lm import ActionLM
+from bench.running.gpu import GpuMonitor, nvml_status
+from bench.running.metering import Meter
 
 ROOT = Path(__file__).resolve().parent.parent
 BABYAI_ACTIONS = ("turn left", "turn right", "go forward", "pick up", "drop", "toggle")

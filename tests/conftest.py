@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.lm import ActionLM
-from bench.runner import ModelPair
+from bench.models.lm import ActionLM
+from bench.models.pair import ModelPair
 
 
 @pytest.fixture(scope="session")
@@ -17,8 +17,8 @@ def smoke_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("train-store")
     mp = pytest.MonkeyPatch()
     mp.setenv("LONDI_CACHE", str(cache))
-    from bench.models import ensure_models
-    from bench.profiles import get_profile
+    from bench.models.cache import ensure_models
+    from bench.models.profiles import get_profile
 
     ensure_models(get_profile("smoke"), tracking_uri=f"sqlite:///{store / 'mlflow.db'}")
     mp.undo()
@@ -34,8 +34,8 @@ def londi_cache(smoke_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_model_paths(smoke_cache: Path) -> tuple[Path, Path]:
-    from bench.models import model_dir
-    from bench.profiles import get_profile
+    from bench.models.cache import model_dir
+    from bench.models.profiles import get_profile
 
     profile = get_profile("smoke")
     mp = pytest.MonkeyPatch()
@@ -54,8 +54,8 @@ def smoke_models(smoke_model_paths: tuple[Path, Path]) -> ModelPair:
 @pytest.fixture(scope="session")
 def sw_smoke_models(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
     """The smoke profile's ScienceWorld pair (gold paths of two variations per task, trained in seconds)."""
-    from bench.models import ensure_models
-    from bench.profiles import get_profile
+    from bench.models.cache import ensure_models
+    from bench.models.profiles import get_profile
 
     mp = pytest.MonkeyPatch()
     mp.setenv("LONDI_CACHE", str(smoke_cache))
@@ -77,8 +77,8 @@ def tracking_uri(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def cpu_models() -> ModelPair:
     """The committed cpu pair (checkpoints/cpu): real models that disagree where their inputs differ."""
-    from bench.models import committed_dir
-    from bench.profiles import get_profile
+    from bench.models.cache import committed_dir
+    from bench.models.profiles import get_profile
 
     profile = get_profile("cpu")
     return ModelPair(ActionLM.load(committed_dir(profile, profile.quick)),

@@ -1,4 +1,4 @@
-"""Tests for bench.babyai_memory: the episode memory's sentences checked against the real minigrid grid.
+"""Tests for bench.envs.babyai_memory: the episode memory's sentences checked against the real minigrid grid.
 
 Every "You remember ..." sentence is turned back into a grid cell with the agent's current pose and
 compared with what the grid holds there; what the agent saw is recomputed independently with
@@ -21,10 +21,10 @@ from minigrid.core.constants import DIR_TO_VEC
 from minigrid.minigrid_env import MiniGridEnv
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
-from bench.babyai_memory import HEADINGS, EpisodeMemory, relative_phrase, visible_cells
-from bench.babyai_text import ACTIONS, BabyAITextEnv
-from bench.contexts import EpisodeHistory, memory_context, reflex_context
-from bench.demos import bot_episode
+from bench.envs.babyai_memory import HEADINGS, EpisodeMemory, relative_phrase, visible_cells
+from bench.envs.babyai_text import ACTIONS, BabyAITextEnv
+from bench.envs.contexts import EpisodeHistory, memory_context, reflex_context
+from bench.models.demos import bot_episode
 
 LEVELS = ("BabyAI-GoToLocal-v0", "BabyAI-PickupLoc-v0", "BabyAI-PutNextLocal-v0", "BabyAI-OpenDoor-v0")
 SEEDS = range(10)

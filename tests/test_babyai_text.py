@@ -1,4 +1,4 @@
-"""Tests for bench.babyai_text: exact view descriptions on hand-built grids, and the gymnasium env
+"""Tests for bench.envs.babyai_text: exact view descriptions on hand-built grids, and the gymnasium env
 over real minigrid BabyAI levels (API conformance, seeding, BabyAIBot success, silenced prints)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from minigrid.core.world_object import Ball, Box, Door, Key, Wall, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
-from bench.babyai_text import ACTIONS, BabyAITextEnv, describe_view
+from bench.envs.babyai_text import ACTIONS, BabyAITextEnv, describe_view
 
 GOTO = "BabyAI-GoToLocal-v0"
 MIXED = ("BabyAI-GoToLocal-v0", "BabyAI-PickupLoc-v0", "BabyAI-PutNextLocal-v0", "BabyAI-OpenDoor-v0")

@@ -10,14 +10,14 @@ from baselines.confidence_cascade import ConfidenceCascade
 from baselines.oracle import Oracle
 from baselines.random_switch import RandomSwitch
 from baselines.swiftsage import SwiftSage, is_looping
-from bench.babyai_text import ACTIONS
-from bench.contexts import EpisodeHistory, get_context
-from bench.lm import margin_entropy, softmax
-from bench.pair import replay
-from bench.router import StepView, Transition
-from bench.routers import router_spec
-from bench.runner import EpisodeResult, ModelPair, run_episodes
-from bench.tasks import get_task
+from bench.envs.babyai_text import ACTIONS
+from bench.envs.contexts import EpisodeHistory, get_context
+from bench.envs.tasks import get_task
+from bench.models.lm import margin_entropy, softmax
+from bench.reporting.pair import replay
+from bench.running.router import StepView, Transition
+from bench.running.routers import router_spec
+from bench.running.runner import EpisodeResult, ModelPair, run_episodes
 
 TASK = "babyai/Mixed"
 

@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from bench.babyai_text import ACTIONS
-from bench.contexts import EpisodeHistory, get_context
-from bench.lm import ActionLM
-from bench.tasks import get_task
+from bench.envs.babyai_text import ACTIONS
+from bench.envs.contexts import EpisodeHistory, get_context
+from bench.envs.tasks import get_task
+from bench.models.lm import ActionLM
 
 
 @pytest.fixture(scope="module")
 def cpu_pair() -> dict[str, ActionLM]:
-    from bench.models import ensure_models
-    from bench.profiles import get_profile
+    from bench.models.cache import ensure_models
+    from bench.models.profiles import get_profile
 
     quick, deepthink = ensure_models(get_profile("cpu"))
     return {"quick": ActionLM.load(quick), "deepthink": ActionLM.load(deepthink)}
@@ -111,7 +111,7 @@ def test_switcher_decision_cost(benchmark: pytest.FixtureRequest, cpu_pair: dict
 
 @pytest.fixture(scope="module")
 def sw_env():
-    from bench.scienceworld_text import ScienceWorldTextEnv
+    from bench.envs.scienceworld_text import ScienceWorldTextEnv
 
     env = ScienceWorldTextEnv("power-component", max_steps=10**6)
     _, info = env.reset(seed=15, options={"gold": True})
@@ -152,8 +152,8 @@ def test_scienceworld_env(benchmark: pytest.FixtureRequest, sw_env, kind: str) -
 
 @pytest.fixture(scope="module")
 def sw_pair() -> dict[str, ActionLM]:
-    from bench.models import ensure_models
-    from bench.profiles import get_profile
+    from bench.models.cache import ensure_models
+    from bench.models.profiles import get_profile
 
     quick, deepthink = ensure_models(get_profile("cpu"), suite="scienceworld")
     return {"quick": ActionLM.load(quick), "deepthink": ActionLM.load(deepthink)}
@@ -186,9 +186,9 @@ def test_scienceworld_decision_latency(benchmark: pytest.FixtureRequest, sw_pair
 def test_router_overhead(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, ActionLM], router: str) -> None:
     """One routing decision over 16 running episodes, the models' decisions already made (cached in the view,
     as the runner reuses them): what a router adds to a step beyond the model calls."""
-    from bench.metering import Meter
-    from bench.router import SlotDecision, StepView
-    from bench.routers import router_spec
+    from bench.running.metering import Meter
+    from bench.running.router import SlotDecision, StepView
+    from bench.running.routers import router_spec
 
     histories = _histories(16)
     made = router_spec(router).make()
@@ -219,8 +219,8 @@ def test_mlflow_logging_overhead(benchmark: pytest.FixtureRequest, tmp_path, wha
     """What tracking costs, on a local sqlite store: one episode's metrics as evaluate logs them (buffered,
     written in batches: the mean is the per-episode cost), and one run opened with its parameters, given its
     summary and an episodes.jsonl artifact, and closed."""
-    from bench.evaluate import SUMMARY_METRICS
-    from bench.tracking import EPISODE_PREFIX, RunLogger
+    from bench.common.tracking import EPISODE_PREFIX, RunLogger
+    from bench.running.evaluate import SUMMARY_METRICS
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     episode = {EPISODE_PREFIX + k: 1.0 for k in (*SUMMARY_METRICS, "env_seed")}

@@ -13,13 +13,13 @@ import json
 
 import pytest
 
-from bench.babyai_text import ACTIONS  # noqa: F401  (registers the BabyAI levels)
-from bench.demos import bot_episode, pairs
-from bench.lm import LONDI_META, ActionLM
-from bench.models import SCIENCEWORLD_DEMO_STEPS, committed_dir, scienceworld_demo_jobs
-from bench.profiles import get_profile
-from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
-from bench.train import ModelRecipe, key_fields, step_accuracy
+from bench.envs.babyai_text import ACTIONS  # noqa: F401  (registers the BabyAI levels)
+from bench.envs.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
+from bench.models.cache import SCIENCEWORLD_DEMO_STEPS, committed_dir, scienceworld_demo_jobs
+from bench.models.demos import bot_episode, pairs
+from bench.models.lm import LONDI_META, ActionLM
+from bench.models.profiles import get_profile
+from bench.models.train import ModelRecipe, key_fields, step_accuracy
 
 STALE = "checkpoints/cpu does not match the code: run `python -m bench.models --profile cpu --commit` and commit it"
 
@@ -41,7 +41,7 @@ def test_committed_cpu_checkpoint_matches_the_recipe_and_the_text_format(role: s
 @pytest.fixture(scope="module")
 def scienceworld_heldout(tmp_path_factory: pytest.TempPathFactory) -> list:
     """The cpu profile's held-out ScienceWorld gold paths (dev variations), played again now."""
-    from bench.demos import collect_gold
+    from bench.models.demos import collect_gold
 
     path = tmp_path_factory.mktemp("sw-heldout") / "heldout.jsonl.gz"
     jobs = scienceworld_demo_jobs(get_profile("cpu"))["heldout"]

@@ -15,15 +15,15 @@ import pytest
 import tyro
 from mlflow import MlflowClient
 
-from bench.cli import user_errors
-from bench.evaluate import EvalArgs
-from bench.tasks import task_names
+from bench.cli import EvalArgs
+from bench.common.errors import user_errors
+from bench.envs.tasks import task_names
 
 REPO = Path(__file__).resolve().parent.parent
 USER_ROUTER = '''
 import numpy as np
 
-from bench.router import Router, StepView
+from bench.running.router import Router, StepView
 
 
 class EvenSteps(Router):

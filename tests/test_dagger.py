@@ -1,4 +1,4 @@
-"""Tests for bench.dagger: rollouts labelled by the real BabyAIBot, and the BC-then-DAgger recipe."""
+"""Tests for bench.models.dagger: rollouts labelled by the real BabyAIBot, and the BC-then-DAgger recipe."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
-from bench.babyai_text import ACTIONS, BabyAITextEnv
-from bench.contexts import EpisodeHistory, get_context
-from bench.dagger import rollouts
-from bench.demos import Demo, bot_episode, pairs
-from bench.lm import LONDI_META
-from bench.runner import ModelPair
-from bench.train import bucketed_batches
+from bench.envs.babyai_text import ACTIONS, BabyAITextEnv
+from bench.envs.contexts import EpisodeHistory, get_context
+from bench.models.dagger import rollouts
+from bench.models.demos import Demo, bot_episode, pairs
+from bench.models.lm import LONDI_META
+from bench.models.pair import ModelPair
+from bench.models.train import bucketed_batches
 
 JOBS = [("BabyAI-GoToLocal-v0", 3), ("BabyAI-PickupLoc-v0", 4), ("BabyAI-PutNextLocal-v0", 5),
         ("BabyAI-OpenDoor-v0", 6)]

@@ -1,4 +1,4 @@
-"""Tests for bench.demos and bench.contexts: BabyAIBot demonstrations on real minigrid levels, their
+"""Tests for bench.models.demos and bench.envs.contexts: BabyAIBot demonstrations on real minigrid levels, their
 write-once cache, and the prompts the context builders make of an episode."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from bench import demos as demo_lib
-from bench.babyai_text import ACTIONS, BabyAITextEnv
-from bench.contexts import CONTEXTS, EpisodeHistory, get_context, history_context, reflex_context
-from bench.demos import Demo, bot_episode, collect, load, pairs
-from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
+from bench.envs.babyai_text import ACTIONS, BabyAITextEnv
+from bench.envs.contexts import CONTEXTS, EpisodeHistory, get_context, history_context, reflex_context
+from bench.envs.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
+from bench.models import demos as demo_lib
+from bench.models.demos import Demo, bot_episode, collect, load, pairs
 
 GOTO = "BabyAI-GoToLocal-v0"
 COLORS = ("red", "green", "blue", "purple", "yellow", "grey")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from mlflow import MlflowClient
 
-from bench.evaluate import evaluate
-from bench.routers import router_spec
-from bench.runner import ModelPair
-from bench.tasks import get_task
-from bench.tracking import EPISODE_PREFIX
+from bench.common.tracking import EPISODE_PREFIX
+from bench.envs.tasks import get_task
+from bench.models.pair import ModelPair
+from bench.running.evaluate import evaluate
+from bench.running.routers import router_spec
 
 CLOCKS = ("compute_s", "gpu_", "wall_s")  # seconds measured, not computed: they differ run to run
 

@@ -1,4 +1,4 @@
-"""Tests for bench.gpu: a scripted fake NVML for the arithmetic, real pynvml for the no-GPU path."""
+"""Tests for bench.running.gpu: a scripted fake NVML for the arithmetic, real pynvml for the no-GPU path."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bench.gpu import GpuMonitor, GpuReading, nvml_status, trapezoid
+from bench.running.gpu import GpuMonitor, GpuReading, nvml_status, trapezoid
 
 STEP_S = 0.5  # the fake GPU runs at 50% (100 W) until STEP_S after nvmlInit, then 100% (200 W)
 LOW_UTIL, HIGH_UTIL = 50.0, 100.0

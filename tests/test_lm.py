@@ -1,4 +1,4 @@
-"""Tests for bench.lm: ActionLM on the smoke profile's real trained T5 pair (loading, likelihood
+"""Tests for bench.models.lm: ActionLM on the smoke profile's real trained T5 pair (loading, likelihood
 scores, batching, per-prompt cost and the analytic FLOPs) and on the hub's Flan-T5 where reachable."""
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from bench.babyai_text import ACTIONS
-from bench.demos import Demo, pairs
-from bench.lm import LONDI_META, ActionLM, model_size
-from bench.models import load_demos
-from bench.profiles import get_profile
-from bench.runner import ModelPair
-from bench.train import build_tokenizer
+from bench.envs.babyai_text import ACTIONS
+from bench.models.cache import load_demos
+from bench.models.demos import Demo, pairs
+from bench.models.lm import LONDI_META, ActionLM, model_size
+from bench.models.pair import ModelPair
+from bench.models.profiles import get_profile
+from bench.models.train import build_tokenizer
 
 ROLES = ("quick", "deepthink")
 HUB_MODEL = "google/flan-t5-small"
@@ -295,9 +295,9 @@ def test_random_quick_is_a_seeded_uniform_policy_that_costs_nothing(smoke_models
     from scipy.stats import chisquare
 
     from baselines.quick_only import QuickOnly
-    from bench.lm import RandomPolicy, load_model
-    from bench.runner import run_episodes
-    from bench.tasks import get_task
+    from bench.envs.tasks import get_task
+    from bench.models.lm import RandomPolicy, load_model
+    from bench.running.runner import run_episodes
 
     random_quick = load_model("random")
     assert isinstance(random_quick, RandomPolicy)

@@ -13,11 +13,11 @@ from mlflow import MlflowClient
 from algos.londi_b import LondiB
 from algos.londi_sac import LondiSAC, cue_features, hashed_words, token_ids
 from algos.switcher_sac import TokenSwitcherNet
-from bench.contexts import EpisodeHistory
-from bench.evaluate import evaluate, train_router
-from bench.runner import ModelPair
-from bench.tasks import get_task
-from bench.tracking import DEFAULT_EXPERIMENT
+from bench.common.tracking import DEFAULT_EXPERIMENT
+from bench.envs.contexts import EpisodeHistory
+from bench.envs.tasks import get_task
+from bench.models.pair import ModelPair
+from bench.running.evaluate import evaluate, train_router
 
 TASK = get_task("babyai/GoToLocal")
 

@@ -1,4 +1,4 @@
-"""Tests for bench.metering: how a batched call's seconds and FLOPs are charged to episodes, and the
+"""Tests for bench.running.metering: how a batched call's seconds and FLOPs are charged to episodes, and the
 metric names a run logs; the last test meters real episodes of the smoke model pair."""
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from bench.lm import CallCost
-from bench.metering import COMPONENTS, Meter, Usage, usage_metrics
-from bench.router import Router, StepView
-from bench.runner import ModelPair, run_episodes
-from bench.tasks import get_task
+from bench.envs.tasks import get_task
+from bench.models.cost import CallCost
+from bench.running.metering import COMPONENTS, Meter, Usage, usage_metrics
+from bench.running.router import Router, StepView
+from bench.running.runner import ModelPair, run_episodes
 
 
 def cost(flops: list[float], tokens_in: list[int] | None = None, tokens_out: list[int] | None = None) -> CallCost:

@@ -1,4 +1,4 @@
-"""Tests for bench.pair: the model pair's report, built from a real sweep of the smoke pair in MLflow."""
+"""Tests for bench.reporting.pair: the model pair's report, built from a real sweep of the smoke pair in MLflow."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from mlflow import MlflowClient
 
 from baselines.deepthink_only import DeepthinkOnly
 from baselines.quick_only import QuickOnly
-from bench.babyai_text import ACTIONS
-from bench.contexts import get_context
-from bench.evaluate import evaluate
-from bench.pair import (
+from bench.common.stats import Estimate
+from bench.common.tracking import DEFAULT_EXPERIMENT
+from bench.envs.babyai_text import ACTIONS
+from bench.envs.contexts import get_context
+from bench.envs.tasks import get_task
+from bench.models.pair import ModelPair
+from bench.reporting.pair import (
     GOALS,
     TaskPair,
     agreement_per_episode,
@@ -26,11 +29,8 @@ from bench.pair import (
     replayed_states,
     write_pair_report,
 )
-from bench.report import episodes_frame
-from bench.runner import ModelPair
-from bench.stats import Estimate
-from bench.tasks import get_task
-from bench.tracking import DEFAULT_EXPERIMENT
+from bench.reporting.report import episodes_frame
+from bench.running.evaluate import evaluate
 
 SWEEP = "pair-test"
 PLAN = {"babyai/GoToLocal": (0,), "babyai/Mixed": (0, 1)}

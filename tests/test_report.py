@@ -1,4 +1,4 @@
-"""Tests for bench.report: a sweep of QUICK-only and DEEPTHINK-only on the smoke pair, logged to a
+"""Tests for bench.reporting.report: a sweep of QUICK-only and DEEPTHINK-only on the smoke pair, logged to a
 real MLflow store, read back into the pooled table, savings and results files."""
 
 from __future__ import annotations
@@ -14,8 +14,11 @@ from mlflow import MlflowClient
 
 from baselines.deepthink_only import DeepthinkOnly
 from baselines.quick_only import QuickOnly
-from bench.evaluate import evaluate
-from bench.report import (
+from bench.common.stats import Estimate
+from bench.common.tracking import DEFAULT_EXPERIMENT
+from bench.envs.tasks import get_task
+from bench.models.pair import ModelPair
+from bench.reporting.report import (
     ABLATION,
     Cell,
     ablation_markdown,
@@ -30,11 +33,8 @@ from bench.report import (
     verdicts,
     write_results,
 )
-from bench.router import Router, StepView
-from bench.runner import ModelPair
-from bench.stats import Estimate
-from bench.tasks import get_task
-from bench.tracking import DEFAULT_EXPERIMENT
+from bench.running.evaluate import evaluate
+from bench.running.router import Router, StepView
 
 SWEEP = "report-test"
 EPISODES = 2
@@ -197,7 +197,8 @@ def test_report_command_rebuilds_the_results_from_mlflow_alone(sweep: Sweep, tmp
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-m", "bench.report", "--sweep", SWEEP, "--tracking-uri", sweep.uri,
+    done = subprocess.run([sys.executable, "-m", "bench.reporting.report", "--sweep", SWEEP,
+                           "--tracking-uri", sweep.uri,
                            "--profile", "smoke", "--results-dir", str(tmp_path)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -205,6 +206,7 @@ def test_report_command_rebuilds_the_results_from_mlflow_alone(sweep: Sweep, tmp
     assert set(zip(table.task, table.router, strict=True)) == {(c.task, c.router) for c in sweep.cells}
     assert (tmp_path / "smoke" / "babyai_cost_reward.png").stat().st_size > 0
     assert "## Verdict" in (tmp_path / "smoke" / "babyai.md").read_text()
+    # The flat layout's command still runs (bench/__init__.py: MOVED).
     unknown = subprocess.run([sys.executable, "-m", "bench.report", "--sweep", "nope", "--tracking-uri", sweep.uri,
                               "--results-dir", str(tmp_path)], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent.parent, timeout=300)

@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from bench.reproduce_doc import OUTPUT, ROOT, Results, render
+from bench.reporting.reproduce_doc import OUTPUT, ROOT, Results, render
 
 
 def test_reproduce_md_is_what_the_committed_results_give() -> None:
@@ -25,7 +25,7 @@ def test_the_claims_follow_the_results(tmp_path: Path) -> None:
     before = render(Results(results=results))
     assert f"{100 * best['saving_compute_s']['mean']:.1f} [" in before
     best["saving_compute_s"] = {"mean": 0.123, "low": 0.1, "high": 0.15, "n": 120}
-    best["saving"] = min(0.123, best["saving_flops"]["mean"])  # what bench.report.saving gives for it
+    best["saving"] = min(0.123, best["saving_flops"]["mean"])  # what bench.reporting.report.saving gives for it
     path.write_text(json.dumps(data))
     after = render(Results(results=results))
     claim = next(line for line in after.splitlines() if line.startswith("| The Switcher calls DEEPTHINK"))

@@ -1,4 +1,4 @@
-"""Stop and resume (bench.resume): a run stopped mid-way continues from its checkpoint to exactly the metrics
+"""Stop and resume (bench.running.resume): a run stopped mid-way continues from its checkpoint to exactly the metrics
 of a run that never stopped, the MLflow runs say what happened, and a stopped sweep resumes from the command
 line after a SIGKILL."""
 
@@ -19,11 +19,11 @@ from mlflow import MlflowClient
 
 from algos.londi_sac import LondiSAC
 from baselines.random_switch import RandomSwitch
-from bench.evaluate import train_and_evaluate
-from bench.resume import Checkpointer, SweepState
-from bench.router import Router, StepView
-from bench.runner import EpisodeResult, ModelPair, run_episodes
-from bench.tasks import get_task
+from bench.envs.tasks import get_task
+from bench.running.cell import train_and_evaluate
+from bench.running.resume import Checkpointer, SweepState
+from bench.running.router import Router, StepView
+from bench.running.runner import EpisodeResult, ModelPair, run_episodes
 
 REPO = Path(__file__).resolve().parent.parent
 TIMINGS = ("compute_s", "compute_s_quick", "compute_s_deepthink", "compute_s_router")

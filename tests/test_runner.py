@@ -1,4 +1,4 @@
-"""Tests for bench.runner: the lockstep episode loop, run with real BabyAI-Text envs and the smoke
+"""Tests for bench.running.runner: the lockstep episode loop, run with real BabyAI-Text envs and the smoke
 QUICK/DEEPTHINK pair; who acted, what it cost, traces that replay, determinism and batching."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import pytest
 
 from baselines.deepthink_only import DeepthinkOnly
 from baselines.quick_only import QuickOnly
-from bench.babyai_text import ACTIONS
-from bench.router import Router, StepView, Transition
-from bench.runner import EpisodeResult, ModelPair, run_episodes
-from bench.tasks import get_task
+from bench.envs.babyai_text import ACTIONS
+from bench.envs.tasks import get_task
+from bench.running.router import Router, StepView, Transition
+from bench.running.runner import EpisodeResult, ModelPair, run_episodes
 
 TASKS = ("babyai/GoToLocal", "babyai/Mixed")
 # GoToLocal evaluation seeds where the smoke pair reaches the goal (after 4 steps and 1 step), so a

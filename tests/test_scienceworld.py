@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.contexts import EpisodeHistory, get_context
-from bench.scienceworld_text import (
+from bench.envs.contexts import EpisodeHistory, get_context
+from bench.envs.scienceworld_text import (
     JavaNotFoundError,
     ScienceWorldTextEnv,
     flatten,
@@ -20,7 +20,7 @@ from bench.scienceworld_text import (
     room_of,
     shutdown_idle,
 )
-from bench.tasks import SCIENCEWORLD_DEMO_ONLY, SCIENCEWORLD_TASKS, get_task, task_names
+from bench.envs.tasks import SCIENCEWORLD_DEMO_ONLY, SCIENCEWORLD_TASKS, get_task, task_names
 
 ROOT = Path(__file__).resolve().parent.parent
 TASK = "power-component"

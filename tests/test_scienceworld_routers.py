@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from bench.evaluate import train_and_evaluate
-from bench.lm import ActionLM, RandomPolicy
-from bench.report import plot_where_deepthink, where_deepthink
-from bench.routers import router_spec
-from bench.runner import ModelPair, run_episodes
-from bench.scienceworld_text import ScienceWorldTextEnv
-from bench.tasks import get_task
-from bench.train import build_bpe_tokenizer
+from bench.envs.scienceworld_text import ScienceWorldTextEnv
+from bench.envs.tasks import get_task
+from bench.models.lm import ActionLM, RandomPolicy
+from bench.models.train import build_bpe_tokenizer
+from bench.reporting.report import plot_where_deepthink, where_deepthink
+from bench.running.cell import train_and_evaluate
+from bench.running.routers import router_spec
+from bench.running.runner import ModelPair, run_episodes
 
 STEPS = 4
 
@@ -102,7 +102,7 @@ def test_subword_tokenizer_spells_unseen_words() -> None:
 TEXTS = ["connect battery anode to black wire terminal 1", "go to workshop", "focus on the red light bulb"] * 3
 TOKENIZER_JSON = f"""
 import sys
-from bench.train import build_bpe_tokenizer
+from bench.models.train import build_bpe_tokenizer
 sys.stdout.write(build_bpe_tokenizer({TEXTS!r}, 200).backend_tokenizer.to_str())
 """
 

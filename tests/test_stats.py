@@ -1,4 +1,4 @@
-"""Tests for bench.stats: bootstrap intervals of means and ratios, as the report prints them."""
+"""Tests for bench.common.stats: bootstrap intervals of means and ratios, as the report prints them."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
+from bench.common.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
 
 
 def sample(n: int = 40, seed: int = 3) -> np.ndarray:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from algos.switcher_sac import SACConfig, chain_features, chain_masks, fit_chain
-from bench.switching_mdp import SwitchingChain, policy_calls, solve
+from algos.switcher_sac import SACConfig
+from algos.switching_mdp import SwitchingChain, chain_features, chain_masks, fit_chain, policy_calls, solve
 
 HARD = (1.0, 0.1, 1.0, 1.0, 0.4, 1.0)  # QUICK is right at positions 1 and 4 only by luck
 STEPS = 3000

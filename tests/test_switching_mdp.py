@@ -1,4 +1,4 @@
-"""Tests for bench.switching_mdp: the exact DP solution checked against brute force and Monte Carlo."""
+"""Tests for algos.switching_mdp: the exact DP solution checked against brute force and Monte Carlo."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.switching_mdp import UNLIMITED, SwitchingChain, solve
-from bench.switching_mdp import policy_value as values_of
+from algos.switching_mdp import UNLIMITED, SwitchingChain, solve
+from algos.switching_mdp import policy_value as values_of
 
 
 def policy_value(chain: SwitchingChain, policy: np.ndarray) -> float:

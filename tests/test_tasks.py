@@ -1,4 +1,4 @@
-"""Tests for bench.tasks: the task registry (names, errors, registration), the seed ranges that keep
+"""Tests for bench.envs.tasks: the task registry (names, errors, registration), the seed ranges that keep
 evaluation episodes apart from demonstrations, and the real BabyAI-Text environments it builds."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from bench import tasks
-from bench.babyai_text import ACTIONS, BabyAITextEnv
-from bench.profiles import PROFILES
-from bench.tasks import (
+from bench.envs.babyai_text import ACTIONS, BabyAITextEnv
+from bench.envs.tasks import (
     SCIENCEWORLD_DEMO_ONLY,
     SCIENCEWORLD_TASKS,
     TaskSpec,
@@ -19,6 +18,7 @@ from bench.tasks import (
     register,
     task_names,
 )
+from bench.models.profiles import PROFILES
 
 GOTO = "BabyAI-GoToLocal-v0"
 
@@ -110,10 +110,10 @@ def test_train_and_eval_seed_ranges_are_disjoint(name: str) -> None:
 
 @pytest.mark.parametrize("profile", PROFILES.values(), ids=list(PROFILES))
 def test_profiles_never_evaluate_on_a_demonstration_episode(profile) -> None:
-    from bench.models import scienceworld_demo_jobs
+    from bench.models.cache import scienceworld_demo_jobs
 
     sw_demos: dict[str, list[int]] = {task: [] for task in SCIENCEWORLD_TASKS}
-    for part in scienceworld_demo_jobs(profile).values():  # what bench.models collects
+    for part in scienceworld_demo_jobs(profile).values():  # what bench.models.cache collects
         for task, variation in part:
             sw_demos.setdefault(task, []).append(variation)
     assert set(sw_demos) <= set(SCIENCEWORLD_TASKS) | set(SCIENCEWORLD_DEMO_ONLY)

@@ -1,4 +1,4 @@
-"""Tests for bench.evaluate and bench.tracking: what one evaluation leaves in a real MLflow store
+"""Tests for bench.running.evaluate and bench.common.tracking: what one evaluation leaves in a real MLflow store
 (params, summary and per-episode metrics, the episodes artifact, GPU honesty, run status)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import pytest
 from mlflow import MlflowClient
 
 from baselines.quick_only import QuickOnly
-from bench.evaluate import evaluate
-from bench.router import Router, StepView
-from bench.runner import ModelPair
-from bench.tasks import get_task
-from bench.tracking import DEFAULT_EXPERIMENT
+from bench.common.tracking import DEFAULT_EXPERIMENT
+from bench.envs.tasks import get_task
+from bench.models.pair import ModelPair
+from bench.running.evaluate import evaluate
+from bench.running.router import Router, StepView
 
 EPISODES = 3
 

@@ -1,4 +1,4 @@
-"""Tests for bench.train and bench.models: the word-level tokenizer, behaviour cloning of real tiny T5s
+"""Tests for bench.models.train and bench.models.cache: the word-level tokenizer, behaviour cloning of real tiny T5s
 on real BabyAIBot demonstrations, what a checkpoint records, determinism, and the recipe-keyed cache."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from transformers import AutoModelForSeq2SeqLM
 
 from bench import dagger as dagger_lib
 from bench import models as models_lib
-from bench.babyai_text import ACTIONS
-from bench.demos import Demo, pairs
-from bench.lm import LONDI_META, ActionLM
-from bench.models import ensure_models, load_demos, model_dir
-from bench.profiles import Profile, get_profile
-from bench.train import LOG_EVERY, ModelRecipe, _batch, build_model, build_tokenizer, step_accuracy, train
+from bench.envs.babyai_text import ACTIONS
+from bench.models.cache import ensure_models, load_demos, model_dir
+from bench.models.demos import Demo, pairs
+from bench.models.lm import LONDI_META, ActionLM
+from bench.models.profiles import Profile, get_profile
+from bench.models.train import LOG_EVERY, ModelRecipe, _batch, build_model, build_tokenizer, step_accuracy, train
 
 TINY = ModelRecipe(role="quick", context="reflex", d_model=8, d_ff=16, layers=1, heads=2,
                    steps=6, batch_size=8, lr=3e-3, warmup_steps=2)

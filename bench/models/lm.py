@@ -22,6 +22,8 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from bench.models.cost import CallCost
+
 # transformers' per-file progress bars ("Loading weights", "Writing model shards") would bury the
 # harness's own progress bars under lines for checkpoints that load in milliseconds.
 hf_logging.disable_progress_bar()
@@ -29,15 +31,6 @@ hf_logging.disable_progress_bar()
 LONDI_META = "londi.json"
 # Cross-attention key/value projections (T5: EncDecAttention.k/.v; BART-likes: encoder_attn.k_proj/.v_proj).
 CROSS_KV = re.compile(r"(EncDecAttention\.[kv]|encoder_attn\.[kv]_proj)\.")
-
-
-@dataclass(frozen=True)
-class CallCost:
-    """Cost of one batched scoring call, one entry per prompt."""
-
-    tokens_in: np.ndarray
-    tokens_out: np.ndarray
-    flops: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -305,10 +298,11 @@ RANDOM_POLICY = "random"
 
 class RandomPolicy:
     """A stand-in for a language model that picks uniformly at random: the paper's ablation with QUICK
-    replaced by a random policy (`--quick random`). Its scores come from torch's generator, which the
-    runner seeds with the run seed, so a run is reproducible; it costs no FLOPs."""
+    replaced by a random policy (`--quick random`). Its scores come from its own generator, which the
+    runner seeds with the run seed (`seed`), so a run is reproducible; it costs no FLOPs."""
 
     def __init__(self, context: str = "reflex") -> None:
+        self.rng = np.random.default_rng(0)
         self.device = torch.device("cpu")
         self.name = self.source = RANDOM_POLICY
         self.context = context
@@ -319,16 +313,19 @@ class RandomPolicy:
     needs_candidates = True
     """It picks among the valid actions, so even a generating task must list them for it."""
 
+    def seed(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+
     def score(self, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[np.ndarray, CallCost]:
         n = len(prompts)
-        scores = torch.rand(n, len(candidates), dtype=torch.float64).numpy()
+        scores = self.rng.random((n, len(candidates)))
         zeros = np.zeros(n)
         return scores, CallCost(zeros, zeros.copy(), zeros.copy())
 
     def decide(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]] | None) -> tuple[Decision, CallCost]:
         if candidates is None:
             raise ValueError("the random policy needs the candidate actions of each prompt")
-        rows = [torch.rand(len(options), dtype=torch.float64).numpy() for options in candidates]
+        rows = [self.rng.random(len(options)) for options in candidates]
         zeros = np.zeros(len(prompts))
         return choose(rows, candidates), CallCost(zeros, zeros.copy(), zeros.copy())
 

@@ -21,6 +21,8 @@ from typing import Any
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from bench.common.errors import UserError
+
 DEFAULT_EXPERIMENT = "londi-bench"
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for one log_batch call
 FLUSH_EVERY = 200  # metrics per log_batch call (MLflow accepts up to 1000)
@@ -50,7 +52,7 @@ def get_client(uri: str | None = None) -> MlflowClient:
     return MlflowClient(tracking_uri=uri or tracking_uri())
 
 
-class TrackingUnreachableError(ConnectionError):
+class TrackingUnreachableError(UserError, ConnectionError):
     """The MLflow tracking store cannot be reached: a user error (the URI or the server), not a bug."""
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
-from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
+from bench.common.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
+from bench.common.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
 
 EPISODE_METRICS = (
     "env_seed", "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted", "quick_calls",
@@ -489,8 +489,8 @@ def print_sweep(sweep: str, tracking_uri: str | None = None, experiment: str = D
 if __name__ == "__main__":
     import tyro
 
-    from bench.cli import user_errors
-    from bench.tracking import check_tracking
+    from bench.common.errors import user_errors
+    from bench.common.tracking import check_tracking
 
     def main(sweep: str, profile: str = "cpu", results_dir: Path = Path("results"), tracking_uri: str | None = None,
              experiment: str = DEFAULT_EXPERIMENT) -> None:

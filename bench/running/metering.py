@@ -3,7 +3,7 @@
 Calls are batched over environments, so one call's seconds are split among the episodes it
 served in proportion to their FLOPs; tokens and FLOPs are exact per prompt. On CUDA the clock
 is read after a device synchronisation, so queued kernels are not charged to the next call.
-GPU-seconds and energy (NVML) are whole-run readings: see bench.gpu.
+GPU-seconds and energy (NVML) are whole-run readings: see bench.running.gpu.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from bench.lm import CallCost
+from bench.models.cost import CallCost
 
 COMPONENTS = ("quick", "deepthink", "router")
 T = TypeVar("T")

@@ -31,8 +31,8 @@ from transformers import (
     get_cosine_schedule_with_warmup,
 )
 
-from bench.babyai_text import ACTIONS
-from bench.lm import LONDI_META, ActionLM
+from bench.envs.babyai_text import ACTIONS
+from bench.models.lm import LONDI_META, ActionLM
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
 LOG_EVERY = 25  # training steps per logged (mean) loss

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bench.tasks import SCIENCEWORLD_DEMO_ONLY, TaskSpec, task_names
-from bench.train import ModelRecipe
+from bench.envs.tasks import SCIENCEWORLD_DEMO_ONLY, TaskSpec, task_names
+from bench.models.train import ModelRecipe
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Profile:
     sw_demo_tasks: tuple[str, ...] | None = None
     """ScienceWorld tasks (simulator names) whose gold paths the pair is cloned from; unset: every registered one."""
     sw_extra_demo_tasks: tuple[str, ...] = ()
-    """Further ScienceWorld tasks cloned from but not evaluated (bench.tasks.SCIENCEWORLD_DEMO_ONLY)."""
+    """Further ScienceWorld tasks cloned from but not evaluated (bench.envs.tasks.SCIENCEWORLD_DEMO_ONLY)."""
     sw_demo_variations: int = 40
     """ScienceWorld gold paths per task: its first training variations, at most this many."""
     sw_heldout_variations: int = 5

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field, replace
 
 import gymnasium as gym
 
+from bench.common.errors import UserError
 
-class UnknownTaskError(KeyError):
+
+class UnknownTaskError(UserError, KeyError):
     """Raised for a task name that is not registered; the message lists the known names."""
 
     def __str__(self) -> str:  # KeyError quotes its message; a user should read a sentence
@@ -142,7 +144,7 @@ BABYAI_LEVELS = {
 
 def _babyai_builder(levels: tuple[str, ...]) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
-        from bench.babyai_text import BabyAITextEnv
+        from bench.envs.babyai_text import BabyAITextEnv
 
         return BabyAITextEnv(levels=levels, max_steps=BABYAI_MAX_STEPS)
 
@@ -208,7 +210,7 @@ teleportAction]`."""
 
 def _scienceworld_builder(task: str, max_steps: int, simplifications: str = "easy") -> Callable[[], gym.Env]:
     def make() -> gym.Env:
-        from bench.scienceworld_text import ScienceWorldTextEnv
+        from bench.envs.scienceworld_text import ScienceWorldTextEnv
 
         return ScienceWorldTextEnv(task, max_steps=max_steps, simplifications=simplifications)
 

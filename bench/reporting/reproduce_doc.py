@@ -9,8 +9,8 @@ the paper, each with the command that checks it, what the cpu profile measured a
 meets it. `make reproduce` (cpu profile) regenerates the file; `make docs` does it alone, and the
 test suite fails when REPRODUCE.md differs from what the results say.
 
-    python -m bench.reproduce_doc            # write REPRODUCE.md
-    python -m bench.reproduce_doc --check    # exit 1 when REPRODUCE.md is stale
+    python -m bench.reporting.reproduce_doc            # write REPRODUCE.md
+    python -m bench.reporting.reproduce_doc --check    # exit 1 when REPRODUCE.md is stale
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 import jinja2
 import tyro
 
-from bench.profiles import get_profile
-from bench.report import PAPER_SAVING
+from bench.models.profiles import get_profile
+from bench.reporting.report import PAPER_SAVING
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = Path(__file__).resolve().parent / "REPRODUCE.md.j2"
@@ -299,7 +299,7 @@ CLAIMS = [
     Claim("LONDI-B keeps its budget of DEEPTHINK calls", "`make test` (tests/test_londi_sac.py); the budget sweep",
           _claim_budget, _verdict_budget),
     Claim("A higher cost c gives fewer DEEPTHINK calls (c trades reward for calls)",
-          "the c sweep of `make reproduce`; `python -m bench.switching_mdp`", _claim_cost, _verdict_cost),
+          "the c sweep of `make reproduce`; `python -m algos.switching_mdp`", _claim_cost, _verdict_cost),
     Claim("Plug and play with other LMs and encoders",
           "`--quick` / `--deepthink` with any Hugging Face seq2seq checkpoint; `londi_sac[encoder=transformer]`",
           lambda r: "tested, not measured: T5 and BART configurations act through the same `ActionLM` "
@@ -420,7 +420,7 @@ def main(args: Args) -> int:
     text = render()
     if args.check:
         if OUTPUT.read_text() != text:
-            print("REPRODUCE.md is stale: regenerate it with make docs (python -m bench.reproduce_doc)",
+            print("REPRODUCE.md is stale: regenerate it with make docs (python -m bench.reporting.reproduce_doc)",
                   file=sys.stderr)
             return 1
         print("REPRODUCE.md matches results/")
@@ -431,7 +431,7 @@ def main(args: Args) -> int:
 
 
 if __name__ == "__main__":
-    from bench.cli import user_errors
+    from bench.common.errors import user_errors
 
     with user_errors():
         sys.exit(main(tyro.cli(Args)))

@@ -9,14 +9,16 @@ transition through `observe`. Nothing in bench/ knows a particular router.
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from bench.contexts import EpisodeHistory
-from bench.metering import Meter
+from bench.envs.contexts import EpisodeHistory
+from bench.running.metering import Meter
 
 
 @dataclass
@@ -50,7 +52,7 @@ class StepView:
         return np.array([d.action for d in self.decisions(model, positions)], dtype=object)
 
     def margin(self, model: str, positions: list[int] | None = None) -> np.ndarray:
-        """`model`'s top-1 minus top-2 probability for its action (see bench.lm.Decision)."""
+        """`model`'s top-1 minus top-2 probability for its action (see bench.models.lm.Decision)."""
         return np.array([d.margin for d in self.decisions(model, positions)])
 
     def entropy(self, model: str, positions: list[int] | None = None) -> np.ndarray:
@@ -102,11 +104,22 @@ class Router:
     """Base class of every router. Subclasses set `name` and implement `route`."""
 
     name: ClassVar[str] = "router"
-    rng: np.random.Generator = np.random.default_rng(0)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """This router's own generator, seeded by the runner with the run seed (`seed`) before any episode; no two
+        routers share one, and none touches a global generator."""
+        if "_rng" not in vars(self):
+            self._rng = np.random.default_rng(0)
+        return self._rng
+
+    @rng.setter
+    def rng(self, generator: np.random.Generator) -> None:
+        self._rng = generator
 
     def seed(self, seed: int) -> None:
         """Called by the runner with the run seed before any episode: randomness comes from `self.rng`."""
-        self.rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(seed)
 
     def route(self, view: StepView) -> np.ndarray:
         """Boolean mask over `view.slots`: True where DEEPTHINK acts this step."""
@@ -120,6 +133,15 @@ class Router:
 
     def params(self) -> dict[str, Any]:
         """Hyperparameters to log with the run: by default the constructor's options as set."""
-        from bench.routers import router_options
-
         return {name: getattr(self, name) for name in router_options(type(self)) if hasattr(self, name)}
+
+
+def router_options(cls: type[Router]) -> dict[str, inspect.Parameter]:
+    """The keyword options a router's constructor takes (name -> parameter, annotation resolved)."""
+    hints = typing.get_type_hints(cls.__init__) if cls.__init__ is not object.__init__ else {}
+    params = {}
+    for name, param in inspect.signature(cls.__init__).parameters.items():
+        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        params[name] = param.replace(annotation=hints.get(name, param.annotation))
+    return params

@@ -13,7 +13,7 @@ QUICK cannot. This report measures both halves from a sweep that ran `quick_only
 - how each model was trained (steps, seconds, held-out accuracy against BabyAIBot, DAgger rounds);
 - the goals of the model-pair issue, each marked met or missed, with the margin.
 
-    python -m bench.pair --sweep reproduce-cpu-...   # `make reproduce` runs it after the sweep
+    python -m bench.reporting.pair --sweep reproduce-cpu-...   # `make reproduce` runs it after the sweep
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.babyai_text import ACTIONS
-from bench.contexts import EpisodeHistory, get_context
-from bench.lm import ActionLM
-from bench.report import by_env_seed, finished_eval_runs, real_pair
-from bench.stats import Estimate, fmt, mean_ci, ratio_ci
-from bench.tasks import get_task
-from bench.tracking import DEFAULT_EXPERIMENT, get_client
+from bench.common.stats import Estimate, fmt, mean_ci, ratio_ci
+from bench.common.tracking import DEFAULT_EXPERIMENT, get_client
+from bench.envs.babyai_text import ACTIONS
+from bench.envs.contexts import EpisodeHistory, get_context
+from bench.envs.tasks import get_task
+from bench.models.lm import ActionLM
+from bench.reporting.report import by_env_seed, finished_eval_runs, real_pair
 
 GOAL_TASK = "babyai/Mixed"
 # (name, metric, threshold, must): the model-pair issue's goals on the mixed task.

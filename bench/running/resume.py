@@ -6,13 +6,15 @@ Two levels, both on local disk under `<state_dir>/<sweep>/` (default `.cache/lon
   whether it trained or evaluated) leaves a `.done` file with its result (the evaluated episodes, or
   the trained router), so a resumed sweep skips it, and its command-line options, so `--resume`
   needs nothing else.
-- `Checkpointer` snapshots one run while it goes, at a step boundary of the episode loop (see
-  bench.runner.run_episodes): the router (a learned router's networks, optimiser, replay buffer and
-  random generator), every finished episode, the episodes in flight (their histories, returns and
-  metered usage), the queue of episodes not started, and the global random states. The environments
-  are not pickled: an episode in flight is replayed from its seed with the actions it played.
-  Restored this way a run continues with the same model batches and the same random draws as if it had
-  never stopped, so its final metrics equal an uninterrupted run's (all but the timings).
+- `Checkpointer` keeps the snapshots of one run on disk; `LoopCheckpoint` is the object beside the episode
+  loop (bench.running.runner) that takes them at a step boundary and gives the loop back its state: the
+  router (a learned router's networks, optimiser, replay buffer and random generator), every finished
+  episode, the episodes in flight (their histories, returns and metered usage), the queue of episodes not
+  started, and the models' own generators (a random policy's). Nothing global is kept: every object
+  draws from its own generator. The environments are not pickled: an episode in flight is replayed from
+  its seed with the actions it played. Restored this way a run continues with the same model batches and
+  the same random draws as if it had never stopped, so its final metrics equal an uninterrupted run's
+  (all but the timings).
 
 A snapshot is written after an episode finishes, at most every `every_s` seconds, atomically (a
 kill while writing leaves the previous one). The MLflow run that was stopped keeps its status
@@ -26,22 +28,23 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import random
 import re
 import shutil
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from bench.common.provenance import cache_dir
+from bench.models.pair import ModelPair
+from bench.running.router import Router
 
 
 def default_state_dir() -> Path:
     """`sweeps/` in the harness's cache ($LONDI_CACHE, else .cache/londi)."""
-    from bench.models import cache_dir
-
     return cache_dir() / "sweeps"
 
 
@@ -54,16 +57,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def _load(path: Path) -> Any:
     return torch.load(path, weights_only=False)  # our own pickles: routers, episode results
-
-
-def random_states() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def set_random_states(states: dict[str, Any]) -> None:
-    random.setstate(states["python"])
-    np.random.set_state(states["numpy"])
-    torch.set_rng_state(states["torch"])
 
 
 def restore_into(target: object, saved: object) -> None:
@@ -84,7 +77,7 @@ class Checkpointer:
     saves: int = field(default=0, init=False)
     broken: bool = field(default=False, init=False)
     restored: int = field(default=0, init=False)
-    """finished episodes the last load brought back"""
+    """finished episodes the last restore brought back (set by LoopCheckpoint)"""
 
     @property
     def meta_path(self) -> Path:
@@ -126,12 +119,42 @@ class Checkpointer:
             moved = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
             raise ValueError(f"the checkpoint {self.path} belongs to another run (its {', '.join(moved)} differ): "
                              f"resume with the options it was made with, or delete it to start over")
-        self.restored = len(state["results"])
         return state
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
         self.meta_path.unlink(missing_ok=True)
+
+
+class LoopCheckpoint:
+    """Checkpoint and resume of one episode loop, beside it: `restore` before the first step, `at_step_boundary`
+    after each. Without a `Checkpointer` both do nothing. The loop's state (bench.running.runner.LoopState) is
+    pickled as it is; this object needs to know only that it has `active()` slots."""
+
+    def __init__(self, checkpointer: Checkpointer | None, fingerprint: dict[str, Any]) -> None:
+        self.checkpointer, self.fingerprint = checkpointer, fingerprint
+        self.last_save = time.monotonic()
+
+    def restore(self, router: Router, models: ModelPair) -> Any | None:
+        """The loop state of this run's last snapshot, with `router` and the models' generators as they were then;
+        None when there is none (a fresh run)."""
+        saved = self.checkpointer.load(self.fingerprint) if self.checkpointer is not None else None
+        if saved is None:
+            return None
+        restore_into(router, saved["router"])
+        models.set_generators(saved["model_generators"])
+        self.checkpointer.restored = len(saved["loop"].results)
+        return saved["loop"]
+
+    def at_step_boundary(self, state: Any, router: Router, models: ModelPair, episodes_ended: bool) -> None:
+        """Snapshot when an episode just ended, one is still running, and `every_s` has passed: nothing is half
+        done between two steps."""
+        if (self.checkpointer is None or not episodes_ended or not state.active()
+                or time.monotonic() - self.last_save < self.checkpointer.every_s):
+            return
+        self.checkpointer.save({"fingerprint": self.fingerprint, "router": router, "loop": state,
+                                "model_generators": models.generators()})
+        self.last_save = time.monotonic()
 
 
 def _safe(text: str) -> str:

@@ -19,13 +19,17 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
-from bench import demos as demo_lib
-from bench.dagger import train_with_dagger
-from bench.lm import LONDI_META, ActionLM, load_model
-from bench.profiles import Profile
-from bench.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_DEMO_ONLY, SCIENCEWORLD_TASKS
-from bench.tracking import RunLogger
-from bench.train import ModelRecipe, key_fields, train
+import tyro
+
+from bench.common.errors import user_errors
+from bench.common.provenance import REPO_ROOT, cache_dir, git_commit
+from bench.common.tracking import RunLogger, check_tracking
+from bench.envs.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_DEMO_ONLY, SCIENCEWORLD_TASKS
+from bench.models import demos as demo_lib
+from bench.models.dagger import train_with_dagger
+from bench.models.lm import LONDI_META, ActionLM, load_model
+from bench.models.profiles import Profile, get_profile
+from bench.models.train import ModelRecipe, key_fields, train
 
 SUITES = ("babyai", "scienceworld")
 SCIENCEWORLD_FORMAT = 3  # bump when ScienceWorld's text format or its demonstrations change
@@ -33,11 +37,7 @@ SCIENCEWORLD_FORMAT = 3  # bump when ScienceWorld's text format or its demonstra
 FORMAT_VERSION = 4  # bump when the text format or training code changes what a recipe produces
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("LONDI_CACHE", Path.cwd() / ".cache" / "londi"))
-
-
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS = REPO_ROOT / "checkpoints"
 """Committed checkpoints: `checkpoints/<profile>/<role>-<key>`, the same key as the cache."""
 
 
@@ -54,7 +54,7 @@ def recipes(profile: Profile, suite: str) -> tuple[ModelRecipe, ModelRecipe]:
 
 def _demo_config(profile: Profile, suite: str = "babyai") -> dict:
     if suite == "scienceworld":
-        from bench.scienceworld_text import SIMPLIFICATIONS
+        from bench.envs.scienceworld_text import SIMPLIFICATIONS
 
         return {"tasks": list(profile.sw_demo_tasks or SCIENCEWORLD_TASKS) + list(profile.sw_extra_demo_tasks),
                 "demo_variations": profile.sw_demo_variations,
@@ -178,8 +178,6 @@ def training_notes(profile: Profile, paths: list[Path]) -> str:
 
     import torch
 
-    from bench.evaluate import git_commit
-
     lines = [f"# The {profile.name} profile's offline pairs", "",
              f"Copied here by `python -m bench.models --profile {profile.name} --commit` (what `make models` runs, "
              f"plus the copy; `--suites` picks the suite), these notes written at git {git_commit()} on "
@@ -211,44 +209,43 @@ def load_pair(quick: str | Path, deepthink: str | Path, device: str = "cpu") -> 
     return load_model(quick, device=device), load_model(deepthink, device=device)
 
 
-if __name__ == "__main__":
-    import tyro
+def train_pairs(profile: str = "cpu", retrain: bool = True, tracking_uri: str | None = None,
+                commit: bool = False, suites: tuple[str, ...] = SUITES) -> None:
+    """Train the profile's offline QUICK and DEEPTHINK (`make models`) and print where they are.
 
-    from bench.profiles import get_profile
-    from bench.tracking import check_tracking
-
-    def main(profile: str = "cpu", retrain: bool = True, tracking_uri: str | None = None,
-             commit: bool = False, suites: tuple[str, ...] = SUITES) -> None:
-        """Train the profile's offline QUICK and DEEPTHINK (`make models`) and print where they are.
-
-        Args:
-            profile: smoke, cpu or paper.
-            retrain: train again even if cached.
-            tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
-            commit: also copy the pairs to checkpoints/<profile>/ (replacing that suite's pair there), with TRAINING.md.
-            suites: babyai, scienceworld or both.
-        """
-        chosen = get_profile(profile)
-        check_tracking(tracking_uri)
-        target = CHECKPOINTS / chosen.name
-        for suite in suites:
-            paths = ensure_models(chosen, retrain=retrain, tracking_uri=tracking_uri, suite=suite)
-            for path in paths:
-                meta = json.loads((path / LONDI_META).read_text())
-                print(f"{suite} {meta['role']}: {path} ({meta['non_embedding_params']} non-embedding params, "
-                      f"{meta['train_s']} s, held-out step accuracy {meta['heldout_step_accuracy']:.3f})")
-            if commit:
-                target.mkdir(parents=True, exist_ok=True)
-                for recipe, path in zip(recipes(chosen, suite), paths, strict=True):
-                    for stale in target.glob(model_dir(chosen, recipe, suite).name.rsplit("-", 1)[0] + "-*"):
-                        shutil.rmtree(stale)
-                    shutil.copytree(path, target / path.name)
+    Args:
+        profile: smoke, cpu or paper.
+        retrain: train again even if cached.
+        tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
+        commit: also copy the pairs to checkpoints/<profile>/ (replacing that suite's pair there), with TRAINING.md.
+        suites: babyai, scienceworld or both.
+    """
+    chosen = get_profile(profile)
+    check_tracking(tracking_uri)
+    target = CHECKPOINTS / chosen.name
+    for suite in suites:
+        paths = ensure_models(chosen, retrain=retrain, tracking_uri=tracking_uri, suite=suite)
+        for path in paths:
+            meta = json.loads((path / LONDI_META).read_text())
+            print(f"{suite} {meta['role']}: {path} ({meta['non_embedding_params']} non-embedding params, "
+                  f"{meta['train_s']} s, held-out step accuracy {meta['heldout_step_accuracy']:.3f})")
         if commit:
-            committed = sorted(p.parent for p in target.glob(f"*/{LONDI_META}"))
-            (target / "TRAINING.md").write_text(training_notes(chosen, committed))
-            print(f"committed to {target}")
+            target.mkdir(parents=True, exist_ok=True)
+            for recipe, path in zip(recipes(chosen, suite), paths, strict=True):
+                for stale in target.glob(model_dir(chosen, recipe, suite).name.rsplit("-", 1)[0] + "-*"):
+                    shutil.rmtree(stale)
+                shutil.copytree(path, target / path.name)
+    if commit:
+        committed = sorted(p.parent for p in target.glob(f"*/{LONDI_META}"))
+        (target / "TRAINING.md").write_text(training_notes(chosen, committed))
+        print(f"committed to {target}")
 
-    from bench.cli import user_errors
 
+def main() -> None:
+    """`python -m bench.models` (what `make models` runs)."""
     with user_errors():
-        tyro.cli(main)
+        tyro.cli(train_pairs)
+
+
+if __name__ == "__main__":
+    main()

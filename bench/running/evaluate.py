@@ -1,37 +1,35 @@
-"""Evaluate a router on a task and record it in MLflow: the entry point every router's CLI shares.
+"""An evaluation or a training of a router as one MLflow run: what gets logged and how a run is closed.
 
 One MLflow run per (task, router, seed), named cleanrl-style `{task}__{exp_name}__{seed}__{time}`,
 with every parameter, per-episode metrics (`episode/<metric>`, MLflow step = episode index),
 summary metrics under the plain names with 95% intervals, NVML readings where a GPU answers, and
 `episodes.jsonl` (every step of every episode: observation, which model acted, action, reward)
-as an artifact.
+as an artifact. A learned router's training is its own run (kind `router_train`). With a checkpoint
+the run is linked to the stopped run it continues (bench.running.resume).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from mlflow.exceptions import MlflowException
 
-from bench.gpu import GpuMonitor, GpuReading
-from bench.metering import usage_metrics
-from bench.profiles import get_profile
-from bench.resume import Checkpointer, SweepState, restore_into
-from bench.router import Router
-from bench.runner import EpisodeResult, ModelPair, run_episodes
-from bench.stats import mean_ci
-from bench.tasks import TaskSpec, get_task
-from bench.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, RunLogger, check_tracking
+from bench.common.provenance import git_commit
+from bench.common.stats import mean_ci
+from bench.common.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, RunLogger
+from bench.envs.tasks import TaskSpec
+from bench.running.gpu import GpuMonitor, GpuReading
+from bench.running.metering import usage_metrics
+from bench.running.resume import Checkpointer
+from bench.running.router import Router
+from bench.running.runner import EpisodeResult, ModelPair, run_episodes
 
 SUMMARY_METRICS = (
     "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted",
@@ -39,71 +37,6 @@ SUMMARY_METRICS = (
     "compute_s", "compute_s_quick", "compute_s_deepthink", "compute_s_router",
     "tokens_in_quick", "tokens_in_deepthink", "tokens_out_quick", "tokens_out_deepthink",
 )
-
-
-@dataclass
-class EvalArgs:
-    """Options shared by every router's command line."""
-
-    task: str = "babyai/Mixed"
-    """task name from the registry (e.g. babyai/GoToLocal, babyai/Mixed)"""
-    seeds: tuple[int, ...] = (0,)
-    """run seeds: each seed is one MLflow run over its own block of evaluation episodes"""
-    episodes: int | None = None
-    """evaluation episodes per seed; unset: the profile's"""
-    profile: str = "cpu"
-    """smoke, cpu or paper: sets the default models, episodes and batch size"""
-    quick: str | None = None
-    """QUICK checkpoint, a Hugging Face name or local path, or `random` (a uniformly random policy: the
-    paper's ablation); unset: the profile's offline model"""
-    deepthink: str | None = None
-    """DEEPTHINK checkpoint, a Hugging Face name or local path; unset: the profile's offline model"""
-    device: str = "auto"
-    """torch device for the models; auto picks cuda when available"""
-    batch_size: int | None = None
-    """environments run in lockstep, model calls batched over them; unset: the profile's"""
-    tracking_uri: str | None = None
-    """MLflow tracking URI; unset: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here"""
-    experiment: str = DEFAULT_EXPERIMENT
-    """MLflow experiment name"""
-    sweep: str | None = None
-    """tag that groups the runs of one comparison; unset: a fresh id"""
-    exp_name: str = ""
-    """run name part after the task; empty: the router's name"""
-    progress: bool = True
-    """show a progress bar"""
-
-
-def check_run_options(tasks: list[TaskSpec], seeds: tuple[int, ...], episodes: int, batch_size: int) -> None:
-    """Refuse options that make no sense before any model is trained or any run is logged."""
-    if episodes <= 0:
-        raise ValueError(f"--episodes must be a positive number of episodes per seed, got {episodes}")
-    if batch_size <= 0:
-        raise ValueError(f"--batch-size must be a positive number of environments, got {batch_size}")
-    if not seeds:
-        raise ValueError("--seeds is empty: give at least one run seed, e.g. --seeds 0 1 2")
-    for task in tasks:
-        for seed in seeds:
-            task.eval_episode_seeds(seed, episodes)
-    if any(task.suite == "scienceworld" for task in tasks):
-        from bench.scienceworld_text import require_java
-
-        require_java()  # ScienceWorld's simulator is a JVM: say so now, not after the models are trained
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def git_commit() -> str:
-    try:
-        # "-dirty" marks numbers made by code that is in no commit.
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True,
-                              cwd=Path(__file__).parent, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def summary_metrics(results: list[EpisodeResult]) -> dict[str, float]:
@@ -138,7 +71,7 @@ def evaluate(
     """Run `episodes` evaluation episodes of `task` for run seed `seed` and log them as one MLflow run.
 
     With `checkpoint` the run is snapshotted as it goes and, where a snapshot exists, continues from it in a
-    new MLflow run linked to the stopped one (bench.resume)."""
+    new MLflow run linked to the stopped one (bench.running.resume)."""
     exp_name = exp_name or router.name
     env_seeds = task.eval_episode_seeds(seed, episodes)
     params = {
@@ -272,66 +205,3 @@ def train_router(
                     run.log_file(path)
                 if save_dir is not None:
                     shutil.copytree(saved, save_dir, dirs_exist_ok=True)
-
-
-def train_and_evaluate(router: Router, task: TaskSpec, models: ModelPair, seed: int, episodes: int, batch_size: int,
-                       profile: str, sweep: str, exp_name: str, tracking_uri: str | None = None,
-                       experiment: str = DEFAULT_EXPERIMENT, progress: bool = True,
-                       state: SweepState | None = None) -> list[EpisodeResult]:
-    """One run seed of a router: trained first if it learns (its own MLflow run), then evaluated.
-
-    With `state` (a sweep that can be resumed) a part already finished is not run again (a trained router is
-    restored, evaluated episodes are returned) and a stopped part continues from its checkpoint."""
-    def checkpoint(kind: str) -> Checkpointer | None:
-        return None if state is None else state.checkpointer(task.name, exp_name, seed, kind)
-
-    if getattr(router, "needs_training", lambda: False)():
-        trained = None if state is None else state.done(task.name, exp_name, seed, "train")
-        if trained is not None:
-            restore_into(router, trained)
-        else:
-            train_router(router, task, models, seed, batch_size, profile, sweep, exp_name, tracking_uri=tracking_uri,
-                         experiment=experiment, progress=progress, checkpoint=checkpoint("train"))
-            if state is not None:
-                state.mark_done(task.name, exp_name, seed, "train", router)
-    evaluated = None if state is None else state.done(task.name, exp_name, seed, "eval")
-    if evaluated is not None:
-        return evaluated
-    results = evaluate(router, task, models, seed, episodes, batch_size, profile, sweep, exp_name=exp_name,
-                       tracking_uri=tracking_uri, experiment=experiment, progress=progress,
-                       checkpoint=checkpoint("eval"))
-    if state is not None:
-        state.mark_done(task.name, exp_name, seed, "eval", results)
-    return results
-
-
-def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
-    """What `python -m baselines.<router>` does: evaluate the router on args.task for each seed."""
-    from bench.cli import user_errors
-
-    with user_errors():
-        _run_cli(make_router, args)
-
-
-def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
-    from bench.models import ensure_models, load_pair
-    from bench.report import print_sweep
-
-    profile = get_profile(args.profile)
-    task = get_task(args.task)
-    device = resolve_device(args.device)
-    episodes = profile.episodes_for(task) if args.episodes is None else args.episodes
-    batch_size = profile.batch_size if args.batch_size is None else args.batch_size
-    check_run_options([task], args.seeds, episodes, batch_size)
-    check_tracking(args.tracking_uri)
-    if args.quick is None or args.deepthink is None:
-        quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri, suite=task.suite)
-    quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)
-    models = ModelPair(quick, deepthink)
-    sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
-    for seed in args.seeds:
-        router = make_router()
-        train_and_evaluate(router, task, models, seed, episodes, batch_size, profile.name, sweep,
-                           args.exp_name or router.name, tracking_uri=args.tracking_uri, experiment=args.experiment,
-                           progress=args.progress)
-    print_sweep(sweep, tracking_uri=args.tracking_uri, experiment=args.experiment)

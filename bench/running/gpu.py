@@ -68,7 +68,7 @@ def _describe(exc: BaseException) -> str:
 
 def _load_nvml(nvml: object | None) -> Any:
     # Imported lazily so that a missing package is an "unavailable" reading, not an import
-    # error for every module that merely imports bench.gpu.
+    # error for every module that merely imports bench.running.gpu.
     return nvml if nvml is not None else importlib.import_module("pynvml")
 
 

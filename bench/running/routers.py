@@ -12,11 +12,10 @@ import importlib
 import inspect
 import pkgutil
 import re
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.router import Router
+from bench.running.router import Router, router_options
 
 _SPEC = re.compile(r"^(?P<path>[\w.:]+)(?:\[(?P<options>[^\]]*)\])?$")
 
@@ -31,17 +30,6 @@ class RouterSpec:
 
     def make(self) -> Router:
         return self.cls(**self.options)
-
-
-def router_options(cls: type[Router]) -> dict[str, inspect.Parameter]:
-    """The keyword options a router's constructor takes (name -> parameter, annotation resolved)."""
-    hints = typing.get_type_hints(cls.__init__) if cls.__init__ is not object.__init__ else {}
-    params = {}
-    for name, param in inspect.signature(cls.__init__).parameters.items():
-        if name == "self" or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        params[name] = param.replace(annotation=hints.get(name, param.annotation))
-    return params
 
 
 def _convert(cls: type[Router], name: str, raw: str, param: inspect.Parameter) -> Any:
@@ -99,7 +87,7 @@ def router_class(spec: str) -> type[Router]:
         except (ImportError, AttributeError) as error:
             raise ValueError(f"cannot load router {spec!r}: {error}") from None
         if not (inspect.isclass(cls) and issubclass(cls, Router)):
-            raise ValueError(f"{spec!r} is not a subclass of bench.router.Router")
+            raise ValueError(f"{spec!r} is not a subclass of bench.running.router.Router")
         return cls
     routers = builtin_routers()
     if spec not in routers:

@@ -26,8 +26,8 @@ from minigrid.core.constants import IDX_TO_COLOR, IDX_TO_OBJECT, OBJECT_TO_IDX
 from minigrid.core.world_object import WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
-from bench.babyai_memory import EpisodeMemory
-from bench.babyai_words import ACTIONS, object_words, relative_phrase, with_article
+from bench.envs.babyai_memory import EpisodeMemory
+from bench.envs.babyai_words import ACTIONS, object_words, relative_phrase, with_article
 
 log = logging.getLogger(__name__)
 

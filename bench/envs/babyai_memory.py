@@ -18,7 +18,7 @@ import numpy as np
 from minigrid.core.constants import DIR_TO_VEC, IDX_TO_COLOR, IDX_TO_OBJECT, OBJECT_TO_IDX
 from minigrid.minigrid_env import MiniGridEnv
 
-from bench.babyai_words import object_words, relative_phrase, with_article
+from bench.envs.babyai_words import object_words, relative_phrase, with_article
 
 _UNSEEN = OBJECT_TO_IDX["unseen"]
 _NOT_REMEMBERED = frozenset({"unseen", "empty", "floor", "wall", "agent"})

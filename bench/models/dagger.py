@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from bench.babyai_text import ACTIONS, BabyAITextEnv
-from bench.contexts import EpisodeHistory, get_context
-from bench.demos import Demo, pairs
-from bench.lm import LONDI_META, ActionLM
-from bench.train import LOG_EVERY, ModelRecipe, train
+from bench.envs.babyai_text import ACTIONS, BabyAITextEnv
+from bench.envs.contexts import EpisodeHistory, get_context
+from bench.models.demos import Demo, pairs
+from bench.models.lm import LONDI_META, ActionLM
+from bench.models.train import LOG_EVERY, ModelRecipe, train
 
 log = logging.getLogger(__name__)
 

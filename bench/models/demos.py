@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from bench.babyai_text import ACTIONS, BabyAITextEnv
-from bench.contexts import EpisodeHistory, get_context
+from bench.envs.babyai_text import ACTIONS, BabyAITextEnv
+from bench.envs.contexts import EpisodeHistory, get_context
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def collect_gold(jobs: Sequence[tuple[str, int]], max_steps: int, path: Path) ->
         return load(path)
     from concurrent.futures import ThreadPoolExecutor
 
-    from bench.scienceworld_text import ScienceWorldTextEnv
+    from bench.envs.scienceworld_text import ScienceWorldTextEnv
 
     path.parent.mkdir(parents=True, exist_ok=True)
     by_task: dict[str, list[int]] = {}

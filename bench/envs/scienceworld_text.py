@@ -95,7 +95,8 @@ def room_of(look: str) -> str:
 _LIVE: weakref.WeakSet[_Simulator] = weakref.WeakSet()
 _IDLE: list[_Simulator] = []
 _POOL_LOCK = threading.Lock()
-"""Environments are stepped in threads (bench.runner): the idle pool is taken from and given to one at a time."""
+"""Environments are stepped in threads (bench.running.runner): the idle pool is taken from and given to one at a
+time."""
 _ENV_LOCK = threading.Lock()
 IDLE_JVMS = 8
 """Most idle JVMs kept for reuse (~350 MB each)."""
