@@ -1,6 +1,20 @@
 """LONDI-SAC: a Switcher trained by soft actor-critic decides at every step whether DEEPTHINK acts.
 
-The method of "All Language Models Large and Small" (arXiv 2402.12061), as a router:
+The method of "All Language Models Large and Small" (arXiv 2402.12061), as a router. The training loop,
+with the names used below (the episode loop itself is bench.running.runner's, shared by every router; this
+file supplies `route`, which it calls before every step, and `observe`, which it calls after):
+
+    sac = DiscreteSAC(state_dim, SACConfig(seed=run_seed))          # policy pi(g|s), twin Q, targets, alpha
+    for episode in training seeds (train_episodes of them), run in lockstep batches:
+        h = the episode's history (observations, actions)
+        while the episode runs:
+            s = state(h)                       # encoder(mission, view, last action) + progress + cues
+            g = sac.act(s)                     # sampled: 0 = QUICK acts, 1 = DEEPTHINK acts   [route]
+            action = (DEEPTHINK if g else QUICK).decide(context(h))                      # runner
+            h', r, done = env.step(action)                                                # runner
+            sac.buffer.add(s, g, r - c * g, state(h'), done)   # the Switcher pays c a call [observe]
+            sac.update()                       # soft Q targets, policy, temperature          [observe]
+    evaluation: g = sac.greedy(state(h)), no updates (training = False)
 
 - state: the text the agent has now (mission, current view, last action) through an encoder. The
   default encoder (`encoder=words`) is cheap on purpose, since the Switcher's own compute counts
@@ -11,12 +25,14 @@ The method of "All Language Models Large and Small" (arXiv 2402.12061), as a rou
   nothing, the last actions repeat, the share of the mission's words in view), into a 2-layer MLP.
 - action: g in {0 = QUICK acts, 1 = DEEPTHINK acts}.
 - reward: the environment's reward minus `c` for every DEEPTHINK call.
-- learner: discrete SAC (algos/switcher_sac.py), trained online while the real QUICK and DEEPTHINK
-  make the moves (`training = True`: sampled choices, updates after every step), then evaluated
-  with the policy fixed (`training = False`: greedy, or sampled with `greedy=False`; no updates).
+- learner: discrete SAC (algos/switcher_sac.py, the update equations are there), trained online while the
+  real QUICK and DEEPTHINK make the moves (`training = True`: sampled choices, updates after every step,
+  half as many updates as transitions in a batched step), then evaluated with the policy fixed
+  (`training = False`: greedy, or sampled with `greedy=False`; no updates).
 
-LONDI-B (a budget of DEEPTHINK calls per episode) is algos/londi_b.py, built on this class.
-The Switcher's forward passes are metered as the `router` component (FLOPs of its MLP, seconds).
+LONDI-B (a budget of DEEPTHINK calls per episode) is algos/londi_b.py, built on this class: it extends the
+four hooks `extra_dim`, `extra_state`, `masks` and `commit` below.
+The Switcher's forward passes are metered as the `router` component (FLOPs of its network, seconds).
 `save(path)` / `load=path` keep a trained Switcher for evaluation without retraining.
 
     python -m algos.londi_sac --task babyai/Mixed --c 0.01 --train-episodes 200 --seeds 0

@@ -18,7 +18,7 @@ environment's minus c for every DEEPTHINK call (the caller adds the -c). What is
   the policy and in the target's expectation.
 
 It is a plain learner over vectors: `algos/londi_sac.py` wires it to text episodes. The exact
-switching MDP in bench/switching_mdp.py checks it: the learned greedy choice must match the
+switching MDP beside it (algos/switching_mdp.py) checks it: the learned greedy choice must match the
 dynamic-programming optimum on every state (tests/test_switcher_sac.py).
 """
 

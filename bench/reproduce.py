@@ -22,7 +22,7 @@ import tyro
 
 from bench.cli import check_run_options, resolve_device
 from bench.common.errors import user_errors
-from bench.common.provenance import git_commit
+from bench.common.provenance import REPO_ROOT, git_commit
 from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, check_tracking, metric_key
 from bench.envs.tasks import TaskSpec, get_task
 from bench.models.cache import ensure_models, load_pair
@@ -45,7 +45,7 @@ from bench.running.cell import train_and_evaluate
 from bench.running.resume import SweepState, default_state_dir
 from bench.running.routers import RouterSpec, router_spec
 
-DOC_RESULTS = Path(__file__).resolve().parent.parent / "results"  # the results REPRODUCE.md is made from
+DOC_RESULTS = REPO_ROOT / "results"  # the results REPRODUCE.md is made from
 
 
 @dataclass

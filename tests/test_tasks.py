@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench import tasks
+from bench.envs import tasks
 from bench.envs.babyai_text import ACTIONS, BabyAITextEnv
 from bench.envs.tasks import (
     SCIENCEWORLD_DEMO_ONLY,

@@ -13,9 +13,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from transformers import AutoModelForSeq2SeqLM
 
-from bench import dagger as dagger_lib
-from bench import models as models_lib
 from bench.envs.babyai_text import ACTIONS
+from bench.models import cache as models_lib
+from bench.models import dagger as dagger_lib
 from bench.models.cache import ensure_models, load_demos, model_dir
 from bench.models.demos import Demo, pairs
 from bench.models.lm import LONDI_META, ActionLM

@@ -1,7 +1,7 @@
 """REPRODUCE.md, generated: every number in it is read from results/ (and the committed models' own
 records in checkpoints/), none is typed by hand.
 
-The text is the Jinja template `bench/REPRODUCE.md.j2`; its expressions call the helpers below
+The text is the Jinja template `bench/reporting/REPRODUCE.md.j2`; its expressions call the helpers below
 (`v`, `ci`, `pct`, `cell`, `ctx`, ...), which read `results/<profile>/<suite>.json`, `pair.json`,
 `results/switching_mdp.json`, `results/benchmarks.json`, `results/smoke/reference.json` and the
 committed models' `londi.json`. The claims table at the top is built here, one `Claim` per claim of
@@ -26,10 +26,11 @@ from typing import Any
 import jinja2
 import tyro
 
+from bench.common.provenance import REPO_ROOT
 from bench.models.profiles import get_profile
 from bench.reporting.report import PAPER_SAVING
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 TEMPLATE = Path(__file__).resolve().parent / "REPRODUCE.md.j2"
 OUTPUT = ROOT / "REPRODUCE.md"
 
