@@ -9,7 +9,6 @@ is the cross-entropy of the expert action's tokens (padding masked out with -100
 from __future__ import annotations
 
 import json
-import random
 import re
 import string
 import time
@@ -244,9 +243,25 @@ def train(
     With `init_dir` training continues from that checkpoint (its tokenizer, its weights) for `steps`
     steps with a fresh warm-up and cosine decay: what a DAgger round does after adding data.
     """
-    random.seed(recipe.seed + step_offset)
-    np.random.seed(recipe.seed + step_offset)
-    torch.manual_seed(recipe.seed + step_offset)
+    # Initial weights and dropout draw from torch's generator: seeded from the recipe in a fork of it, so a
+    # training gives the same model wherever it runs and leaves everyone else's random state as it found it.
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(recipe.seed + step_offset)
+        return _train(recipe, train_pairs, heldout_pairs, out_dir, name, device, init_dir, steps, step_offset)
+
+
+def _train(
+    recipe: ModelRecipe,
+    train_pairs: Sequence[tuple[str, str]],
+    heldout_pairs: Sequence[tuple[str, str]],
+    out_dir: Path,
+    name: str,
+    device: str = "cpu",
+    init_dir: Path | None = None,
+    steps: int | None = None,
+    step_offset: int = 0,
+) -> dict:
     started = time.perf_counter()
     steps = recipe.steps if steps is None else steps
     if init_dir is not None:
