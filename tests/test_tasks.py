@@ -197,3 +197,63 @@ def test_registering_a_task_is_one_call(scratch_task: TaskSpec) -> None:
     assert obs.startswith("Mission: ")
     with pytest.raises(ValueError, match="'test/GoToLocal-short' is already registered"):
         register(scratch_task)
+
+
+@pytest.mark.parametrize("name", ["babyai/GoToObj", "babyai/BabyAI-GoToObj-v0"])
+def test_any_minigrid_level_is_a_task_by_its_short_name_or_its_id(name: str) -> None:
+    task = get_task(name)
+    assert task.name == "babyai/GoToObj" and task.levels == ("BabyAI-GoToObj-v0",) and task.suite == "babyai"
+    assert task.eval_seeds == get_task("babyai/GoToLocal").eval_seeds  # the registered levels' split
+    assert task.max_steps == get_task("babyai/GoToLocal").max_steps
+    assert "babyai/GoToObj" not in task_names()  # used, not registered: the registry and cache keys are unchanged
+    env = task.make_env()
+    obs, info = env.reset(seed=task.eval_episode_seeds(0, 1)[0])
+    assert info["level"] == "BabyAI-GoToObj-v0" and obs.startswith("Mission: go to")
+    env.close()
+
+
+def test_a_mixed_task_over_chosen_levels_draws_only_those() -> None:
+    task = get_task("babyai/Mixed[levels=GoToObj+BabyAI-Unlock-v0]")
+    assert task.name == "babyai/Mixed[levels=GoToObj+Unlock]"
+    assert task.levels == ("BabyAI-GoToObj-v0", "BabyAI-Unlock-v0")
+    env = task.make_env()
+    drawn = {env.reset(seed=s)[1]["level"] for s in task.eval_episode_seeds(0, 12)}
+    env.close()
+    assert drawn == set(task.levels)
+    assert get_task("babyai/Mixed").levels == tuple(tasks.BABYAI_LEVELS.values())  # the registered mix is unchanged
+
+
+def test_a_babyai_step_limit_is_a_task_option() -> None:
+    task = get_task("babyai/GoToObj[max_steps=3]")
+    assert task.name == "babyai/GoToObj[max_steps=3]" and task.max_steps == 3
+    env = task.make_env()
+    env.reset(seed=task.eval_episode_seeds(0, 1)[0])
+    ends = [env.step(ACTIONS.index("turn left"))[2:4] for _ in range(3)]
+    env.close()
+    assert ends[-1] == (False, True)  # truncated at its own limit
+
+
+@pytest.mark.parametrize("name, message", [
+    ("babyai/NoSuchLevel", "unknown task 'babyai/NoSuchLevel'; known tasks: .*any minigrid BabyAI level.*GoToObj"),
+    ("babyai/Mixed[levels=GoToObj+Nope]", "unknown BabyAI level 'Nope'; minigrid's levels: .*Unlock"),
+    ("babyai/Mixed[levels=+]", "levels= needs level names joined by \\+"),
+    ("babyai/GoToObj[levels=GoToLocal]", "unknown option 'levels'; its options: max_steps"),
+    ("babyai/GoToObj[max_steps=0]", "max_steps must be a positive number of steps"),
+])
+def test_a_wrong_babyai_level_or_option_says_what_exists(name: str, message: str) -> None:
+    with pytest.raises((UnknownTaskError, ValueError), match=message):
+        get_task(name)
+
+
+def test_babyai_text_is_registered_with_gymnasium_and_passes_its_checker_with_rendering() -> None:
+    import gymnasium
+    from gymnasium.utils.env_checker import check_env
+
+    env = gymnasium.make("BabyAIText-GoToLocal-v0", render_mode="ansi")
+    assert env.spec is not None and env.spec.id == "BabyAIText-GoToLocal-v0"
+    assert env.unwrapped.levels == (GOTO,)
+    check_env(env.unwrapped)  # with the render-mode check this time
+    env.close()
+    unlock = gymnasium.make("BabyAIText-Unlock-v0")  # every minigrid level, not only the harness's four
+    assert unlock.reset(seed=0)[0].startswith("Mission: open the")
+    unlock.close()

@@ -223,3 +223,23 @@ class BabyAITextEnv(gymnasium.Env):
         self._envs.clear()
         self._level = None
         super().close()
+
+
+TEXT_ID_PREFIX = "BabyAIText-"
+
+
+def register_with_gymnasium(max_steps: int = 64) -> list[str]:
+    """Register BabyAI-Text for every minigrid BabyAI level with gymnasium, as `BabyAIText-<level>-v0`
+    (`gymnasium.make("BabyAIText-GoToLocal-v0")`), so other people's agents and gymnasium's env checker use it
+    like any registered environment. Done when this module is imported; the step limit is the harness's."""
+    registered = []
+    for level in sorted(i for i in gymnasium.registry if i.startswith("BabyAI-")):
+        text_id = TEXT_ID_PREFIX + level.removeprefix("BabyAI-")
+        if text_id not in gymnasium.registry:
+            gymnasium.register(id=text_id, entry_point=BabyAITextEnv,
+                               kwargs={"levels": (level,), "max_steps": max_steps})
+        registered.append(text_id)
+    return registered
+
+
+register_with_gymnasium()

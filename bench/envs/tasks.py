@@ -1,6 +1,9 @@
 """The task registry: a task name -> how to build its environment, its seeds and its step limit.
 
-Adding a task is one `register(TaskSpec(...))` call; nothing else in the harness lists tasks.
+Adding a task is one `register(TaskSpec(...))` call; nothing else in the harness lists tasks. Any minigrid
+BabyAI level is a task without registering it: `babyai/GoToObj` or `babyai/BabyAI-Unlock-v0`, and
+`babyai/Mixed[levels=GoToObj+Unlock]` mixes a chosen list (the same seed split and step limit as the
+registered levels; `[max_steps=N]` changes the limit).
 Demonstration (training) seeds and evaluation seeds are disjoint ranges, so a model is never
 evaluated on an episode it was cloned from. A BabyAI-Text seed draws a new layout, so there are
 as many as anyone needs; a ScienceWorld "seed" is a variation index of the task, with the
@@ -49,8 +52,10 @@ class TaskSpec:
     evaluates at most every evaluation seed once, runs of other seeds starting at other offsets."""
     parallel_envs: bool = False
     """Step and reset this task's environments in threads: each waits on its own process (a JVM), not on Python."""
-    with_options: Callable[[dict[str, str]], TaskSpec] | None = field(default=None, repr=False, compare=False)
-    """The variant of this task that `name[key=value,...]` asks for (ScienceWorld: simplifications, max_steps)."""
+    with_options: Callable[[TaskSpec, dict[str, str]], TaskSpec] | None = field(default=None, repr=False,
+                                                                                 compare=False)
+    """The variant of this task that `name[key=value,...]` asks for, from the task and the options (BabyAI:
+    max_steps, and levels for a mixed task; ScienceWorld: simplifications, max_steps)."""
 
     def __post_init__(self) -> None:
         overlap = range(max(self.train_seeds.start, self.eval_seeds.start),
@@ -116,13 +121,20 @@ def get_task(name: str) -> TaskSpec:
             if not eq or not key.strip() or not value.strip():
                 raise ValueError(f"task {name!r}: options are key=value separated by commas, got {part!r}")
             options[key.strip()] = value.strip()
-        return base.with_options(options)
-    try:
+        return base.with_options(base, options)
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise UnknownTaskError(
-            f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+    if name.startswith("babyai/"):
+        try:
+            return babyai_task(name.removeprefix("babyai/"))
+        except UnknownTaskError:
+            levels = ", ".join(_short_level(i) for i in babyai_level_ids())
+            raise UnknownTaskError(f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}, or any "
+                                   f"minigrid BabyAI level as babyai/<level>: {levels}") from None
+    raise UnknownTaskError(
+        f"unknown task {name!r}; known tasks: {', '.join(sorted(_REGISTRY))}, or any minigrid BabyAI level as "
+        f"babyai/<level> (babyai/GoToObj, babyai/BabyAI-Unlock-v0)"
+    )
 
 
 def task_names(suite: str | None = None) -> list[str]:
@@ -142,13 +154,80 @@ BABYAI_LEVELS = {
 }
 
 
-def _babyai_builder(levels: tuple[str, ...]) -> Callable[[], gym.Env]:
+def _babyai_builder(levels: tuple[str, ...], max_steps: int = BABYAI_MAX_STEPS) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         from bench.envs.babyai_text import BabyAITextEnv
 
-        return BabyAITextEnv(levels=levels, max_steps=BABYAI_MAX_STEPS)
+        return BabyAITextEnv(levels=levels, max_steps=max_steps)
 
     return make
+
+
+def babyai_level_ids() -> list[str]:
+    """Every BabyAI level minigrid registers with gymnasium (BabyAI-GoToLocal-v0, BabyAI-Unlock-v0, ...)."""
+    import minigrid  # noqa: F401  (importing registers the BabyAI-* ids)
+
+    return sorted(i for i in gym.registry if i.startswith("BabyAI-"))
+
+
+def babyai_level_id(name: str) -> str:
+    """A level's gymnasium id from its id or its short name (GoToObj -> BabyAI-GoToObj-v0)."""
+    known = babyai_level_ids()
+    for candidate in (name, f"BabyAI-{name}-v0", f"BabyAI-{name}"):
+        if candidate in known:
+            return candidate
+    short = ", ".join(_short_level(i) for i in known)
+    raise UnknownTaskError(f"unknown BabyAI level {name!r}; minigrid's levels: {short}")
+
+
+def _short_level(level_id: str) -> str:
+    return level_id.removeprefix("BabyAI-").removesuffix("-v0")
+
+
+def _babyai_options(base: TaskSpec, options: dict[str, str], allowed: tuple[str, ...]) -> tuple[tuple[str, ...], int]:
+    """The levels and step limit a BabyAI task variant asks for (`levels=GoToObj+Unlock`, `max_steps=N`)."""
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"task {base.name!r}: unknown option {unknown[0]!r}; its options: {', '.join(allowed)}")
+    levels = base.levels
+    if "levels" in options:
+        names = [n.strip() for n in options["levels"].split("+") if n.strip()]
+        if not names:
+            raise ValueError(f"task {base.name!r}: levels= needs level names joined by +, e.g. levels=GoToObj+Unlock")
+        levels = tuple(dict.fromkeys(babyai_level_id(n) for n in names))
+    try:
+        max_steps = int(options.get("max_steps", base.max_steps))
+    except ValueError:
+        max_steps = 0
+    if max_steps < 1:
+        raise ValueError(f"task {base.name!r}: max_steps must be a positive number of steps, got "
+                         f"{options.get('max_steps')!r}")
+    return levels, max_steps
+
+
+def _babyai_variant(allowed: tuple[str, ...]) -> Callable[[TaskSpec, dict[str, str]], TaskSpec]:
+    def with_options(base: TaskSpec, options: dict[str, str]) -> TaskSpec:
+        levels, max_steps = _babyai_options(base, options, allowed)
+        shown = {**options, **({"levels": "+".join(_short_level(i) for i in levels)} if "levels" in options else {})}
+        name = base.name + "[" + ",".join(f"{k}={shown[k]}" for k in sorted(shown)) + "]"
+        which = ", ".join(levels)
+        return replace(base, name=name, make_env=_babyai_builder(levels, max_steps), max_steps=max_steps,
+                       levels=levels, description=f"BabyAI-Text over {which} ({max_steps} steps)", with_options=None)
+
+    return with_options
+
+
+def babyai_task(level: str) -> TaskSpec:
+    """The task of one minigrid BabyAI level by id or short name, registered or not: `babyai/GoToObj` and
+    `babyai/BabyAI-GoToObj-v0` are the same task, with the registered levels' seed split and step limit."""
+    level_id = babyai_level_id(level)
+    name = f"babyai/{_short_level(level_id)}"
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    return TaskSpec(name=name, suite="babyai", make_env=_babyai_builder((level_id,)), max_steps=BABYAI_MAX_STEPS,
+                    train_seeds=BABYAI_TRAIN_SEEDS, eval_seeds=BABYAI_EVAL_SEEDS,
+                    description=f"BabyAI-Text over minigrid's {level_id}", levels=(level_id,),
+                    with_options=_babyai_variant(("max_steps",)))
 
 
 for _short, _level in BABYAI_LEVELS.items():
@@ -161,6 +240,7 @@ for _short, _level in BABYAI_LEVELS.items():
         eval_seeds=BABYAI_EVAL_SEEDS,
         description=f"BabyAI-Text over minigrid's {_level}",
         levels=(_level,),
+        with_options=_babyai_variant(("max_steps",)),
     ))
 
 register(TaskSpec(
@@ -170,8 +250,10 @@ register(TaskSpec(
     max_steps=BABYAI_MAX_STEPS,
     train_seeds=BABYAI_TRAIN_SEEDS,
     eval_seeds=BABYAI_EVAL_SEEDS,
-    description="BabyAI-Text, one of the four levels drawn per episode (the paper's mixed tasks)",
+    description="BabyAI-Text, one of the four levels drawn per episode (the paper's mixed tasks); "
+                "`babyai/Mixed[levels=GoToObj+Unlock]` mixes other levels",
     levels=tuple(BABYAI_LEVELS.values()),
+    with_options=_babyai_variant(("levels", "max_steps")),
 ))
 
 
@@ -217,9 +299,8 @@ def _scienceworld_builder(task: str, max_steps: int, simplifications: str = "eas
     return make
 
 
-def _scienceworld_variant(task: str) -> Callable[[dict[str, str]], TaskSpec]:
-    def with_options(options: dict[str, str]) -> TaskSpec:
-        base = get_task(f"scienceworld/{task}")
+def _scienceworld_variant(task: str) -> Callable[[TaskSpec, dict[str, str]], TaskSpec]:
+    def with_options(base: TaskSpec, options: dict[str, str]) -> TaskSpec:
         unknown = sorted(set(options) - {"simplifications", "max_steps"})
         if unknown:
             raise ValueError(f"task {base.name!r}: unknown option {unknown[0]!r}; its options are simplifications "
