@@ -10,8 +10,11 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 TORCH_SOURCE := $(if $(FIND_LINKS),$(FIND_LINKS),--index-url https://download.pytorch.org/whl/cpu)
 PROFILE ?= cpu
 ARGS ?=
+# `make ui`: the MLflow UI over the project's store, on this machine only.
+TRACKING ?= sqlite:///mlflow.db
+UI_PORT ?= 5000
 
-.PHONY: help setup test reproduce regress models bench docs lint report clean
+.PHONY: help setup test reproduce regress models bench docs lint report clean ui
 
 help:
 	@echo "make reproduce   run the comparison (PROFILE=$(PROFILE)), print the table, write results/"
@@ -21,6 +24,7 @@ help:
 	@echo "make docs        regenerate REPRODUCE.md from results/"
 	@echo "make models      retrain the offline QUICK and DEEPTHINK of PROFILE"
 	@echo "make bench       pytest-benchmark suite (env steps/s, decision latency), JSON to results/"
+	@echo "make ui          the MLflow UI over the project's runs on http://127.0.0.1:$(UI_PORT) (TRACKING=$(TRACKING))"
 	@echo "make lint        ruff"
 	@echo "make clean       remove the venv, caches, MLflow store"
 
@@ -51,6 +55,9 @@ models: setup
 
 bench: setup
 	$(PY) -m pytest -q tests/test_benchmarks.py --benchmark-only --benchmark-json results/benchmarks.json $(ARGS)
+
+ui: setup
+	$(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING) --host 127.0.0.1 --port $(UI_PORT)
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -26,6 +26,9 @@ from bench.cli import run_cli
 
 @dataclass
 class Args(SACArgs):
+    """LONDI-B: LONDI-SAC with a budget of DEEPTHINK calls per episode (in the state, penalised in training,
+    masked at evaluation)."""
+
     budget: int = 4
     """DEEPTHINK calls allowed per episode"""
     penalty: float = 1.0

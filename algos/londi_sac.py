@@ -95,6 +95,9 @@ def hashed_words(text: str, buckets: int) -> np.ndarray:
 
 @dataclass
 class Args(EvalArgs):
+    """LONDI-SAC: a Switcher trained online by discrete soft actor-critic (reward minus c per DEEPTHINK call),
+    then evaluated greedily on the task's evaluation episodes."""
+
     exp_name: str = ""
     """run name part after the task; empty: londi_sac[c=...]"""
     c: float = 0.01
@@ -106,7 +109,9 @@ class Args(EvalArgs):
     greedy: bool = True
     """evaluate with the most probable choice; --no-greedy samples from the learned policy"""
     load: str = ""
-    """a saved Switcher to evaluate without training"""
+    """a saved Switcher to evaluate without training: the folder (switcher.pt and switcher.json) that a training run
+    saves, found among that MLflow run's artifacts (kind router_train) or written with save(path); its options (c,
+    encoder, ...) must match"""
 
 
 class LondiSAC(Router):

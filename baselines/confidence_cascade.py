@@ -28,6 +28,8 @@ from bench.running.router import Router, StepView
 
 @dataclass
 class Args(EvalArgs):
+    """QUICK first; DEEPTHINK where QUICK's margin or entropy says it is unsure."""
+
     exp_name: str = ""
     """run name part after the task; empty: confidence_cascade[measure=...,threshold=...]"""
     measure: Literal["margin", "entropy"] = "margin"

@@ -19,6 +19,8 @@ from bench.running.router import Router, StepView
 
 @dataclass
 class Args(EvalArgs):
+    """DEEPTHINK acts at every step: the reference every saving and retained reward is measured against."""
+
     exp_name: str = "deepthink_only"
     """run name part after the task"""
 

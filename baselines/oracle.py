@@ -21,6 +21,8 @@ from bench.running.router import Router, StepView
 
 @dataclass
 class Args(EvalArgs):
+    """Both models at every step, DEEPTHINK's action where they differ: a reference, not a deployable router."""
+
     exp_name: str = "oracle"
     """run name part after the task"""
 

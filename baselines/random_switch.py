@@ -21,6 +21,8 @@ from bench.running.router import Router, StepView
 
 @dataclass
 class Args(EvalArgs):
+    """DEEPTHINK acts with probability p at each step, drawn from the router's own seeded generator."""
+
     exp_name: str = ""
     """run name part after the task; empty: random_switch[p=...]"""
     p: float = 0.5

@@ -28,6 +28,8 @@ from bench.running.router import Router, StepView, Transition
 
 @dataclass
 class Args(EvalArgs):
+    """SwiftSage's hand-written rules: QUICK by default, DEEPTHINK when stuck, looping or without reward."""
+
     exp_name: str = "swiftsage"
     """run name part after the task"""
     warmup: int = 2

@@ -74,8 +74,25 @@ def check_run_options(tasks: list[TaskSpec], seeds: tuple[int, ...], episodes: i
 
 
 def resolve_device(device: str) -> str:
+    """The torch device to run the models on: `auto` is cuda where torch sees a GPU, else cpu. A device this machine
+    does not have is refused here, before any sweep is started or any run is logged."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {device!r} is not a torch device: use auto, cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            built = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+            raise ValueError(f"--device {device}: torch sees no CUDA device on this machine (torch "
+                             f"{torch.__version__}, {built}); use --device cpu, or --device auto to take a GPU where "
+                             f"there is one")
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"numbered from 0")
+    elif chosen.type != "cpu":
+        raise ValueError(f"--device {device}: the harness runs its models on cpu or cuda; use --device cpu or cuda")
     return device
 
 

@@ -25,6 +25,7 @@ import tyro
 
 from bench.common.errors import user_errors
 from bench.common.provenance import git_commit
+from bench.models.profiles import LONDI_SWEEP
 from bench.reporting.report import Cell
 
 REFERENCE = Path("results") / "smoke" / "reference.json"
@@ -108,7 +109,7 @@ def smoke_run(args: Args, results_dir: Path) -> list[Cell]:
     from bench.reproduce import Args as ReproduceArgs
     from bench.reproduce import main as reproduce
 
-    return reproduce(ReproduceArgs(profile="smoke", tasks=args.tasks, results_dir=results_dir,
+    return reproduce(ReproduceArgs(profile="smoke", tasks=args.tasks, learned=LONDI_SWEEP, results_dir=results_dir,
                                    tracking_uri=args.tracking_uri, progress=args.progress))
 
 

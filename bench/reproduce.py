@@ -10,6 +10,9 @@ models, and each suite gets its own report (results/<profile>/<suite>.md, csv, j
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import shlex
 import signal
 import sys
 import time
@@ -22,10 +25,10 @@ import tyro
 
 from bench.cli import check_run_options, resolve_device
 from bench.common.errors import user_errors
-from bench.common.provenance import REPO_ROOT, git_commit
+from bench.common.provenance import REPO_ROOT, cache_dir, git_commit
 from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, check_tracking, metric_key
-from bench.envs.tasks import TaskSpec, get_task
-from bench.models.cache import ensure_models, load_pair
+from bench.envs.tasks import BABYAI_LEVELS, TaskSpec, get_task
+from bench.models.cache import check_models_available, ensure_models, load_pair
 from bench.models.lm import ActionLM, RandomPolicy
 from bench.models.pair import ModelPair
 from bench.models.profiles import Profile, get_profile
@@ -45,6 +48,8 @@ from bench.running.cell import train_and_evaluate
 from bench.running.resume import SweepState, default_state_dir
 from bench.running.routers import RouterSpec, router_spec
 
+TRAINED_LEVELS = set(BABYAI_LEVELS.values())
+"""The BabyAI levels every profile's pair is cloned from (bench.models.cache keys them)."""
 DOC_RESULTS = REPO_ROOT / "results"  # the results REPRODUCE.md is made from
 
 
@@ -63,14 +68,14 @@ class Args:
     (random_switch[p=0.3]); give a router several times for a sweep of its options"""
     learned: tuple[str, ...] | None = None
     """learned routers and their sweeps (cost c, budgets): each trains online per task and seed, on `sweep_tasks`;
-    unset: the profile's for each suite (Profile.learned, Profile.sw_learned)"""
+    unset: the profile's for each suite (Profile.learned, Profile.sw_learned); a bare --learned: none"""
     sweep_tasks: tuple[str, ...] | None = None
     """tasks of the learned routers, their matched random switching and the ablation; unset: the profile's"""
     match_random: bool = True
     """after each learned setting, random_switch with p = its DEEPTHINK fraction, on the same episodes"""
     ablation: tuple[str, ...] | None = None
     """routers run again on `sweep_tasks` with QUICK replaced by a random policy (the paper's ablation); unset:
-    quick_only and the first londi_sac setting of the task's learned ones"""
+    quick_only and the first londi_sac setting of the task's learned ones; a bare --ablation: none"""
     train_episodes: int | None = None
     """training episodes of learned routers whose spec does not set train_episodes; unset: the profile's per suite"""
     tasks: tuple[str, ...] | None = None
@@ -79,8 +84,10 @@ class Args:
     """run seeds; unset: the profile's per suite"""
     episodes: int | None = None
     """evaluation episodes per task and seed; unset: the profile's per suite"""
-    results_dir: Path = Path("results")
-    """where tables and plots go (a subfolder per profile)"""
+    results_dir: Path | None = None
+    """where tables and plots go (a subfolder per profile); unset: results/ for the cpu and paper profiles, and
+    results/ in the cache ($LONDI_CACHE, else .cache/londi) for smoke, so that trying it leaves the tracked tree
+    alone"""
     tracking_uri: str | None = None
     """MLflow tracking URI; unset: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here"""
     experiment: str = DEFAULT_EXPERIMENT
@@ -99,6 +106,30 @@ class Args:
     ($LONDI_CACHE, else .cache/londi)"""
     checkpoint_s: float = 30.0
     """seconds at least between two checkpoints of a running setting (0: after every finished episode)"""
+    report_as: str | None = None
+    """name the report's files (results/<profile>/<name>.md, .csv, .json, _cost_reward.png) instead of after the
+    suite, and leave out the pair report: a side study beside the main report, e.g. heldout_levels"""
+
+
+RERUN_SKIPS = ("resume", "state_dir", "progress")
+"""Options that say how a sweep ran, not what it ran: left out of the command a report prints to rerun it."""
+
+
+def command_line(args: Args) -> str:
+    """`python -m bench.reproduce` with every option that differs from its default: paste it to run the same sweep."""
+    parts = ["python", "-m", "bench.reproduce"]
+    for field in dataclasses.fields(Args):
+        value, default = getattr(args, field.name), field.default
+        if field.name in RERUN_SKIPS or value == default:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + field.name.replace("_", "-"))
+        elif isinstance(value, tuple):
+            parts += [flag, *map(str, value)]  # an empty tuple: the bare flag, "none"
+        else:
+            parts += [flag, str(value)]
+    return shlex.join(parts)
 
 
 def resumed_args(args: Args) -> tuple[Args, str]:
@@ -106,7 +137,8 @@ def resumed_args(args: Args) -> tuple[Args, str]:
     sweep = SweepState.latest(args.state_dir) if args.resume == "last" else str(args.resume)
     saved = SweepState(args.state_dir / sweep).load_args()
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in Args.__dataclass_fields__}
-    values.update(results_dir=Path(values["results_dir"]), state_dir=args.state_dir, resume=sweep,
+    values.update(results_dir=values["results_dir"] and Path(values["results_dir"]), state_dir=args.state_dir,
+                  resume=sweep,
                   progress=args.progress)
     return replace(args, **values), sweep
 
@@ -125,7 +157,10 @@ class Plan:
     def ablation_for(self, task: TaskSpec) -> list[RouterSpec]:
         if self.args.ablation is not None:
             return [router_spec(spec) for spec in self.args.ablation]
-        first = next((spec for spec in self.learned_for(task) if spec.cls.name == "londi_sac"), None)
+        learned = self.learned_for(task)
+        if not learned:  # the ablation asks what the Switcher does with a random QUICK: nothing to ask without one
+            return []
+        first = next((spec for spec in learned if spec.cls.name == "londi_sac"), None)
         return [router_spec("quick_only")] + ([first] if first else [])
 
     def seeds_for(self, task: TaskSpec) -> tuple[int, ...]:
@@ -147,11 +182,20 @@ def main(args: Args) -> list[Cell]:
     if args.resume is not None:
         args, sweep = resumed_args(args)
     profile = get_profile(args.profile)
+    if args.results_dir is None:
+        args = replace(args, results_dir=cache_dir() / "results" if profile.name == "smoke" else Path("results"))
     plan = Plan(args, profile)
     # Every name and option is checked before any model is trained or any run is logged.
     tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
     sweep_tasks = [get_task(name) for name in (profile.sweep_tasks if args.sweep_tasks is None else args.sweep_tasks)]
     routers = [router_spec(spec) for spec in args.routers]
+    given = [("--routers", routers)] + [(f"--learned on {task.name}", plan.learned_for(task)) for task in sweep_tasks]
+    given += [(f"--ablation on {task.name}", plan.ablation_for(task)) for task in sweep_tasks]
+    for option, specs in given:
+        labels = [spec.label for spec in specs]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"{option} gives {', '.join(twice)} more than once: each setting runs once, give it once")
     for spec in routers + [s for task in sweep_tasks for s in plan.learned_for(task) + plan.ablation_for(task)]:
         spec.make()  # a cost, budget or saved-Switcher path that makes no sense fails here, before any run
     for task in tasks + sweep_tasks:
@@ -161,10 +205,15 @@ def main(args: Args) -> list[Cell]:
     for task in sweep_tasks:  # every learned setting must have its own training seeds on every sweep task
         for seed in plan.seeds_for(task):
             task.router_train_seeds(seed, plan.train_episodes_for(task))
+    if args.report_as is not None and not re.fullmatch(r"[\w.-]+", args.report_as):
+        raise ValueError(f"--report-as {args.report_as!r}: give a file name (letters, digits, _ . -), "
+                         f"e.g. heldout_levels")
     if args.checkpoint_s < 0:
         raise ValueError(f"--checkpoint-s must be >= 0 seconds, got {args.checkpoint_s}")
     check_tracking(args.tracking_uri)
     device = resolve_device(args.device)
+    for suite in dict.fromkeys(task.suite for task in tasks + sweep_tasks):
+        check_models_available(profile, suite, retrain=args.retrain)
     if sweep is None:
         sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
         SweepState(args.state_dir / sweep).save_args({**asdict(args), "resume": None})
@@ -174,6 +223,10 @@ def main(args: Args) -> list[Cell]:
         cells = _run(plan, sweep, state, tasks, sweep_tasks, routers, device, started)
     except KeyboardInterrupt:
         print(f"\nstopped: `python -m bench.reproduce --resume {sweep}` continues where it stopped", file=sys.stderr)
+        raise
+    except Exception as error:  # a bug (ours, or a user router's): its traceback follows, the finished runs are kept
+        print(f"\nfailed: {type(error).__name__}: {error}\nonce the cause is fixed, `python -m bench.reproduce "
+              f"--resume {sweep}` continues where it stopped (finished runs are not run again)", file=sys.stderr)
         raise
     state.clear()  # everything is in MLflow and results/ now
     return cells
@@ -239,7 +292,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         all_cells += cells
         context = {
             "profile": profile.name,
-            "command": f"python -m bench.reproduce --profile {profile.name}",
+            "command": command_line(args),
             "sweep (MLflow tag londi.sweep)": sweep,
             "git commit": git_commit(),
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -251,11 +304,16 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             **{f"{role.upper()}": _describe(lm) for role, lm in (("quick", models.quick),
                                                                  ("deepthink", models.deepthink))},
         }
-        paths = write_results(cells, model_costs(episodes_table), out_dir, suite, context, episodes_table)
-        paths.append(plot_cost_reward(cells, out_dir / f"{suite}_cost_reward.png"))
+        unseen = [t.name for t in tasks + sweep_tasks if t.suite == "babyai" and not set(t.levels) <= TRAINED_LEVELS]
+        if suite == "babyai" and unseen:
+            context["levels the pair never saw (not among its demonstrations or DAgger rounds)"] = ", ".join(
+                dict.fromkeys(unseen))
+        stem = suite if args.report_as is None else args.report_as + (f"_{suite}" if len(suites) > 1 else "")
+        paths = write_results(cells, model_costs(episodes_table), out_dir, stem, context, episodes_table)
+        paths.append(plot_cost_reward(cells, out_dir / f"{stem}_cost_reward.png"))
         pair_text, pair_metrics = "", {}
         classes = {spec.label for spec in routers}
-        if suite == "babyai" and {"quick_only", "deepthink_only"} <= classes:
+        if suite == "babyai" and {"quick_only", "deepthink_only"} <= classes and args.report_as is None:
             # The pair report replays BabyAIBot's states: BabyAI-Text only.
             pair_paths, pair_text, pair_metrics = write_pair_report(
                 episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir, context,

@@ -6,8 +6,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -175,16 +177,38 @@ def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: st
     (("--checkpoint-s", "-1"), "--checkpoint-s must be >= 0 seconds"),
     (("--tracking-uri", "http://127.0.0.1:9"), "cannot reach the MLflow tracking store at http://127.0.0.1:9"),
     (("--resume", "no-such-sweep"), "no stopped sweep 'no-such-sweep'"),
+    (("--device", "cuda:99"), "--device cuda:99: "),
+    (("--routers", "quick_only", "random_switch[p=0.3]", "random_switch[p=0.3]"),
+     "--routers gives random_switch[p=0.3] more than once"),
+    (("--device", "tpu"), "--device 'tpu' is not a torch device"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(args: tuple[str, ...], message: str, londi_cache: Path,
                                                  tracking_uri: str, tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    sweeps = londi_cache / "sweeps"
+    before = sorted(sweeps.glob("*")) if sweeps.exists() else []
     status, _, err = in_process("bench.reproduce", "--profile", "smoke", *args, "--results-dir", str(tmp_path),
                                 capsys=capsys)
     assert status == 2
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0], err
     assert logged_runs(tracking_uri) == []
+    assert (sorted(sweeps.glob("*")) if sweeps.exists() else []) == before  # no sweep left behind
+
+
+def test_a_hub_model_without_the_hub_is_refused_before_any_sweep_starts(londi_cache: Path, tracking_uri: str,
+                                                                        tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The paper profile starts from Flan-T5 on the hub: without it, one line naming the model and the ways out."""
+    from bench.models.hub import hub_unavailable
+
+    if hub_unavailable("google/flan-t5-small") is None:
+        pytest.skip("the hub (or a cached Flan-T5) is here: nothing to refuse")
+    status, _, err = in_process("bench.reproduce", "--profile", "paper", "--tasks", "babyai/GoToLocal", "--learned",
+                                "--ablation", "--routers", "quick_only", "--results-dir", str(tmp_path), capsys=capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert status == 2 and len(errors) == 1 and "'google/flan-t5-small'" in errors[0] and "HF_HUB_OFFLINE" in err
+    assert logged_runs(tracking_uri) == [] and not (londi_cache / "models" / "paper").exists()
 
 
 def test_missing_model_path_names_the_fix(londi_cache: Path, tracking_uri: str, tmp_path: Path) -> None:
@@ -208,3 +232,103 @@ def test_reproduce_reports_only_the_suites_that_ran(londi_cache: Path, tracking_
     cells = reproduce.main(args)
     assert [(c.task, c.router) for c in cells] == [("babyai/GoToLocal", "quick_only")]
     assert sorted(p.name for p in (tmp_path / "smoke").glob("*.md")) == ["babyai.md"]
+
+
+def test_a_router_command_with_a_hub_model_and_no_hub_is_one_line_at_once(
+        londi_cache: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m baselines.quick_only --quick google/flan-t5-small` where the hub does not answer."""
+    from baselines.quick_only import Args, QuickOnly
+    from bench.cli import run_cli
+    from bench.models.hub import is_cached
+
+    name = "google/flan-t5-small"
+    if is_cached(name):
+        pytest.skip(f"{name} is in this machine's Hugging Face cache")
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")  # nothing listens there: the hub is unreachable
+    started = time.perf_counter()
+    with pytest.raises(SystemExit) as ended:
+        run_cli(QuickOnly, Args(profile="smoke", task="babyai/GoToLocal", quick=name, episodes=1, progress=False))
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and time.perf_counter() - started < 30
+    assert err.count("error: ") == 1 and "Traceback" not in err and f"'{name}'" in err and "unreachable" in err
+    assert logged_runs(tracking_uri) == []
+
+
+def test_the_reports_command_line_reruns_the_same_sweep() -> None:
+    """The `command:` of a report's header is the sweep's own command: read back, it gives the same options."""
+    import shlex
+
+    from bench.reproduce import RERUN_SKIPS, Args, command_line
+
+    ran = Args(profile="smoke", tasks=("babyai/GoToObj", "babyai/Mixed[levels=GoToObj+Unlock]"),
+               routers=("quick_only", "random_switch[p=0.3]", "mymod:EvenSteps[k=3]"), learned=(), ablation=(),
+               match_random=False, seeds=(0, 2), episodes=5, results_dir=Path("/tmp/my results"),
+               checkpoint_s=0.0, progress=False, resume="last")
+    line = command_line(ran)
+    assert line.startswith("python -m bench.reproduce --profile smoke ") and "--resume" not in line
+    again = tyro.cli(Args, args=shlex.split(line)[3:])
+    assert dataclasses.replace(again, **{k: getattr(ran, k) for k in RERUN_SKIPS}) == ran
+    assert command_line(Args()) == "python -m bench.reproduce"
+
+
+def test_a_router_that_raises_gets_the_resume_hint(londi_cache: Path, tracking_uri: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from bench.reproduce import Args, main
+
+    (tmp_path / "broken_router.py").write_text(
+        "from bench.router import Router\n\n"
+        "class Broken(Router):\n    name = 'broken'\n\n    def route(self, view):\n"
+        "        raise RuntimeError('my bug')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RuntimeError, match="my bug"):
+        main(Args(profile="smoke", tasks=("babyai/GoToLocal",), routers=("quick_only", "broken_router:Broken"),
+                  learned=(), ablation=(), episodes=2, seeds=(0,), results_dir=tmp_path / "results", progress=False,
+                  state_dir=tmp_path / "sweeps"))
+    err = capsys.readouterr().err
+    sweep = re.search(r"--resume (reproduce-smoke-\S+)` continues where it stopped", err)
+    assert "failed: RuntimeError: my bug" in err and sweep is not None
+    assert (tmp_path / "sweeps" / sweep.group(1) / "args.json").exists()  # what the hint resumes is there
+    statuses = sorted(r.info.status for r in logged_runs(tracking_uri))
+    assert statuses == ["FAILED", "FINISHED"]  # quick_only finished and is kept; the broken run says it failed
+
+
+def readme_router() -> str:
+    """The README's example router, exactly as printed there."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("```python\n# my_routers.py\n") + len("```python\n")
+    return text[start:text.index("```", start)]
+
+
+def test_the_readmes_router_runs_as_written_on_both_suites(londi_cache: Path, tracking_uri: str, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch, sw_smoke_models) -> None:
+    from bench.envs.tasks import get_task
+    from bench.reproduce import Args, main
+    from bench.running.runner import run_episodes
+
+    (tmp_path / "my_routers.py").write_text(readme_router())
+    monkeypatch.syspath_prepend(str(tmp_path))
+    started = time.perf_counter()
+    cells = main(Args(profile="smoke", routers=("quick_only", "deepthink_only", "my_routers:UnsureQuick[margin=0.3]",
+                                                "my_routers:UnsureQuick[margin=0.3,every=4]"),
+                      results_dir=tmp_path / "results", progress=False))
+    wall_s = time.perf_counter() - started
+    fraction = {(c.task, c.router): c.values["deepthink_fraction"].mean for c in cells}
+    assert set(fraction) == {(task, router) for task in ("babyai/GoToLocal", "babyai/Mixed") for router in (
+        "quick_only", "deepthink_only", "unsure_quick[margin=0.3]", "unsure_quick[margin=0.3,every=4]")}
+    for task in ("babyai/GoToLocal", "babyai/Mixed"):  # DEEPTHINK on steps 0, 4, 8, ... at least
+        assert fraction[(task, "unsure_quick[margin=0.3,every=4]")] >= 0.25
+    runs = logged_runs(tracking_uri)
+    params = [r.data.params for r in runs if r.data.params.get("exp_name", "").startswith("unsure")]
+    assert params and all(p["router.margin"] == "0.3" for p in params)
+    assert {p.get("router.every") for p in params} == {"0", "4"}
+    assert wall_s < 120, f"the smoke example took {wall_s:.0f} s"
+    assert not (REPO / "results" / "smoke" / "babyai.md").exists()  # nothing written into the tracked tree
+
+    from my_routers import UnsureQuick  # on ScienceWorld, where the models generate their actions
+
+    task = get_task("scienceworld/power-component[max_steps=3]")
+    results, _ = run_episodes(UnsureQuick(margin=0.3), task, sw_smoke_models, task.eval_episode_seeds(0, 2),
+                              batch_size=2, progress=False)
+    assert [r.steps for r in results] and all(0 < r.steps <= 3 for r in results)

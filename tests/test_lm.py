@@ -3,9 +3,6 @@ scores, batching, per-prompt cost and the analytic FLOPs) and on the hub's Flan-
 
 from __future__ import annotations
 
-import os
-import socket
-import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +20,7 @@ from transformers import (
 from bench.envs.babyai_text import ACTIONS
 from bench.models.cache import load_demos
 from bench.models.demos import Demo, pairs
+from bench.models.hub import ModelUnavailableError, hub_unavailable
 from bench.models.lm import LONDI_META, ActionLM, model_size
 from bench.models.pair import ModelPair
 from bench.models.profiles import get_profile
@@ -257,26 +255,10 @@ def test_load_of_a_missing_local_model_says_how_to_train_it(
     assert path in str(caught.value)
 
 
-def _hub_unreachable() -> str | None:
-    """Why the hub cannot serve HUB_MODEL here, or None when it can (or the model is cached)."""
-    from huggingface_hub import constants, try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(HUB_MODEL, "config.json"), str):
-        return None
-    if constants.HF_HUB_OFFLINE:
-        return "HF_HUB_OFFLINE is set and the model is not in the local cache"
-    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", constants.ENDPOINT)).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-    except OSError as error:  # without this probe, from_pretrained retries for ~25 s before failing
-        return f"Hugging Face hub ({host}) unreachable: {error}"
-    return None
-
-
 def test_load_a_hub_checkpoint_by_name(smoke_demos: list[Demo]) -> None:
-    reason = _hub_unreachable()
+    reason = hub_unavailable(HUB_MODEL)
     if reason:
-        pytest.skip(reason)
+        pytest.skip(f"{HUB_MODEL}: {reason}")
     try:
         lm = ActionLM.load(HUB_MODEL)
     except OSError as error:  # TCP got through but the hub refused or failed the download
@@ -315,3 +297,26 @@ def test_random_quick_is_a_seeded_uniform_policy_that_costs_nothing(smoke_models
     taken = [a for episode in first for a in episode]
     counts = [taken.count(a) for a in ACTIONS]
     assert len(taken) > 200 and chisquare(counts).pvalue > 1e-3
+
+
+def test_a_hub_name_without_the_hub_is_one_clear_error_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No minute of retries and no chained tracebacks: the model, the reason and the ways out, in one sentence."""
+    import time
+
+    name = "google/flan-t5-small-not-cached-here"
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")  # a port nothing listens on: the hub is not there
+    started = time.perf_counter()
+    with pytest.raises(ModelUnavailableError) as caught:
+        ActionLM.load(name)
+    assert time.perf_counter() - started < 10
+    message = str(caught.value)
+    assert name in message and "unreachable" in message and "HF_HUB_OFFLINE=1" in message
+    assert "local checkpoint directory" in message and "\n" not in message
+
+
+def test_offline_mode_says_the_model_is_not_in_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE is set and it is not in the local"):
+        ActionLM.load("google/flan-t5-small-not-cached-here")

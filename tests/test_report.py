@@ -199,7 +199,7 @@ def test_report_command_rebuilds_the_results_from_mlflow_alone(sweep: Sweep, tmp
 
     done = subprocess.run([sys.executable, "-m", "bench.reporting.report", "--sweep", SWEEP,
                            "--tracking-uri", sweep.uri,
-                           "--profile", "smoke", "--results-dir", str(tmp_path)], capture_output=True, text=True,
+                           "--results-dir", str(tmp_path)], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parent.parent, timeout=300)
     assert done.returncode == 0, done.stderr
     table = pd.read_csv(tmp_path / "smoke" / "babyai.csv")
@@ -286,3 +286,22 @@ def test_a_saving_counts_only_where_both_the_clock_and_the_flops_show_it() -> No
     (alone,) = verdicts(cells[:2])
     assert alone["best_londi"]["saving"] == 0.0
     assert verdict_markdown([alone]).rstrip().endswith("| no: saving under 30% |")
+
+
+def test_the_report_takes_the_sweeps_profile_and_keeps_results_it_did_not_make(sweep: Sweep, tmp_path: Path) -> None:
+    """Rebuilding a smoke sweep goes to results/smoke, and never silently over results of another profile or commit."""
+    from bench.reporting.report import rebuild_results
+
+    with pytest.raises(ValueError, match="ran the smoke profile, not cpu: drop --profile"):
+        rebuild_results(SWEEP, profile="cpu", results_dir=tmp_path, tracking_uri=sweep.uri)
+    committed = tmp_path / "smoke" / "babyai.json"
+    committed.parent.mkdir(parents=True)
+    committed.write_text(json.dumps({"context": {"profile": "smoke", "git commit": "0000000",
+                                                 "sweep (MLflow tag londi.sweep)": "an-older-sweep"}}))
+    with pytest.raises(ValueError, match="made at commit 0000000 .*--results-dir DIR, or replace them with --over"):
+        rebuild_results(SWEEP, results_dir=tmp_path, tracking_uri=sweep.uri)
+    assert json.loads(committed.read_text())["context"]["git commit"] == "0000000"  # untouched
+    paths = rebuild_results(SWEEP, results_dir=tmp_path, tracking_uri=sweep.uri, overwrite=True)
+    assert committed in paths
+    assert json.loads(committed.read_text())["context"]["sweep (MLflow tag londi.sweep)"] == SWEEP
+    rebuild_results(SWEEP, results_dir=tmp_path, tracking_uri=sweep.uri)  # its own results: rebuilt without a flag

@@ -83,3 +83,22 @@ def test_gap_recovered_is_the_paired_fraction_of_the_reward_gap() -> None:
     assert math.isnan(gap_recovered_ci(quick, quick, quick).mean)  # no gap to recover
     with pytest.raises(ValueError, match="same episodes"):
         gap_recovered_ci(router[:3], quick, deepthink)
+
+
+def test_wilson_interval_of_a_small_binary_sample_is_never_zero_width() -> None:
+    from bench.common.stats import wilson_ci
+
+    one = wilson_ci([1.0])
+    assert one.mean == 1.0 and one.high == 1.0 and one.low == pytest.approx(0.2065, abs=1e-4)
+    none = wilson_ci([0.0] * 8)
+    assert none.low == 0.0 and none.high == pytest.approx(0.3244, abs=1e-4)  # 0 of 8 is not "certainly 0"
+    three_of_four = wilson_ci([1, 0, 1, 1])
+    assert (three_of_four.low, three_of_four.high) == pytest.approx((0.3006, 0.9544), abs=1e-4)
+    assert wilson_ci([]).n == 0
+
+
+def test_a_degenerate_bootstrap_stays_off_the_terminal(recwarn: pytest.WarningsRecorder) -> None:
+    from bench.common.stats import ratio_ci
+
+    ratio_ci([1.0, 2.0, 0.0], [0.0, 0.0, 1.0])  # resamples with a zero denominator give NaN statistics
+    assert not [w for w in recwarn if "DegenerateData" in type(w.message).__name__]

@@ -136,3 +136,57 @@ def test_keyboard_interrupt_marks_the_run_killed(smoke_models: ModelPair, tracki
     run = only_run(tracking_uri)
     assert run.info.status == "KILLED"
     assert "londi.error" not in run.data.tags
+
+
+def test_make_ui_serves_the_projects_runs_over_its_rest_api(tmp_path: Path) -> None:
+    """`make ui` starts the MLflow UI on 127.0.0.1 over a store; a run's params, metrics and artifacts read back
+    through the server's REST API; the test stops only the server it started, by its process group."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from bench.common.tracking import RunLogger
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with RunLogger("babyai/GoToLocal__ui_check__0", {"router": "quick_only", "seed": 0}, uri=uri) as run:
+        run.log_metrics({"reward": 0.5})
+        run.log_json_lines([{"episode": 0, "reward": 0.5}], "episodes.jsonl")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    repo = Path(__file__).resolve().parent.parent
+    server = subprocess.Popen(["make", "-s", "ui", f"TRACKING={uri}", f"UI_PORT={port}"], cwd=repo,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> dict:
+        with urllib.request.urlopen(base + path, timeout=10) as answer:
+            return json.loads(answer.read() or b"{}")
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert server.poll() is None, server.stderr.read().decode()
+            try:
+                urllib.request.urlopen(base + "/health", timeout=2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the UI did not answer within 90 s"
+                time.sleep(0.5)
+        got = get(f"/api/2.0/mlflow/runs/get?run_id={run.run_id}")["run"]
+        assert {p["key"]: p["value"] for p in got["data"]["params"]} == {"router": "quick_only", "seed": "0"}
+        assert {m["key"]: m["value"] for m in got["data"]["metrics"]} == {"reward": 0.5}
+        files = get(f"/api/2.0/mlflow/artifacts/list?run_id={run.run_id}").get("files", [])
+        assert [f["path"] for f in files] == ["episodes.jsonl"]
+        with urllib.request.urlopen(base + "/", timeout=10) as page:  # the UI's own page is served too
+            assert b"<html" in page.read(4096).lower()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # only what this test started: make and the server under it
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()

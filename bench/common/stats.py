@@ -8,11 +8,13 @@ single value has no interval (NaN), rather than one that looks certain.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+from scipy.stats import DegenerateDataWarning
 
 CONFIDENCE = 0.95
 RESAMPLES = 2000
@@ -38,6 +40,28 @@ def fmt(value: float) -> str:
     return f"{value:.3f}" if magnitude < 10 else f"{value:.1f}"
 
 
+def _bootstrap(*args: object, **kwargs: object) -> object:
+    """scipy's bootstrap, its DegenerateDataWarning kept off the terminal: a degenerate sample gives a NaN bound,
+    which the report prints as n/a."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        return stats.bootstrap(*args, **kwargs)
+
+
+def wilson_ci(successes: Sequence[float]) -> Estimate:
+    """A success rate with its Wilson score 95% interval: a small binary sample (one episode, or all successes)
+    still gets an honest, non-zero-width interval."""
+    data = np.asarray(successes, dtype=np.float64)
+    n = int(data.size)
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0)
+    p = float(data.mean())
+    z = float(stats.norm.ppf(0.5 + CONFIDENCE / 2))
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), n)
+
+
 def mean_ci(values: Sequence[float], seed: int = 0) -> Estimate:
     data = np.asarray(values, dtype=np.float64)
     if data.size == 0:
@@ -47,7 +71,7 @@ def mean_ci(values: Sequence[float], seed: int = 0) -> Estimate:
         return Estimate(mean, float("nan"), float("nan"), 1)
     if np.all(data == data[0]):
         return Estimate(mean, mean, mean, int(data.size))
-    result = stats.bootstrap(
+    result = _bootstrap(
         (data,), np.mean, confidence_level=CONFIDENCE, n_resamples=RESAMPLES,
         method="percentile", random_state=np.random.default_rng(seed),
     )
@@ -77,7 +101,7 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed: int
         denominator_mean = y.mean(axis=axis)
         return x.mean(axis=axis) / np.where(denominator_mean == 0, np.nan, denominator_mean)
 
-    result = stats.bootstrap(
+    result = _bootstrap(
         (a, b), statistic, confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile",
         paired=paired, vectorized=True, random_state=np.random.default_rng(seed),
     )
@@ -104,7 +128,7 @@ def gap_recovered_ci(router: Sequence[float], quick: Sequence[float], deepthink:
         gap = z.mean(axis=axis) - y.mean(axis=axis)
         return (x.mean(axis=axis) - y.mean(axis=axis)) / np.where(gap == 0, np.nan, gap)
 
-    result = stats.bootstrap(
+    result = _bootstrap(
         (r, q, d), statistic, confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile",
         paired=True, vectorized=True, random_state=np.random.default_rng(seed),
     )

@@ -56,6 +56,17 @@ class TrackingUnreachableError(UserError, ConnectionError):
     """The MLflow tracking store cannot be reached: a user error (the URI or the server), not a bug."""
 
 
+def _root_cause(error: BaseException, limit: int = 160) -> str:
+    """The innermost cause of a chained error (a refused connection, not the retry wrapper around it), on one line,
+    shortened at a word boundary."""
+    while (error.__cause__ or error.__context__) is not None:
+        error = error.__cause__ or error.__context__
+    text = re.sub(r"\s+", " ", str(error).split("\n")[0]).strip()
+    if len(text) > limit:
+        text = text[:limit].rsplit(" ", 1)[0] + " ..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def check_tracking(uri: str | None = None) -> None:
     """Fail fast, with one line naming the URI and the fix, when the tracking store does not answer.
 
@@ -67,10 +78,8 @@ def check_tracking(uri: str | None = None) -> None:
     try:
         get_client(uri).search_experiments(max_results=1)
     except Exception as error:  # noqa: BLE001 - any failure here means the store cannot be used
-        reason = str(error).split("\n")[0]
-        reason = re.sub(r"\s+", " ", reason)[:200]
         raise TrackingUnreachableError(
-            f"cannot reach the MLflow tracking store at {uri} ({type(error).__name__}: {reason}); start the server "
+            f"cannot reach the MLflow tracking store at {uri} ({_root_cause(error)}); start the server "
             f"or fix --tracking-uri / MLFLOW_TRACKING_URI (a local store: sqlite:///mlflow.db)") from error
     finally:
         for k, v in saved.items():

@@ -27,6 +27,7 @@ from bench.common.tracking import RunLogger, check_tracking
 from bench.envs.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_DEMO_ONLY, SCIENCEWORLD_TASKS
 from bench.models import demos as demo_lib
 from bench.models.dagger import train_with_dagger
+from bench.models.hub import require_hub_model
 from bench.models.lm import LONDI_META, ActionLM, load_model
 from bench.models.profiles import Profile, get_profile
 from bench.models.train import ModelRecipe, key_fields, train
@@ -128,6 +129,16 @@ def _train_suite_model(profile: Profile, suite: str, recipe: ModelRecipe, demos,
                                  name=name, device=profile.device, stage_dir=lambda k: stage_dir(profile, recipe, k))
     return train(recipe, list(demo_lib.pairs(demos[0], recipe.context)), list(demo_lib.pairs(demos[1], recipe.context)),
                  out, name=name, device=profile.device)
+
+
+def check_models_available(profile: Profile, suite: str, retrain: bool = False) -> None:
+    """Refuse at once, naming the model, when a pair that still has to be trained starts from a hub checkpoint this
+    machine cannot get (the paper profile without the hub): before any sweep is started or run logged."""
+    for recipe in recipes(profile, suite):
+        trained = (model_dir(profile, recipe, suite) / LONDI_META).exists() or (
+            committed_dir(profile, recipe, suite) / LONDI_META).exists()
+        if recipe.init_from and (retrain or not trained) and not Path(recipe.init_from).exists():
+            require_hub_model(recipe.init_from, role=f"{profile.name} {recipe.role}'s starting checkpoint")
 
 
 def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | None = None,

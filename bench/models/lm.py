@@ -23,6 +23,7 @@ from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, 
 from transformers.utils import logging as hf_logging
 
 from bench.models.cost import CallCost
+from bench.models.hub import require_hub_model
 
 # transformers' per-file progress bars ("Loading weights", "Writing model shards") would bury the
 # harness's own progress bars under lines for checkpoints that load in milliseconds.
@@ -154,6 +155,8 @@ class ActionLM:
                 f"no model at {str(name_or_path)!r} (no config.json there): train the offline models "
                 f"with `make models`, or pass a Hugging Face checkpoint name such as google/flan-t5-small"
             )
+        if not looks_local:
+            require_hub_model(str(name_or_path))
         meta = json.loads((path / LONDI_META).read_text()) if (path / LONDI_META).exists() else {}
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)

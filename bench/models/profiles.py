@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from bench.envs.tasks import SCIENCEWORLD_DEMO_ONLY, TaskSpec, task_names
 from bench.models.train import ModelRecipe
 
+LONDI_SWEEP = (
+    "londi_sac[c=0.001]", "londi_sac[c=0.003]", "londi_sac[c=0.01]", "londi_sac[c=0.03]", "londi_sac[c=0.1]",
+    "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]",
+)
+"""The LONDI settings of a BabyAI sweep: five costs c and three budgets."""
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -51,10 +57,7 @@ class Profile:
     """Run seeds on ScienceWorld tasks; unset: `seeds`."""
     sw_router_train_episodes: int | None = None
     """Training episodes of a learned router on a ScienceWorld task; unset: `router_train_episodes`."""
-    learned: tuple[str, ...] = (
-        "londi_sac[c=0.001]", "londi_sac[c=0.003]", "londi_sac[c=0.01]", "londi_sac[c=0.03]", "londi_sac[c=0.1]",
-        "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]",
-    )
+    learned: tuple[str, ...] = LONDI_SWEEP
     """Learned router settings of `make reproduce` on the BabyAI sweep tasks (BabyAI pays at most 1 per episode,
     so the paper's c of 0.1-0.5 already prices DEEPTHINK out)."""
     sw_learned: tuple[str, ...] = ("londi_sac[c=0.01]", "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]")
@@ -87,6 +90,10 @@ PROFILES: dict[str, Profile] = {
         name="smoke",
         tasks=("babyai/GoToLocal", "babyai/Mixed"),
         sweep_tasks=("babyai/Mixed",),
+        # What a newcomer tries first: the routers given, in seconds; no learned sweep unless asked for (make regress
+        # runs the full smoke sweep, with LONDI_SWEEP: bench/regress.py).
+        learned=(),
+        sw_learned=(),
         seeds=(0,),
         episodes=4,
         batch_size=4,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common.stats import Estimate, fmt, mean_ci, ratio_ci
+from bench.common.stats import Estimate, fmt, mean_ci, ratio_ci, wilson_ci
 from bench.common.tracking import DEFAULT_EXPERIMENT, get_client
 from bench.envs.babyai_text import ACTIONS
 from bench.envs.contexts import EpisodeHistory, get_context
@@ -170,7 +170,7 @@ def level_rows(episodes: pd.DataFrame, traces: pd.DataFrame, task: str = GOAL_TA
         row = {"level": level, "episodes": len(seeds)}
         for role in ("quick", "deepthink"):
             frame = by_env_seed(on_task[on_task.router_class == f"{role}_only"])
-            row[f"{role}_success"] = mean_ci(frame.loc[frame.index.intersection(seeds), "success"].to_numpy())
+            row[f"{role}_success"] = wilson_ci(frame.loc[frame.index.intersection(seeds), "success"].to_numpy())
         rows.append(row)
     return rows
 

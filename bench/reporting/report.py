@@ -486,36 +486,84 @@ def print_sweep(sweep: str, tracking_uri: str | None = None, experiment: str = D
     return cells
 
 
-if __name__ == "__main__":
+def rebuild_results(sweep: str, profile: str | None = None, results_dir: Path = Path("results"),
+                    tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                    overwrite: bool = False) -> list[Path]:
+    """Rebuild a sweep's comparison table, verdicts and plot in results/<profile>/ from MLflow alone.
+
+    The profile is the sweep's own (its runs record it). Results already there that another profile or another
+    commit made are not overwritten unless `overwrite`: rebuilding a smoke sweep must not replace the committed
+    cpu results."""
+    runs = eval_runs(sweep, tracking_uri, experiment)
+    if runs.empty:
+        raise ValueError(f"no finished evaluation runs with tag londi.sweep={sweep!r} in experiment "
+                         f"{experiment!r} at {get_client(tracking_uri).tracking_uri}: check the sweep name and the "
+                         f"tracking URI")
+    ran = sorted(set(runs["profile"])) if "profile" in runs else []
+    if len(ran) != 1:
+        raise ValueError(f"sweep {sweep!r} has runs of profiles {ran or 'unknown'}: cannot tell where its results go")
+    if profile is not None and profile != ran[0]:
+        raise ValueError(f"sweep {sweep!r} ran the {ran[0]} profile, not {profile}: drop --profile (the sweep's own "
+                         f"is used) or give another sweep")
+    commits = set(runs["git_commit"]) if "git_commit" in runs else set()
+    out = results_dir / ran[0]
+    everything = episodes_frame(sweep, tracking_uri, experiment)
+    suites = sorted({task.split("/")[0] for task in everything["task"]})
+    for suite in suites:
+        previous = out / f"{suite}.json"
+        if previous.exists() and not overwrite:
+            made = json.loads(previous.read_text()).get("context", {})
+            other_profile = made.get("profile", ran[0]) != ran[0]
+            other_commit = made.get("git commit") not in commits
+            if other_profile or other_commit:
+                made_by = made.get("sweep (MLflow tag londi.sweep)", "?")
+                ran_at = ", ".join(sorted(commits)) or "?"
+                raise ValueError(
+                    f"{previous} holds results of the {made.get('profile', '?')} profile made at commit "
+                    f"{made.get('git commit', '?')} (sweep {made_by}), and sweep {sweep!r} ran at {ran_at}: write "
+                    f"elsewhere with --results-dir DIR, or replace them with --overwrite")
+    paths: list[Path] = []
+    for suite in suites:
+        episodes = everything[everything["task"].str.startswith(f"{suite}/")]
+        cells = summarize(episodes)
+        previous = out / f"{suite}.json"
+        context = json.loads(previous.read_text())["context"] if previous.exists() else {}
+        if context.get("sweep (MLflow tag londi.sweep)") != sweep:
+            context = {"profile": ran[0], "sweep (MLflow tag londi.sweep)": sweep,
+                       "git commit": ", ".join(sorted(commits)),
+                       "command": f"python -m bench.reporting.report --sweep {sweep}"}
+        written = write_results(cells, model_costs(episodes), out, suite, context, episodes)
+        written.append(plot_cost_reward(cells, out / f"{suite}_cost_reward.png"))
+        print(f"## {suite}\n\n" + table_markdown(cells) + "\n\nwrote " + ", ".join(map(str, written)))
+        paths += written
+    return paths
+
+
+def main() -> None:
+    """`python -m bench.reporting.report --sweep S` (also `python -m bench.report`)."""
     import tyro
 
     from bench.common.errors import user_errors
     from bench.common.tracking import check_tracking
 
-    def main(sweep: str, profile: str = "cpu", results_dir: Path = Path("results"), tracking_uri: str | None = None,
-             experiment: str = DEFAULT_EXPERIMENT) -> None:
+    def rebuild(sweep: str, profile: str | None = None, results_dir: Path = Path("results"),
+                tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, overwrite: bool = False) -> None:
         """Rebuild a sweep's comparison table, verdicts and plot in results/<profile>/ from MLflow alone.
 
         Args:
             sweep: the sweep's name (MLflow tag londi.sweep), printed by every run.
-            profile: the results subfolder.
+            profile: the results subfolder; unset: the sweep's own profile (read from its runs; another is refused).
             results_dir: where results go.
             tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
             experiment: MLflow experiment name.
+            overwrite: replace results there that another profile or commit made (refused without it).
         """
         check_tracking(tracking_uri)
-        everything = episodes_frame(sweep, tracking_uri, experiment)
-        out = results_dir / profile
-        for suite in sorted({task.split("/")[0] for task in everything["task"]}):
-            episodes = everything[everything["task"].str.startswith(f"{suite}/")]
-            cells = summarize(episodes)
-            previous = out / f"{suite}.json"
-            context = json.loads(previous.read_text())["context"] if previous.exists() else {"sweep": sweep}
-            if context.get("sweep (MLflow tag londi.sweep)", sweep) != sweep:
-                context = {"sweep (MLflow tag londi.sweep)": sweep}
-            paths = write_results(cells, model_costs(episodes), out, suite, context, episodes)
-            paths.append(plot_cost_reward(cells, out / f"{suite}_cost_reward.png"))
-            print(f"## {suite}\n\n" + table_markdown(cells) + "\n\nwrote " + ", ".join(map(str, paths)))
+        rebuild_results(sweep, profile, results_dir, tracking_uri, experiment, overwrite)
 
     with user_errors():
-        tyro.cli(main)
+        tyro.cli(rebuild)
+
+
+if __name__ == "__main__":
+    main()

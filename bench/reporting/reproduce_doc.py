@@ -379,6 +379,30 @@ def pair_table(r: Results) -> str:
     return "\n".join(lines)
 
 
+HELDOUT_LEVELS = "heldout_levels"
+"""results/<profile>/heldout_levels.json: the pair on BabyAI levels it never saw (bench.reproduce --report-as)."""
+
+
+def heldout_levels_table(r: Results) -> str:
+    """QUICK-only and DEEPTHINK-only on levels the pair never saw: success and reward with their intervals."""
+    path = r.results / r.profile / f"{HELDOUT_LEVELS}.json"
+    if not path.exists():
+        return ("Not measured yet at this commit (`results/cpu/heldout_levels.json` is missing; the command above "
+                "writes it).")
+    made = _json(path)
+    lines = ["| level (never seen by the pair) | QUICK-only success | DEEPTHINK-only success | QUICK-only reward "
+             "| DEEPTHINK-only reward | episodes each |", "|---|---|---|---|---|---|"]
+    for task in dict.fromkeys(c["task"] for c in made["cells"]):
+        quick, deep = (next(c for c in made["cells"] if c["task"] == task and c["router"] == router)
+                       for router in ("quick_only", "deepthink_only"))
+        lines.append(f"| {task} | {interval(flat(quick, 'success'))} | {interval(flat(deep, 'success'))} | "
+                     f"{interval(flat(quick, 'reward'))} | {interval(flat(deep, 'reward'))} | {quick['episodes']} |")
+    context = made["context"]
+    lines += ["", f"Made at git {context['git commit']} by `{context['command']}` (sweep "
+                  f"{context['sweep (MLflow tag londi.sweep)']}, seeds {context['seeds']})."]
+    return "\n".join(lines)
+
+
 def benchmark_table(r: Results) -> str:
     rows = _json(r.results / "benchmarks.json")["benchmarks"]
     lines = ["| benchmark | mean | median | rounds | details |", "|---|---|---|---|---|"]
@@ -403,7 +427,7 @@ def render(results: Results | None = None) -> str:
     helpers = {"r": r, "num": num, "pct": pct, "interval": interval, "flat": flat, "sci": sci, "thousands": thousands,
                "claims_table": lambda: claims_table(r), "pair_table": lambda: pair_table(r),
                "router_table": lambda *a, **k: router_table(r, *a, **k), "benchmark_table": lambda: benchmark_table(r),
-               "gpu_shape_table": lambda: gpu_shape_table(r),
+               "gpu_shape_table": lambda: gpu_shape_table(r), "heldout_levels_table": lambda: heldout_levels_table(r),
                "mdp_matching": lambda: _mdp_matching(r), "minutes": lambda s: f"{s / 60:.1f}",
                "cpu": cpu, "sw_sweep": [t for t in cpu.sweep_tasks if t.startswith("scienceworld/")]}
     return env.get_template(TEMPLATE.name).render(**helpers)
