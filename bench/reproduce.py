@@ -111,6 +111,11 @@ class Args:
     suite, and leave out the pair report: a side study beside the main report, e.g. heldout_levels"""
 
 
+def default_results_dir(profile: str) -> Path:
+    """results/ for the cpu and paper profiles; for smoke, results/ in the cache, outside the tracked tree."""
+    return cache_dir() / "results" if profile == "smoke" else Path("results")
+
+
 RERUN_SKIPS = ("resume", "state_dir", "progress")
 """Options that say how a sweep ran, not what it ran: left out of the command a report prints to rerun it."""
 
@@ -121,6 +126,8 @@ def command_line(args: Args) -> str:
     for field in dataclasses.fields(Args):
         value, default = getattr(args, field.name), field.default
         if field.name in RERUN_SKIPS or value == default:
+            continue
+        if field.name == "results_dir" and value == default_results_dir(args.profile):
             continue
         flag = "--" + field.name.replace("_", "-")
         if isinstance(value, bool):
@@ -183,7 +190,7 @@ def main(args: Args) -> list[Cell]:
         args, sweep = resumed_args(args)
     profile = get_profile(args.profile)
     if args.results_dir is None:
-        args = replace(args, results_dir=cache_dir() / "results" if profile.name == "smoke" else Path("results"))
+        args = replace(args, results_dir=default_results_dir(profile.name))
     plan = Plan(args, profile)
     # Every name and option is checked before any model is trained or any run is logged.
     tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
