@@ -87,6 +87,5 @@ class LondiB(LondiSAC):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    args.exp_name = args.exp_name or f"londi_b[budget={args.budget},c={args.c}]"
     run_cli(lambda: LondiB(budget=args.budget, penalty=args.penalty, c=args.c, train_episodes=args.train_episodes,
                            encoder=args.encoder, greedy=args.greedy, load=args.load), args)

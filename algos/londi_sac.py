@@ -98,8 +98,6 @@ class Args(EvalArgs):
     """LONDI-SAC: a Switcher trained online by discrete soft actor-critic (reward minus c per DEEPTHINK call),
     then evaluated greedily on the task's evaluation episodes."""
 
-    exp_name: str = ""
-    """run name part after the task; empty: londi_sac[c=...]"""
     c: float = 0.01
     """cost of one DEEPTHINK call in the Switcher's reward (BabyAI's reward is at most 1 per episode)"""
     train_episodes: int = 200
@@ -264,6 +262,5 @@ class LondiSAC(Router):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    args.exp_name = args.exp_name or f"londi_sac[c={args.c}]"
     run_cli(lambda: LondiSAC(c=args.c, train_episodes=args.train_episodes, encoder=args.encoder, greedy=args.greedy,
                              load=args.load), args)

@@ -30,8 +30,6 @@ from bench.running.router import Router, StepView
 class Args(EvalArgs):
     """QUICK first; DEEPTHINK where QUICK's margin or entropy says it is unsure."""
 
-    exp_name: str = ""
-    """run name part after the task; empty: confidence_cascade[measure=...,threshold=...]"""
     measure: Literal["margin", "entropy"] = "margin"
     """QUICK's confidence: top-1 minus top-2 probability, or entropy of its action distribution"""
     threshold: float = 0.3
@@ -57,5 +55,4 @@ class ConfidenceCascade(Router):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    args.exp_name = args.exp_name or f"confidence_cascade[measure={args.measure},threshold={args.threshold}]"
     run_cli(lambda: ConfidenceCascade(measure=args.measure, threshold=args.threshold), args)

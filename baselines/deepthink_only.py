@@ -21,9 +21,6 @@ from bench.running.router import Router, StepView
 class Args(EvalArgs):
     """DEEPTHINK acts at every step: the reference every saving and retained reward is measured against."""
 
-    exp_name: str = "deepthink_only"
-    """run name part after the task"""
-
 
 class DeepthinkOnly(Router):
     name = "deepthink_only"

@@ -23,9 +23,6 @@ from bench.running.router import Router, StepView
 class Args(EvalArgs):
     """Both models at every step, DEEPTHINK's action where they differ: a reference, not a deployable router."""
 
-    exp_name: str = "oracle"
-    """run name part after the task"""
-
 
 class Oracle(Router):
     name = "oracle"

@@ -21,9 +21,6 @@ from bench.running.router import Router, StepView
 class Args(EvalArgs):
     """QUICK acts at every step: the cheap end of every comparison (with --quick random, the paper's ablation)."""
 
-    exp_name: str = "quick_only"
-    """run name part after the task"""
-
 
 class QuickOnly(Router):
     name = "quick_only"

@@ -23,8 +23,6 @@ from bench.running.router import Router, StepView
 class Args(EvalArgs):
     """DEEPTHINK acts with probability p at each step, drawn from the router's own seeded generator."""
 
-    exp_name: str = ""
-    """run name part after the task; empty: random_switch[p=...]"""
     p: float = 0.5
     """probability that DEEPTHINK acts at a step"""
 
@@ -43,5 +41,4 @@ class RandomSwitch(Router):
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    args.exp_name = args.exp_name or f"random_switch[p={args.p}]"
     run_cli(lambda: RandomSwitch(p=args.p), args)

@@ -30,8 +30,6 @@ from bench.running.router import Router, StepView, Transition
 class Args(EvalArgs):
     """SwiftSage's hand-written rules: QUICK by default, DEEPTHINK when stuck, looping or without reward."""
 
-    exp_name: str = "swiftsage"
-    """run name part after the task"""
     warmup: int = 2
     """steps QUICK always takes at the start of an episode"""
     patience: int = 10

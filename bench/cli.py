@@ -6,8 +6,9 @@ trained or any run logged, and `run_cli`: evaluate the router on a task for each
 
 from __future__ import annotations
 
+import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from bench.models.pair import ModelPair
 from bench.models.profiles import get_profile
 from bench.reporting.report import print_sweep
 from bench.running.cell import train_and_evaluate
-from bench.running.router import Router
+from bench.running.router import Router, router_options
 
 
 @dataclass
@@ -51,7 +52,8 @@ class EvalArgs:
     sweep: str | None = None
     """tag that groups the runs of one comparison; unset: a fresh id"""
     exp_name: str = ""
-    """run name part after the task; empty: the router's name"""
+    """run name part after the task; empty: the setting as bench.reproduce names it, the router's name and the router
+    options given here (londi_b[budget=2])"""
     progress: bool = True
     """show a progress bar"""
 
@@ -96,13 +98,27 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
-    """What `python -m baselines.<router>` does: evaluate the router on args.task for each seed."""
+def setting_label(cls: type[Router], args: object, argv: Sequence[str]) -> str:
+    """A router CLI's setting, named as bench.reproduce names a spec: the router's name and, in brackets, the router
+    options given on the command line (in the router's own order), so `python -m algos.londi_b --budget 2` and
+    `bench.reproduce --learned 'londi_b[budget=2]'` are the same setting in MLflow and the report."""
+    given = {}
+    for name in router_options(cls):
+        flag = "--" + name.replace("_", "-")
+        negated = "--no-" + name.replace("_", "-")
+        if any(token in (flag, negated) or token.startswith(flag + "=") for token in argv) and hasattr(args, name):
+            given[name] = getattr(args, name)
+    return cls.name + (f"[{','.join(f'{k}={v}' for k, v in given.items())}]" if given else "")
+
+
+def run_cli(make_router: Callable[[], Router], args: EvalArgs, argv: Sequence[str] | None = None) -> None:
+    """What `python -m baselines.<router>` does: evaluate the router on args.task for each seed. `argv` (default: this
+    process's command line) says which router options were given, for the setting's name."""
     with user_errors():
-        _run_cli(make_router, args)
+        _run_cli(make_router, args, sys.argv[1:] if argv is None else argv)
 
 
-def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
+def _run_cli(make_router: Callable[[], Router], args: EvalArgs, argv: Sequence[str]) -> None:
     profile = get_profile(args.profile)
     task = get_task(args.task)
     device = resolve_device(args.device)
@@ -111,13 +127,14 @@ def _run_cli(make_router: Callable[[], Router], args: EvalArgs) -> None:
     check_run_options([task], args.seeds, episodes, batch_size)
     check_tracking(args.tracking_uri)
     if args.quick is None or args.deepthink is None:
-        quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri, suite=task.suite)
+        quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri, suite=task.suite,
+                                                   progress=args.progress)
     quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)
     models = ModelPair(quick, deepthink)
     sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
     for seed in args.seeds:
         router = make_router()
         train_and_evaluate(router, task, models, seed, episodes, batch_size, profile.name, sweep,
-                           args.exp_name or router.name, tracking_uri=args.tracking_uri, experiment=args.experiment,
-                           progress=args.progress)
+                           args.exp_name or setting_label(type(router), args, argv), tracking_uri=args.tracking_uri,
+                           experiment=args.experiment, progress=args.progress)
     print_sweep(sweep, tracking_uri=args.tracking_uri, experiment=args.experiment)

@@ -26,7 +26,7 @@ import tyro
 from bench.cli import check_run_options, resolve_device
 from bench.common.errors import user_errors
 from bench.common.provenance import REPO_ROOT, cache_dir, git_commit
-from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, check_tracking, metric_key
+from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, artifact_progress, check_tracking, metric_key
 from bench.envs.tasks import BABYAI_LEVELS, TaskSpec, get_task
 from bench.models.cache import check_models_available, ensure_models, load_pair
 from bench.models.lm import ActionLM, RandomPolicy
@@ -227,7 +227,8 @@ def main(args: Args) -> list[Cell]:
     state = SweepState(args.state_dir / sweep, every_s=args.checkpoint_s)
     print(f"sweep {sweep}: if it stops, `python -m bench.reproduce --resume {sweep}` continues it", file=sys.stderr)
     try:
-        cells = _run(plan, sweep, state, tasks, sweep_tasks, routers, device, started)
+        with artifact_progress(args.progress):
+            cells = _run(plan, sweep, state, tasks, sweep_tasks, routers, device, started)
     except KeyboardInterrupt:
         print(f"\nstopped: `python -m bench.reproduce --resume {sweep}` continues where it stopped", file=sys.stderr)
         raise
@@ -247,7 +248,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     pairs: dict[str, ModelPair] = {}
     for suite in suites:
         quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri,
-                                                   suite=suite)
+                                                   suite=suite, progress=args.progress)
         pairs[suite] = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
     learned_results: dict[tuple[str, str], list] = {}
 

@@ -332,3 +332,37 @@ def test_the_readmes_router_runs_as_written_on_both_suites(londi_cache: Path, tr
     results, _ = run_episodes(UnsureQuick(margin=0.3), task, sw_smoke_models, task.eval_episode_seeds(0, 2),
                               batch_size=2, progress=False)
     assert [r.steps for r in results] and all(0 < r.steps <= 3 for r in results)
+
+
+def test_no_progress_means_no_bar_at_all(tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """With --no-progress neither the demonstrations, the training, the episodes nor MLflow's artifact transfers
+    draw a bar (a fresh cache: the smoke pair is trained here)."""
+    from bench.reproduce import Args, main
+
+    monkeypatch.setenv("LONDI_CACHE", str(tmp_path / "cache"))
+    main(Args(profile="smoke", tasks=("babyai/GoToLocal",), routers=("quick_only", "deepthink_only"), episodes=2,
+              results_dir=tmp_path / "results", progress=False))
+    err = capsys.readouterr().err
+    assert (tmp_path / "cache" / "models" / "smoke").exists()  # it did train
+    assert "it/s]" not in err and "%|" not in err, err[-2000:]
+
+
+@pytest.mark.parametrize("module, argv, spec", [
+    ("algos.londi_b", [], "londi_b"),
+    ("algos.londi_b", ["--budget", "4", "--c", "0.0"], "londi_b[budget=4,c=0.0]"),
+    ("algos.londi_b", ["--encoder", "transformer", "--budget=2"], "londi_b[budget=2,encoder=transformer]"),
+    ("algos.londi_sac", ["--no-greedy", "--load", "/tmp/switcher", "--seeds", "0", "1"],
+     "londi_sac[greedy=false,load=/tmp/switcher]"),
+    ("baselines.random_switch", ["--p", "0.3", "--task", "babyai/GoToLocal"], "random_switch[p=0.3]"),
+    ("baselines.swiftsage", ["--patience", "5"], "swiftsage[patience=5]"),
+])
+def test_a_router_command_names_its_setting_as_reproduce_names_the_spec(module: str, argv: list[str],
+                                                                        spec: str) -> None:
+    from bench.cli import setting_label
+    from bench.running.routers import router_spec
+
+    entry = importlib.import_module(module)
+    args = tyro.cli(entry.Args, args=argv)
+    expected = router_spec(spec)
+    assert setting_label(expected.cls, args, argv) == expected.label

@@ -15,6 +15,8 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,21 @@ FLUSH_EVERY = 200  # metrics per log_batch call (MLflow accepts up to 1000)
 # A summary logged under the same name as a per-episode series would join its history (as a
 # second point at step 0) and become neither the run's latest value nor one episode's.
 EPISODE_PREFIX = "episode/"
+
+
+@contextmanager
+def artifact_progress(enabled: bool) -> Iterator[None]:
+    """MLflow's own artifact upload and download bars on or off (`--no-progress` means no bar at all)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    saved = os.environ.get(key)
+    os.environ[key] = "true" if enabled else "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved
 
 
 def metric_key(name: str) -> str:

@@ -104,6 +104,18 @@ def register(spec: TaskSpec) -> TaskSpec:
     return spec
 
 
+def max_steps_option(base: TaskSpec, options: dict[str, str]) -> int:
+    """The step limit a task variant asks for (`[max_steps=N]`), else the task's own."""
+    try:
+        max_steps = int(options.get("max_steps", base.max_steps))
+    except ValueError:
+        max_steps = 0
+    if max_steps < 1:
+        raise ValueError(f"task {base.name!r}: max_steps must be a positive number of steps, got "
+                         f"{options.get('max_steps')!r}")
+    return max_steps
+
+
 _WITH_OPTIONS = re.compile(r"^(?P<base>[^\[\]]+)\[(?P<options>[^\[\]]*)\]$")
 
 
@@ -195,14 +207,7 @@ def _babyai_options(base: TaskSpec, options: dict[str, str], allowed: tuple[str,
         if not names:
             raise ValueError(f"task {base.name!r}: levels= needs level names joined by +, e.g. levels=GoToObj+Unlock")
         levels = tuple(dict.fromkeys(babyai_level_id(n) for n in names))
-    try:
-        max_steps = int(options.get("max_steps", base.max_steps))
-    except ValueError:
-        max_steps = 0
-    if max_steps < 1:
-        raise ValueError(f"task {base.name!r}: max_steps must be a positive number of steps, got "
-                         f"{options.get('max_steps')!r}")
-    return levels, max_steps
+    return levels, max_steps_option(base, options)
 
 
 def _babyai_variant(allowed: tuple[str, ...]) -> Callable[[TaskSpec, dict[str, str]], TaskSpec]:
@@ -314,13 +319,7 @@ def _scienceworld_variant(task: str) -> Callable[[TaskSpec, dict[str, str]], Tas
                              f"joined by +: {', '.join(SCIENCEWORLD_SIMPLIFICATIONS)}")
         if "noElectricalAction" in names and task == "power-component":
             raise ValueError(f"task {base.name!r} needs electrical actions: drop noElectricalAction")
-        try:
-            max_steps = int(options.get("max_steps", base.max_steps))
-        except ValueError:
-            max_steps = 0
-        if max_steps < 1:
-            raise ValueError(f"task {base.name!r}: max_steps must be a positive number of steps, "
-                             f"got {options['max_steps']!r}")
+        max_steps = max_steps_option(base, options)
         name = base.name + "[" + ",".join(f"{k}={options[k]}" for k in sorted(options)) + "]"
         return replace(base, name=name, make_env=_scienceworld_builder(task, max_steps, ",".join(names)),
                        max_steps=max_steps, description=f"{base.description} (simplifications: {chosen})",

@@ -87,14 +87,14 @@ def stage_dir(profile: Profile, recipe: ModelRecipe, rounds: int) -> Path:
     return cache_dir() / "models" / profile.name / "stages" / f"{recipe.role}-{_key(profile, prefix)}"
 
 
-def load_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Demo]]:
+def load_demos(profile: Profile, progress: bool = True) -> tuple[list[demo_lib.Demo], list[demo_lib.Demo]]:
     """Training and held-out demonstrations, collected once per profile and reused."""
     levels = list(BABYAI_LEVELS.values())
     total = profile.demo_seeds + profile.heldout_seeds
     config = {k: v for k, v in _demo_config(profile).items() if k != "heldout_seeds"} | {"seeds": total}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     path = cache_dir() / "demos" / f"babyai-{total}x{len(levels)}-{digest}.jsonl.gz"
-    demos = demo_lib.collect(levels, range(total), BABYAI_MAX_STEPS, path)
+    demos = demo_lib.collect(levels, range(total), BABYAI_MAX_STEPS, path, progress=progress)
     train_demos = [d for d in demos if d.seed < profile.demo_seeds]
     heldout = [d for d in demos if d.seed >= profile.demo_seeds]
     return train_demos, heldout
@@ -113,22 +113,24 @@ def scienceworld_demo_jobs(profile: Profile) -> dict[str, list[tuple[str, int]]]
     return jobs
 
 
-def load_scienceworld_demos(profile: Profile) -> tuple[list[demo_lib.Demo], list[demo_lib.Demo]]:
+def load_scienceworld_demos(profile: Profile, progress: bool = True) -> tuple[list[demo_lib.Demo], list[demo_lib.Demo]]:
     """Gold paths of the first training variations of every ScienceWorld task, and of dev variations held out."""
     config = _demo_config(profile, "scienceworld")
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     jobs = scienceworld_demo_jobs(profile)
     paths = {part: cache_dir() / "demos" / f"scienceworld-{part}-{digest}.jsonl.gz" for part in jobs}
-    return (demo_lib.collect_gold(jobs["train"], SCIENCEWORLD_DEMO_STEPS, paths["train"]),
-            demo_lib.collect_gold(jobs["heldout"], SCIENCEWORLD_DEMO_STEPS, paths["heldout"]))
+    return (demo_lib.collect_gold(jobs["train"], SCIENCEWORLD_DEMO_STEPS, paths["train"], progress),
+            demo_lib.collect_gold(jobs["heldout"], SCIENCEWORLD_DEMO_STEPS, paths["heldout"], progress))
 
 
-def _train_suite_model(profile: Profile, suite: str, recipe: ModelRecipe, demos, out: Path, name: str) -> dict:
+def _train_suite_model(profile: Profile, suite: str, recipe: ModelRecipe, demos, out: Path, name: str,
+                       progress: bool = True) -> dict:
     if suite == "babyai":
         return train_with_dagger(recipe, demos[0], demos[1], list(BABYAI_LEVELS.values()), BABYAI_MAX_STEPS, out,
-                                 name=name, device=profile.device, stage_dir=lambda k: stage_dir(profile, recipe, k))
+                                 name=name, device=profile.device, progress=progress,
+                                 stage_dir=lambda k: stage_dir(profile, recipe, k))
     return train(recipe, list(demo_lib.pairs(demos[0], recipe.context)), list(demo_lib.pairs(demos[1], recipe.context)),
-                 out, name=name, device=profile.device)
+                 out, name=name, device=profile.device, progress=progress)
 
 
 def check_models_available(profile: Profile, suite: str, retrain: bool = False) -> None:
@@ -142,7 +144,7 @@ def check_models_available(profile: Profile, suite: str, retrain: bool = False) 
 
 
 def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | None = None,
-                  suite: str = "babyai") -> tuple[Path, Path]:
+                  suite: str = "babyai", progress: bool = True) -> tuple[Path, Path]:
     """Paths of the profile's QUICK and DEEPTHINK for `suite`: cached, else committed, else trained now (cached)."""
     paths = []
     demos: tuple[list[demo_lib.Demo], list[demo_lib.Demo]] | None = None
@@ -156,7 +158,8 @@ def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | N
             paths.append(committed)
             continue
         if not (out / LONDI_META).exists():
-            demos = demos or (load_demos(profile) if suite == "babyai" else load_scienceworld_demos(profile))
+            demos = demos or (load_demos(profile, progress) if suite == "babyai"
+                              else load_scienceworld_demos(profile, progress))
             train_pairs = sum(len(d.actions) for d in demos[0])
             name = f"{profile.name}-{recipe.role}" if suite == "babyai" else f"{profile.name}-{suite}-{recipe.role}"
             params = {**asdict(recipe), "profile": profile.name, "suite": suite, "demo_pairs": train_pairs,
@@ -166,7 +169,7 @@ def ensure_models(profile: Profile, retrain: bool = False, tracking_uri: str | N
                 tmp = out.with_name(out.name + ".partial")
                 for stale in out.parent.glob(tmp.name + "*"):
                     shutil.rmtree(stale)
-                meta = _train_suite_model(profile, suite, recipe, demos, tmp, name)
+                meta = _train_suite_model(profile, suite, recipe, demos, tmp, name, progress)
                 tmp.rename(out)  # a half-written model never looks cached
                 for row in meta["log"]:
                     run.log_metrics({"train_loss": row["loss"]}, step=row["step"])

@@ -219,7 +219,7 @@ def train_with_dagger(
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
-        meta = train(recipe, train_pairs, heldout_pairs, partial, name, device=device, **kwargs)
+        meta = train(recipe, train_pairs, heldout_pairs, partial, name, device=device, progress=progress, **kwargs)
         partial.rename(path)  # a stage that is there is complete
         return meta
 

@@ -67,14 +67,15 @@ def bot_episode(level: str, seed: int, max_steps: int) -> Demo | None:
         env.close()
 
 
-def collect(levels: Sequence[str], seeds: Sequence[int], max_steps: int, path: Path) -> list[Demo]:
+def collect(levels: Sequence[str], seeds: Sequence[int], max_steps: int, path: Path,
+            progress: bool = True) -> list[Demo]:
     """Demonstrations for every (level, seed), read from `path` if it was written before."""
     if path.exists():
         return load(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     demos: list[Demo] = []
     jobs = [(level, seed) for level in levels for seed in seeds]
-    for level, seed in tqdm(jobs, desc="BabyAIBot demonstrations", unit="ep", mininterval=1.0):
+    for level, seed in tqdm(jobs, desc="BabyAIBot demonstrations", unit="ep", mininterval=1.0, disable=not progress):
         demo = bot_episode(level, seed, max_steps)
         if demo is not None:
             demos.append(demo)
@@ -107,7 +108,7 @@ GOLD_THREADS = 3
 """Tasks whose gold paths are played at the same time, one JVM each (a JVM works while the others wait)."""
 
 
-def collect_gold(jobs: Sequence[tuple[str, int]], max_steps: int, path: Path) -> list[Demo]:
+def collect_gold(jobs: Sequence[tuple[str, int]], max_steps: int, path: Path, progress: bool = True) -> list[Demo]:
     """ScienceWorld gold demonstrations for every (task, variation), read from `path` if written before. Each
     task's variations are played on one JVM, tasks side by side in threads; the demonstrations come back in the
     order of `jobs` (a variation's gold path is the same in any JVM, see bench/scienceworld_text.py)."""
@@ -121,7 +122,7 @@ def collect_gold(jobs: Sequence[tuple[str, int]], max_steps: int, path: Path) ->
     by_task: dict[str, list[int]] = {}
     for task, variation in jobs:
         by_task.setdefault(task, []).append(variation)
-    progress = tqdm(total=len(jobs), desc="ScienceWorld gold paths", unit="ep", mininterval=1.0)
+    bar = tqdm(total=len(jobs), desc="ScienceWorld gold paths", unit="ep", mininterval=1.0, disable=not progress)
 
     def play_task(task: str) -> dict[int, Demo | None]:
         env = ScienceWorldTextEnv(task, max_steps=max_steps)
@@ -129,14 +130,14 @@ def collect_gold(jobs: Sequence[tuple[str, int]], max_steps: int, path: Path) ->
         try:
             for variation in by_task[task]:
                 played[variation] = gold_episode(env, task, variation)
-                progress.update()
+                bar.update()
         finally:
             env.close()
         return played
 
     with ThreadPoolExecutor(max_workers=GOLD_THREADS) as pool:
         played = dict(zip(by_task, pool.map(play_task, by_task), strict=True))
-    progress.close()
+    bar.close()
     demos = [demo for task, variation in jobs if (demo := played[task][variation]) is not None]
     if len(demos) < len(jobs) / 2:
         raise RuntimeError(f"ScienceWorld's gold paths reached score 100 in only {len(demos)} of {len(jobs)} "

@@ -237,6 +237,7 @@ def train(
     init_dir: Path | None = None,
     steps: int | None = None,
     step_offset: int = 0,
+    progress: bool = True,
 ) -> dict:
     """Train one model by behaviour cloning and save model, tokenizer and `londi.json` to `out_dir`.
 
@@ -248,81 +249,70 @@ def train(
     devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(recipe.seed + step_offset)
-        return _train(recipe, train_pairs, heldout_pairs, out_dir, name, device, init_dir, steps, step_offset)
+        started = time.perf_counter()
+        steps = recipe.steps if steps is None else steps
+        if init_dir is not None:
+            tokenizer = AutoTokenizer.from_pretrained(init_dir)
+            model = AutoModelForSeq2SeqLM.from_pretrained(init_dir)
+        elif recipe.init_from:
+            tokenizer = AutoTokenizer.from_pretrained(recipe.init_from)
+            model = AutoModelForSeq2SeqLM.from_pretrained(recipe.init_from)
+        elif recipe.tokenizer == "bpe":
+            texts = [p for p, _ in train_pairs] + [a for _, a in train_pairs]
+            tokenizer = build_bpe_tokenizer(texts, recipe.vocab_size)
+            model = build_model(recipe, tokenizer)
+        else:
+            tokenizer = build_tokenizer([p for p, _ in train_pairs])
+            model = build_model(recipe, tokenizer)
+        model.to(device)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        schedule = get_cosine_schedule_with_warmup(optimizer, min(recipe.warmup_steps, steps // 4), steps)
+        order = np.random.default_rng(recipe.seed + step_offset)
+        lengths = [len(p.split()) for p, _ in train_pairs]
+        epoch: list[np.ndarray] = []
+        log: list[dict] = []
+        model.train()
+        window: list[float] = []  # losses since the last log line: each logged loss is their mean
+        bar = tqdm(range(steps), desc=f"train {name}", unit="step", mininterval=1.0, disable=not progress)
+        for step in bar:
+            if not epoch:
+                epoch = bucketed_batches(lengths, recipe.batch_size, order)
+            chunk = [train_pairs[i] for i in epoch.pop()]
+            batch = _batch(tokenizer, [p for p, _ in chunk], [a for _, a in chunk])
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            window.append(loss.item())
+            if (step + 1) % LOG_EVERY == 0 or step == steps - 1:
+                mean_loss = float(np.mean(window))
+                log.append({"step": step_offset + step, "loss": round(mean_loss, 5), "lr": schedule.get_last_lr()[0]})
+                bar.set_postfix(loss=f"{mean_loss:.3f}")
+                window = []
+        train_s = time.perf_counter() - started
+        model.eval()
+        lm = ActionLM(model, tokenizer, name=name, context=recipe.context, device=device)
+        meta = {
+            "name": name,
+            "role": recipe.role,
+            "context": recipe.context,
+            "recipe": asdict(recipe),
+            "train_pairs": len(train_pairs),
+            "epochs": steps * recipe.batch_size / max(1, len(train_pairs)),
+            "train_s": round(train_s, 2),
+            "final_loss": log[-1]["loss"],
+            "heldout_step_accuracy": step_accuracy(lm, heldout_pairs, generate=recipe.generate),
+            "non_embedding_params": lm.size.non_embedding_params,
+            "total_params": lm.size.total_params,
+            "torch": torch.__version__,
+            "log": log,
+        }
+        out_dir.mkdir(parents=True, exist_ok=True)
+        model.to("cpu").save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+        (out_dir / LONDI_META).write_text(json.dumps(meta, indent=1))
+        return meta
 
 
-def _train(
-    recipe: ModelRecipe,
-    train_pairs: Sequence[tuple[str, str]],
-    heldout_pairs: Sequence[tuple[str, str]],
-    out_dir: Path,
-    name: str,
-    device: str = "cpu",
-    init_dir: Path | None = None,
-    steps: int | None = None,
-    step_offset: int = 0,
-) -> dict:
-    started = time.perf_counter()
-    steps = recipe.steps if steps is None else steps
-    if init_dir is not None:
-        tokenizer = AutoTokenizer.from_pretrained(init_dir)
-        model = AutoModelForSeq2SeqLM.from_pretrained(init_dir)
-    elif recipe.init_from:
-        tokenizer = AutoTokenizer.from_pretrained(recipe.init_from)
-        model = AutoModelForSeq2SeqLM.from_pretrained(recipe.init_from)
-    elif recipe.tokenizer == "bpe":
-        tokenizer = build_bpe_tokenizer([p for p, _ in train_pairs] + [a for _, a in train_pairs], recipe.vocab_size)
-        model = build_model(recipe, tokenizer)
-    else:
-        tokenizer = build_tokenizer([p for p, _ in train_pairs])
-        model = build_model(recipe, tokenizer)
-    model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    schedule = get_cosine_schedule_with_warmup(optimizer, min(recipe.warmup_steps, steps // 4), steps)
-    order = np.random.default_rng(recipe.seed + step_offset)
-    lengths = [len(p.split()) for p, _ in train_pairs]
-    epoch: list[np.ndarray] = []
-    log: list[dict] = []
-    model.train()
-    window: list[float] = []  # losses since the last log line: each logged loss is their mean
-    progress = tqdm(range(steps), desc=f"train {name}", unit="step", mininterval=1.0)
-    for step in progress:
-        if not epoch:
-            epoch = bucketed_batches(lengths, recipe.batch_size, order)
-        chunk = [train_pairs[i] for i in epoch.pop()]
-        batch = _batch(tokenizer, [p for p, _ in chunk], [a for _, a in chunk])
-        loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        window.append(loss.item())
-        if (step + 1) % LOG_EVERY == 0 or step == steps - 1:
-            mean_loss = float(np.mean(window))
-            log.append({"step": step_offset + step, "loss": round(mean_loss, 5), "lr": schedule.get_last_lr()[0]})
-            progress.set_postfix(loss=f"{mean_loss:.3f}")
-            window = []
-    train_s = time.perf_counter() - started
-    model.eval()
-    lm = ActionLM(model, tokenizer, name=name, context=recipe.context, device=device)
-    meta = {
-        "name": name,
-        "role": recipe.role,
-        "context": recipe.context,
-        "recipe": asdict(recipe),
-        "train_pairs": len(train_pairs),
-        "epochs": steps * recipe.batch_size / max(1, len(train_pairs)),
-        "train_s": round(train_s, 2),
-        "final_loss": log[-1]["loss"],
-        "heldout_step_accuracy": step_accuracy(lm, heldout_pairs, generate=recipe.generate),
-        "non_embedding_params": lm.size.non_embedding_params,
-        "total_params": lm.size.total_params,
-        "torch": torch.__version__,
-        "log": log,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.to("cpu").save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    (out_dir / LONDI_META).write_text(json.dumps(meta, indent=1))
-    return meta
