@@ -305,3 +305,23 @@ def test_the_report_takes_the_sweeps_profile_and_keeps_results_it_did_not_make(s
     assert committed in paths
     assert json.loads(committed.read_text())["context"]["sweep (MLflow tag londi.sweep)"] == SWEEP
     rebuild_results(SWEEP, results_dir=tmp_path, tracking_uri=sweep.uri)  # its own results: rebuilt without a flag
+
+
+def test_runs_of_two_seeds_on_the_same_environment_seeds_are_paired_episode_by_episode() -> None:
+    """ScienceWorld's few test variations are played by every run seed: pairing on the env seed alone kept one
+    seed's episodes and could report none of DEEPTHINK-only's reward kept where the means are equal."""
+    records = []
+    for router, by_seed in {"deepthink_only": {0: 1.0, 1: 0.0}, "quick_only": {0: 0.0, 1: 0.0},
+                            "londi_sac[c=0.01]": {0: 0.0, 1: 1.0}}.items():
+        for seed, reward in by_seed.items():
+            for variation in range(5):  # both seeds play the same five variations
+                records.append({"task": "scienceworld/power-component", "router": router,
+                                "router_class": router.split("[")[0], "seed": seed, "episode": variation,
+                                "env_seed": 15 + variation, "reward": reward, "success": reward,
+                                "steps": 10, "deepthink_calls": 5, "deepthink_acted": 5,
+                                "deepthink_fraction": 0.5, "flops": 2.0, "compute_s": 0.2, "quick_calls": 5})
+    cells = {c.router: c for c in summarize(pd.DataFrame(records))}
+    londi = cells["londi_sac[c=0.01]"]
+    assert londi.episodes == 10 and londi.seeds == 2
+    assert londi.values["reward_retained"].mean == pytest.approx(1.0)  # 0.5 of 0.5: every episode kept its pair
+    assert londi.values["saving_flops"].mean == pytest.approx(0.0)

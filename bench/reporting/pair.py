@@ -33,7 +33,7 @@ from bench.envs.babyai_text import ACTIONS
 from bench.envs.contexts import EpisodeHistory, get_context
 from bench.envs.tasks import get_task
 from bench.models.lm import ActionLM
-from bench.reporting.report import by_env_seed, finished_eval_runs, real_pair
+from bench.reporting.report import by_episode, finished_eval_runs, real_pair
 
 GOAL_TASK = "babyai/Mixed"
 # (name, metric, threshold, must): the model-pair issue's goals on the mixed task.
@@ -142,8 +142,8 @@ def task_pairs(episodes: pd.DataFrame, traces: pd.DataFrame, agree: np.ndarray, 
     rows = []
     for task in sorted(set(traces.task)):
         on_task = episodes[episodes.task == task]
-        quick = by_env_seed(on_task[on_task.router_class == "quick_only"])
-        deep = by_env_seed(on_task[on_task.router_class == "deepthink_only"])
+        quick = by_episode(on_task[on_task.router_class == "quick_only"])
+        deep = by_episode(on_task[on_task.router_class == "deepthink_only"])
         shared = quick.index.intersection(deep.index).sort_values()
         mask = (traces.task == task).to_numpy()
         rows.append(TaskPair(
@@ -169,8 +169,9 @@ def level_rows(episodes: pd.DataFrame, traces: pd.DataFrame, task: str = GOAL_TA
         seeds = levels.index[levels == level]
         row = {"level": level, "episodes": len(seeds)}
         for role in ("quick", "deepthink"):
-            frame = by_env_seed(on_task[on_task.router_class == f"{role}_only"])
-            row[f"{role}_success"] = wilson_ci(frame.loc[frame.index.intersection(seeds), "success"].to_numpy())
+            frame = by_episode(on_task[on_task.router_class == f"{role}_only"])
+            on_level = frame.index.get_level_values("env_seed").isin(seeds)
+            row[f"{role}_success"] = wilson_ci(frame.loc[on_level, "success"].to_numpy())
         rows.append(row)
     return rows
 

@@ -90,8 +90,14 @@ def real_pair(episodes: pd.DataFrame) -> pd.DataFrame:
     return episodes[~episodes.router.str.endswith(ABLATION)]
 
 
-def by_env_seed(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.drop_duplicates("env_seed").set_index("env_seed")
+EPISODE_KEY = ["seed", "env_seed"]
+"""An episode is its run seed and its environment seed: runs of different seeds may share environment seeds (a
+ScienceWorld task has a few test variations that every seed plays), and each of those is an episode of its own."""
+
+
+def by_episode(frame: pd.DataFrame) -> pd.DataFrame:
+    """One router's episodes indexed by (run seed, env seed), for pairing with another router's same episodes."""
+    return frame.drop_duplicates(EPISODE_KEY).set_index(EPISODE_KEY)
 
 
 def summarize(episodes: pd.DataFrame) -> list[Cell]:
@@ -99,7 +105,7 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
 
     `deepthink_fraction` is pooled (all DEEPTHINK calls / all steps), as DESIGN.md defines it.
     Savings, `reward_retained` and `gap_recovered` pair each episode with the reference's episode
-    on the same env seed, so they compare the same episodes only.
+    of the same run seed and env seed, so they compare the same episodes only.
     """
     cells = []
     for (task, router), group in episodes.groupby(["task", "router"], sort=True):
@@ -114,7 +120,7 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
         on_task = real_pair(episodes[episodes.task == task])
         reference = on_task[on_task.router_class == REFERENCE]
         if len(reference) and router not in set(reference.router):
-            mine, theirs = by_env_seed(group), by_env_seed(reference)
+            mine, theirs = by_episode(group), by_episode(reference)
             shared = mine.index.intersection(theirs.index).sort_values()
             if len(shared):
                 mine, theirs = mine.loc[shared], theirs.loc[shared]
@@ -125,7 +131,7 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
                                                      paired=True)
                 quick = on_task[on_task.router_class == QUICK_REFERENCE]
                 if len(quick) and router not in set(quick.router):
-                    floor = by_env_seed(quick)
+                    floor = by_episode(quick)
                     common = shared.intersection(floor.index).sort_values()
                     if len(common):
                         values["gap_recovered"] = gap_recovered_ci(
@@ -385,8 +391,8 @@ def head_to_head(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
                 pairs.append((min(londi, key=lambda c: abs(frac[c.router] - frac[other])).router, other))
         on_task = episodes[episodes.task == task]
         for mine, theirs in pairs:
-            a = by_env_seed(on_task[on_task.router == mine])
-            b = by_env_seed(on_task[on_task.router == theirs])
+            a = by_episode(on_task[on_task.router == mine])
+            b = by_episode(on_task[on_task.router == theirs])
             shared = a.index.intersection(b.index).sort_values()
             row = {"task": task, "londi": mine, "other": theirs, "londi_fraction": frac[mine],
                    "other_fraction": frac[theirs], "episodes": len(shared)}
