@@ -102,3 +102,10 @@ def test_a_degenerate_bootstrap_stays_off_the_terminal(recwarn: pytest.WarningsR
 
     ratio_ci([1.0, 2.0, 0.0], [0.0, 0.0, 1.0])  # resamples with a zero denominator give NaN statistics
     assert not [w for w in recwarn if "DegenerateData" in type(w.message).__name__]
+
+
+def test_float_noise_prints_as_zero_and_small_values_keep_their_digits() -> None:
+    from bench.common.stats import fmt
+
+    assert fmt(3.47e-17) == "0.000" and fmt(-1.1e-16) == "0.000" and fmt(0.0) == "0.000"
+    assert fmt(1e-5) == "1e-05" and fmt(0.25) == "0.250" and fmt(float("nan")) == "n/a"

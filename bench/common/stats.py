@@ -31,10 +31,16 @@ class Estimate:
         return f"{fmt(self.mean)} [{fmt(self.low)}, {fmt(self.high)}]"
 
 
+NEGLIGIBLE = 1e-9
+"""Below this a value is float noise (a ScienceWorld score summed from hundredths), printed as 0."""
+
+
 def fmt(value: float) -> str:
     if value != value:  # NaN
         return "n/a"
     magnitude = abs(value)
+    if magnitude < NEGLIGIBLE:
+        return "0.000"
     if magnitude != 0 and (magnitude >= 1e5 or magnitude < 1e-3):
         return f"{value:.3g}"
     return f"{value:.3f}" if magnitude < 10 else f"{value:.1f}"

@@ -1,9 +1,12 @@
 """GPU metering through NVML: GPU-seconds and energy over a span of work.
 
 `GpuMonitor` samples the device's utilisation in a background thread while the work runs and
-integrates it over wall time, so `gpu_s` is "seconds of a fully busy GPU" (a half-busy GPU for
-two seconds is one GPU-second). Energy comes from the device's cumulative energy counter where
-the driver exposes one, otherwise from integrating sampled power draw.
+integrates it over wall time, so `gpu_s` is kernel-active GPU-seconds: NVML's utilisation is the share of
+time in which at least one kernel was running, whatever share of the GPU's cores it kept busy, so a tiny
+kernel that occupies the device counts as fully as a large one. It is an upper bound on a busy-GPU time
+and a measure of how long the device was held, not of its arithmetic load; `gpu_energy_j`, beside it,
+says how hard it worked. Energy comes from the device's cumulative energy counter where the driver
+exposes one, otherwise from integrating sampled power draw.
 
 Where NVML is missing (no driver, no GPU, a CPU-only machine) the monitor never raises: the
 reading says `available=False` with the reason, and `as_metrics()` leaves the GPU numbers out
@@ -38,8 +41,9 @@ _thread_ids = itertools.count()
 class GpuReading:
     """What a `GpuMonitor` measured between `start()` and `stop()`.
 
-    `gpu_s` is utilisation (as a fraction) integrated over wall time; `gpu_energy_j` is the
-    energy the device drew over the span. Either is None when it could not be measured.
+    `gpu_s` is kernel-active GPU-seconds (NVML utilisation, the share of time any kernel ran, integrated over
+    wall time); `gpu_energy_j` is the energy the device drew over the span. Either is None when it could not be
+    measured.
     """
 
     available: bool
