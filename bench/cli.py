@@ -17,9 +17,10 @@ from bench.common.errors import user_errors
 from bench.common.tracking import DEFAULT_EXPERIMENT, check_tracking
 from bench.envs.tasks import TaskSpec, get_task
 from bench.models.cache import ensure_models, load_pair
+from bench.models.lm import RANDOM_POLICY
 from bench.models.pair import ModelPair
 from bench.models.profiles import get_profile
-from bench.reporting.report import print_sweep
+from bench.reporting.report import ABLATION, print_sweep
 from bench.running.cell import train_and_evaluate
 from bench.running.router import Router, router_options
 
@@ -132,9 +133,11 @@ def _run_cli(make_router: Callable[[], Router], args: EvalArgs, argv: Sequence[s
     quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)
     models = ModelPair(quick, deepthink)
     sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
+    ablation = ABLATION if args.quick == RANDOM_POLICY else ""  # named as bench.reproduce names the ablation
     for seed in args.seeds:
         router = make_router()
         train_and_evaluate(router, task, models, seed, episodes, batch_size, profile.name, sweep,
-                           args.exp_name or setting_label(type(router), args, argv), tracking_uri=args.tracking_uri,
+                           args.exp_name or setting_label(type(router), args, argv) + ablation,
+                           tracking_uri=args.tracking_uri,
                            experiment=args.experiment, progress=args.progress)
     print_sweep(sweep, tracking_uri=args.tracking_uri, experiment=args.experiment)
