@@ -175,7 +175,9 @@ def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: st
     (("--learned", "londi_sac[load=/no/such/switcher]"), "no saved Switcher at /no/such/switcher"),
     (("--train-episodes", "0"), "--train-episodes must be >= 1"),
     (("--checkpoint-s", "-1"), "--checkpoint-s must be >= 0 seconds"),
-    (("--tracking-uri", "http://127.0.0.1:9"), "cannot reach the MLflow tracking store at http://127.0.0.1:9"),
+    (("--tracking-uri", "http://127.0.0.1:9"),
+     "cannot reach the MLflow tracking store at http://127.0.0.1:9 (ConnectionRefusedError: [Errno 111] Connection "
+     "refused); start the server"),
     (("--resume", "no-such-sweep"), "no stopped sweep 'no-such-sweep'"),
     (("--device", "cuda:99"), "--device cuda:99: "),
     (("--routers", "quick_only", "random_switch[p=0.3]", "random_switch[p=0.3]"),
@@ -366,3 +368,13 @@ def test_a_router_command_names_its_setting_as_reproduce_names_the_spec(module: 
     args = tyro.cli(entry.Args, args=argv)
     expected = router_spec(spec)
     assert setting_label(expected.cls, args, argv) == expected.label
+
+
+@pytest.mark.parametrize("module", ["baselines.quick_only", "baselines.deepthink_only", "baselines.oracle",
+                                    "baselines.random_switch", "baselines.confidence_cascade", "baselines.swiftsage",
+                                    "algos.londi_sac", "algos.londi_b"])
+def test_every_router_command_says_what_it_is_in_its_help(module: str, capsys: pytest.CaptureFixture[str]) -> None:
+    entry = importlib.import_module(module)
+    status, out, _ = in_process(module, "--help", capsys=capsys)
+    first_line = " ".join(entry.Args.__doc__.split())[:40]
+    assert status == 0 and first_line in " ".join(out.split())
