@@ -40,7 +40,7 @@ MOVED = {
     "bench.lm": "bench.models.lm",
     "bench.profiles": "bench.models.profiles",
     "bench.train": "bench.models.train",
-    "bench.evaluate": "bench.running.evaluate",
+    "bench.evaluate": "bench.cli",  # EvalArgs and run_cli moved there; it re-exports the rest of the old module
     "bench.gpu": "bench.running.gpu",
     "bench.metering": "bench.running.metering",
     "bench.resume": "bench.running.resume",
@@ -64,7 +64,11 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
 
     def find_spec(self, fullname: str, path: object = None,
                   target: object = None) -> importlib.machinery.ModuleSpec | None:
-        return importlib.util.spec_from_loader(fullname, self) if fullname in MOVED else None
+        if fullname not in MOVED:
+            return None
+        real = importlib.util.find_spec(MOVED[fullname])
+        # The real file as origin: `python -m <old name>` then has its __file__ and sys.argv[0].
+        return importlib.util.spec_from_loader(fullname, self, origin=real.origin if real is not None else None)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType:
         return importlib.import_module(MOVED[spec.name])

@@ -2,6 +2,9 @@
 
 The options (`EvalArgs`, a tyro dataclass a router's `Args` extends), the checks made before any model is
 trained or any run logged, and `run_cli`: evaluate the router on a task for each seed, then print the table.
+
+The flat layout's `bench.evaluate` is this module now (bench/__init__.py: MOVED), so it also re-exports that old
+module's other names (`evaluate`, `train_router`, `summary_metrics`, `git_commit`, ...).
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from dataclasses import dataclass
 import torch
 
 from bench.common.errors import user_errors
+from bench.common.provenance import git_commit  # noqa: F401  (re-exported, see the docstring)
 from bench.common.tracking import DEFAULT_EXPERIMENT, check_tracking
 from bench.envs.tasks import TaskSpec, get_task
-from bench.models.cache import ensure_models, load_pair
+from bench.models.cache import check_models_available, ensure_models, load_pair
 from bench.models.lm import RANDOM_POLICY
 from bench.models.pair import ModelPair
 from bench.models.profiles import get_profile
 from bench.reporting.report import ABLATION, print_sweep
 from bench.running.cell import train_and_evaluate
+from bench.running.evaluate import SUMMARY_METRICS, evaluate, summary_metrics, train_router  # noqa: F401
 from bench.running.router import Router, router_options
 
 
@@ -128,6 +133,7 @@ def _run_cli(make_router: Callable[[], Router], args: EvalArgs, argv: Sequence[s
     check_run_options([task], args.seeds, episodes, batch_size)
     check_tracking(args.tracking_uri)
     if args.quick is None or args.deepthink is None:
+        check_models_available(profile, task.suite)
         quick_path, deepthink_path = ensure_models(profile, tracking_uri=args.tracking_uri, suite=task.suite,
                                                    progress=args.progress)
     quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)

@@ -48,3 +48,24 @@ def test_the_same_seed_gives_identical_metrics(smoke_models: ModelPair, tracking
     assert params["seed"] == "5" and params["env_seeds"] == "{}..{}".format(*task.eval_episode_seeds(5, 6)[::5])
     assert client.get_run(other).data.params["env_seeds"] != params["env_seeds"]
     assert logged(client, other)[EPISODE_PREFIX + "env_seed"] != a[EPISODE_PREFIX + "env_seed"]
+
+
+def test_objects_seeded_with_one_run_seed_draw_independent_numbers() -> None:
+    """The router, the random policy and the Switcher's learner all take the run seed; none repeats another's draws."""
+    import numpy as np
+
+    from algos.switcher_sac import DiscreteSAC, SACConfig
+    from baselines.random_switch import RandomSwitch
+    from bench.models.lm import RandomPolicy
+
+    router, policy = RandomSwitch(p=0.5), RandomPolicy()
+    router.seed(3)
+    policy.seed(3)
+    learner = DiscreteSAC(4, SACConfig(seed=3))
+    draws = [g.random(6) for g in (router.rng, policy.rng, learner.rng)]
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert not np.allclose(draws[i], draws[j])
+    again = RandomSwitch(p=0.5)
+    again.seed(3)
+    assert np.array_equal(again.rng.random(6), draws[0])  # and the same seed gives the same stream

@@ -168,3 +168,12 @@ def test_a_module_of_the_flat_layout_still_imports_as_the_module_it_moved_to() -
     from bench.running.runner import run_episodes as moved
 
     assert bench.router is bench.running.router and run_episodes is moved
+
+
+def test_code_written_against_the_flat_layout_still_finds_its_names() -> None:
+    from bench.evaluate import EvalArgs, evaluate, run_cli, train_and_evaluate  # noqa: F401
+
+    from bench.models import CHECKPOINTS, ensure_models  # noqa: F401  (the old bench/models.py)
+    from bench.running.evaluate import evaluate as moved
+
+    assert evaluate is moved

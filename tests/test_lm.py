@@ -320,3 +320,10 @@ def test_offline_mode_says_the_model_is_not_in_the_cache(monkeypatch: pytest.Mon
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ModelUnavailableError, match="HF_HUB_OFFLINE is set and it is not in the local"):
         ActionLM.load("google/flan-t5-small-not-cached-here")
+
+
+def test_behind_a_proxy_the_hub_is_not_probed_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")
+    assert hub_unavailable("google/flan-t5-small-not-cached-here") is not None
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")  # the download will say; a direct probe cannot
+    assert hub_unavailable("google/flan-t5-small-not-cached-here") is None

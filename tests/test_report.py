@@ -206,7 +206,10 @@ def test_report_command_rebuilds_the_results_from_mlflow_alone(sweep: Sweep, tmp
     assert set(zip(table.task, table.router, strict=True)) == {(c.task, c.router) for c in sweep.cells}
     assert (tmp_path / "smoke" / "babyai_cost_reward.png").stat().st_size > 0
     assert "## Verdict" in (tmp_path / "smoke" / "babyai.md").read_text()
-    # The flat layout's command still runs (bench/__init__.py: MOVED).
+    # The flat layout's command still runs (bench/__init__.py: MOVED), help included.
+    helped = subprocess.run([sys.executable, "-m", "bench.report", "--help"], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, timeout=300)
+    assert helped.returncode == 0 and "--sweep" in helped.stdout, helped.stderr
     unknown = subprocess.run([sys.executable, "-m", "bench.report", "--sweep", "nope", "--tracking-uri", sweep.uri,
                               "--results-dir", str(tmp_path)], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parent.parent, timeout=300)
@@ -305,6 +308,12 @@ def test_the_report_takes_the_sweeps_profile_and_keeps_results_it_did_not_make(s
     assert committed in paths
     assert json.loads(committed.read_text())["context"]["sweep (MLflow tag londi.sweep)"] == SWEEP
     rebuild_results(SWEEP, results_dir=tmp_path, tracking_uri=sweep.uri)  # its own results: rebuilt without a flag
+    made = json.loads(committed.read_text())
+    made["context"]["git commit"] = "1111111"  # the same sweep's results, written at another commit
+    committed.write_text(json.dumps(made))
+    rebuild_results(SWEEP, results_dir=tmp_path, tracking_uri=sweep.uri)
+    side = rebuild_results(SWEEP, results_dir=tmp_path, tracking_uri=sweep.uri, report_as="side_study")
+    assert tmp_path / "smoke" / "side_study.json" in side  # a side study is rebuilt under its own name
 
 
 def test_runs_of_two_seeds_on_the_same_environment_seeds_are_paired_episode_by_episode() -> None:

@@ -104,6 +104,8 @@ def test_a_checkpoint_of_another_run_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"belongs to another run \(its env_seeds differ\).* delete it to start over"):
         checkpoint.load({"task": "babyai/GoToLocal", "env_seeds": [3, 4], "seed": 0})
     assert checkpoint.load({"task": "babyai/GoToLocal", "env_seeds": [1, 2], "seed": 0}) is not None
+    with pytest.raises(ValueError, match="made by another version of the harness: delete it"):
+        checkpoint.load({"task": "babyai/GoToLocal", "env_seeds": [1, 2], "seed": 0, "format": 2})
 
 
 def test_a_router_that_cannot_be_pickled_runs_with_a_warning(smoke_models: ModelPair, tmp_path: Path) -> None:

@@ -257,3 +257,17 @@ def test_babyai_text_is_registered_with_gymnasium_and_passes_its_checker_with_re
     unlock = gymnasium.make("BabyAIText-Unlock-v0")  # every minigrid level, not only the harness's four
     assert unlock.reset(seed=0)[0].startswith("Mission: open the")
     unlock.close()
+
+
+@pytest.mark.parametrize("written, name", [
+    ("babyai/Mixed[]", "babyai/Mixed"),
+    ("babyai/GoToLocal[max_steps=64]", "babyai/GoToLocal"),
+    ("babyai/GoToObj[max_steps=064]", "babyai/GoToObj"),
+    ("babyai/Mixed[levels=GoToLocal+PickupLoc+PutNextLocal+OpenDoor]", "babyai/Mixed"),
+    ("babyai/Mixed[max_steps=32,levels=BabyAI-Unlock-v0+GoToObj]", "babyai/Mixed[levels=Unlock+GoToObj,max_steps=32]"),
+    ("scienceworld/power-component[simplifications=easy]", "scienceworld/power-component"),
+    ("scienceworld/power-component[max_steps=020,simplifications=openDoors+teleportAction]",
+     "scienceworld/power-component[simplifications=openDoors+teleportAction]"),
+])
+def test_one_setting_has_one_name_however_it_is_written(written: str, name: str) -> None:
+    assert get_task(written).name == name

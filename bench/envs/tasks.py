@@ -104,6 +104,12 @@ def register(spec: TaskSpec) -> TaskSpec:
     return spec
 
 
+def variant_name(base: TaskSpec, differs: dict[str, str | None]) -> str:
+    """A variant's one name: the options that differ from the task's own, parsed values, in key order (a default
+    given explicitly, `max_steps=064` or an empty `[]` do not make another setting)."""
+    return base.name + "[" + ",".join(f"{k}={v}" for k, v in sorted(differs.items()) if v is not None) + "]"
+
+
 def max_steps_option(base: TaskSpec, options: dict[str, str]) -> int:
     """The step limit a task variant asks for (`[max_steps=N]`), else the task's own."""
     try:
@@ -213,8 +219,11 @@ def _babyai_options(base: TaskSpec, options: dict[str, str], allowed: tuple[str,
 def _babyai_variant(allowed: tuple[str, ...]) -> Callable[[TaskSpec, dict[str, str]], TaskSpec]:
     def with_options(base: TaskSpec, options: dict[str, str]) -> TaskSpec:
         levels, max_steps = _babyai_options(base, options, allowed)
-        shown = {**options, **({"levels": "+".join(_short_level(i) for i in levels)} if "levels" in options else {})}
-        name = base.name + "[" + ",".join(f"{k}={shown[k]}" for k in sorted(shown)) + "]"
+        differs = {"levels": "+".join(_short_level(i) for i in levels) if levels != base.levels else None,
+                   "max_steps": str(max_steps) if max_steps != base.max_steps else None}
+        if not any(differs.values()):
+            return base  # the task itself: one name per setting
+        name = variant_name(base, differs)
         which = ", ".join(levels)
         return replace(base, name=name, make_env=_babyai_builder(levels, max_steps), max_steps=max_steps,
                        levels=levels, description=f"BabyAI-Text over {which} ({max_steps} steps)", with_options=None)
@@ -320,7 +329,11 @@ def _scienceworld_variant(task: str) -> Callable[[TaskSpec, dict[str, str]], Tas
         if "noElectricalAction" in names and task == "power-component":
             raise ValueError(f"task {base.name!r} needs electrical actions: drop noElectricalAction")
         max_steps = max_steps_option(base, options)
-        name = base.name + "[" + ",".join(f"{k}={options[k]}" for k in sorted(options)) + "]"
+        differs = {"simplifications": ("+".join(names) or "none") if chosen != "easy" else None,
+                   "max_steps": str(max_steps) if max_steps != base.max_steps else None}
+        if not any(differs.values()):
+            return base
+        name = variant_name(base, differs)
         return replace(base, name=name, make_env=_scienceworld_builder(task, max_steps, ",".join(names)),
                        max_steps=max_steps, description=f"{base.description} (simplifications: {chosen})",
                        with_options=None)

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import tyro
 
+import bench.models.demos as demo_lib
 from bench.common.errors import user_errors
 from bench.common.provenance import REPO_ROOT, cache_dir, git_commit
 from bench.common.tracking import RunLogger, check_tracking
 from bench.envs.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_DEMO_ONLY, SCIENCEWORLD_TASKS
-from bench.models import demos as demo_lib
 from bench.models.dagger import train_with_dagger
 from bench.models.hub import require_hub_model
 from bench.models.lm import LONDI_META, ActionLM, load_model
@@ -237,6 +237,8 @@ def train_pairs(profile: str = "cpu", retrain: bool = True, tracking_uri: str | 
     chosen = get_profile(profile)
     check_tracking(tracking_uri)
     target = CHECKPOINTS / chosen.name
+    for suite in suites:
+        check_models_available(chosen, suite, retrain)
     for suite in suites:
         paths = ensure_models(chosen, retrain=retrain, tracking_uri=tracking_uri, suite=suite)
         for path in paths:

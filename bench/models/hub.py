@@ -15,10 +15,15 @@ class ModelUnavailableError(UserError):
     """A model named by hub id that this machine cannot get: the message says why and what to do instead."""
 
 
-def hub_host() -> str:
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_address() -> tuple[str, int]:
+    """The hub's host and port ($HF_ENDPOINT, else the library's endpoint)."""
     from huggingface_hub import constants
 
-    return urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", constants.ENDPOINT)).hostname or "huggingface.co"
+    url = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", constants.ENDPOINT))
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
 
 
 def is_cached(name: str) -> bool:
@@ -36,9 +41,11 @@ def hub_unavailable(name: str, timeout_s: float = 3.0) -> str | None:
         return None
     if constants.HF_HUB_OFFLINE:
         return "HF_HUB_OFFLINE is set and it is not in the local Hugging Face cache"
-    host = hub_host()
+    if any(os.environ.get(name) for name in PROXY_VARIABLES):
+        return None  # the hub is reached through a proxy: a direct probe would say nothing; the download will tell
+    host, port = hub_address()
     try:
-        socket.create_connection((host, 443), timeout=timeout_s).close()
+        socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as error:  # without this probe, from_pretrained retries for about a minute before failing
         return f"the Hugging Face hub ({host}) is unreachable from this machine ({error})"
     return None

@@ -22,6 +22,7 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from bench.common.seeding import generator
 from bench.models.cost import CallCost
 from bench.models.hub import require_hub_model
 
@@ -305,7 +306,7 @@ class RandomPolicy:
     runner seeds with the run seed (`seed`), so a run is reproducible; it costs no FLOPs."""
 
     def __init__(self, context: str = "reflex") -> None:
-        self.rng = np.random.default_rng(0)
+        self.rng = generator(0, "random_policy")
         self.device = torch.device("cpu")
         self.name = self.source = RANDOM_POLICY
         self.context = context
@@ -317,7 +318,7 @@ class RandomPolicy:
     """It picks among the valid actions, so even a generating task must list them for it."""
 
     def seed(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
+        self.rng = generator(seed, "random_policy")  # not the router's or the Switcher's stream
 
     def score(self, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[np.ndarray, CallCost]:
         n = len(prompts)

@@ -494,7 +494,7 @@ def print_sweep(sweep: str, tracking_uri: str | None = None, experiment: str = D
 
 def rebuild_results(sweep: str, profile: str | None = None, results_dir: Path = Path("results"),
                     tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                    overwrite: bool = False) -> list[Path]:
+                    overwrite: bool = False, report_as: str | None = None) -> list[Path]:
     """Rebuild a sweep's comparison table, verdicts and plot in results/<profile>/ from MLflow alone.
 
     The profile is the sweep's own (its runs record it). Results already there that another profile or another
@@ -515,14 +515,17 @@ def rebuild_results(sweep: str, profile: str | None = None, results_dir: Path = 
     out = results_dir / ran[0]
     everything = episodes_frame(sweep, tracking_uri, experiment)
     suites = sorted({task.split("/")[0] for task in everything["task"]})
+    def stem(suite: str) -> str:  # as bench.reproduce --report-as names a side study's files
+        return suite if report_as is None else report_as + (f"_{suite}" if len(suites) > 1 else "")
+
     for suite in suites:
-        previous = out / f"{suite}.json"
+        previous = out / f"{stem(suite)}.json"
         if previous.exists() and not overwrite:
             made = json.loads(previous.read_text()).get("context", {})
+            made_by = made.get("sweep (MLflow tag londi.sweep)", "?")
             other_profile = made.get("profile", ran[0]) != ran[0]
             other_commit = made.get("git commit") not in commits
-            if other_profile or other_commit:
-                made_by = made.get("sweep (MLflow tag londi.sweep)", "?")
+            if made_by != sweep and (other_profile or other_commit):
                 ran_at = ", ".join(sorted(commits)) or "?"
                 raise ValueError(
                     f"{previous} holds results of the {made.get('profile', '?')} profile made at commit "
@@ -532,14 +535,14 @@ def rebuild_results(sweep: str, profile: str | None = None, results_dir: Path = 
     for suite in suites:
         episodes = everything[everything["task"].str.startswith(f"{suite}/")]
         cells = summarize(episodes)
-        previous = out / f"{suite}.json"
+        previous = out / f"{stem(suite)}.json"
         context = json.loads(previous.read_text())["context"] if previous.exists() else {}
         if context.get("sweep (MLflow tag londi.sweep)") != sweep:
             context = {"profile": ran[0], "sweep (MLflow tag londi.sweep)": sweep,
                        "git commit": ", ".join(sorted(commits)),
                        "command": f"python -m bench.reporting.report --sweep {sweep}"}
-        written = write_results(cells, model_costs(episodes), out, suite, context, episodes)
-        written.append(plot_cost_reward(cells, out / f"{suite}_cost_reward.png"))
+        written = write_results(cells, model_costs(episodes), out, stem(suite), context, episodes)
+        written.append(plot_cost_reward(cells, out / f"{stem(suite)}_cost_reward.png"))
         print(f"## {suite}\n\n" + table_markdown(cells) + "\n\nwrote " + ", ".join(map(str, written)))
         paths += written
     return paths
@@ -553,7 +556,8 @@ def main() -> None:
     from bench.common.tracking import check_tracking
 
     def rebuild(sweep: str, profile: str | None = None, results_dir: Path = Path("results"),
-                tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, overwrite: bool = False) -> None:
+                tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, overwrite: bool = False,
+                report_as: str | None = None) -> None:
         """Rebuild a sweep's comparison table, verdicts and plot in results/<profile>/ from MLflow alone.
 
         Args:
@@ -563,9 +567,10 @@ def main() -> None:
             tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
             experiment: MLflow experiment name.
             overwrite: replace results there that another profile or commit made (refused without it).
+            report_as: the file name a side study was written under (bench.reproduce --report-as), not the suite's.
         """
         check_tracking(tracking_uri)
-        rebuild_results(sweep, profile, results_dir, tracking_uri, experiment, overwrite)
+        rebuild_results(sweep, profile, results_dir, tracking_uri, experiment, overwrite, report_as)
 
     with user_errors():
         tyro.cli(rebuild)

@@ -115,6 +115,9 @@ class Checkpointer:
         if not self.path.exists():
             return None
         state = _load(self.path)
+        if state["fingerprint"].get("format") != fingerprint.get("format"):
+            raise ValueError(f"the checkpoint {self.path} was made by another version of the harness: delete it (or "
+                             f"the stopped sweep's folder) to run that part again")
         if state["fingerprint"] != fingerprint:
             moved = sorted(k for k in fingerprint if state["fingerprint"].get(k) != fingerprint[k])
             raise ValueError(f"the checkpoint {self.path} belongs to another run (its {', '.join(moved)} differ): "
@@ -131,8 +134,15 @@ class LoopCheckpoint:
     after each. Without a `Checkpointer` both do nothing. The loop's state (bench.running.runner.LoopState) is
     pickled as it is; this object needs to know only that it has `active()` slots."""
 
+    FORMAT = 2
+    """Bump when what a snapshot holds changes: a snapshot of another format is refused, not half restored."""
+
     def __init__(self, checkpointer: Checkpointer | None, fingerprint: dict[str, Any]) -> None:
-        self.checkpointer, self.fingerprint = checkpointer, fingerprint
+        self.checkpointer, self.fingerprint = checkpointer, {**fingerprint, "format": self.FORMAT}
+        self.last_save = time.monotonic()
+
+    def started(self) -> None:
+        """The loop is ready to step (environments made, a restored state replayed): `every_s` counts from now."""
         self.last_save = time.monotonic()
 
     def restore(self, router: Router, models: ModelPair) -> Any | None:

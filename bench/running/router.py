@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from bench.common.seeding import generator
 from bench.envs.contexts import EpisodeHistory
 from bench.running.metering import Meter
 
@@ -110,7 +111,7 @@ class Router:
         """This router's own generator, seeded by the runner with the run seed (`seed`) before any episode; no two
         routers share one, and none touches a global generator."""
         if "_rng" not in vars(self):
-            self._rng = np.random.default_rng(0)
+            self._rng = generator(0, "router")
         return self._rng
 
     @rng.setter
@@ -119,7 +120,7 @@ class Router:
 
     def seed(self, seed: int) -> None:
         """Called by the runner with the run seed before any episode: randomness comes from `self.rng`."""
-        self._rng = np.random.default_rng(seed)
+        self._rng = generator(seed, "router")
 
     def route(self, view: StepView) -> np.ndarray:
         """Boolean mask over `view.slots`: True where DEEPTHINK acts this step."""

@@ -277,6 +277,7 @@ def run_episodes(
         else:
             loop.state = restored
             loop.replay_in_flight(env_seeds)
+        resume.started()
         while active := loop.state.active():
             view, use_deepthink = loop.route(active)
             chosen = loop.decide(view, use_deepthink)
