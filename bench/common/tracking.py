@@ -10,6 +10,7 @@ a hard kill (SIGKILL) can lose the last unflushed batch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,19 +34,24 @@ FLUSH_EVERY = 200  # metrics per log_batch call (MLflow accepts up to 1000)
 EPISODE_PREFIX = "episode/"
 
 
-@contextmanager
-def artifact_progress(enabled: bool) -> Iterator[None]:
+def artifact_progress(enabled: bool) -> contextlib.AbstractContextManager[None]:
     """MLflow's own artifact upload and download bars on or off (`--no-progress` means no bar at all)."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    saved = os.environ.get(key)
-    os.environ[key] = "true" if enabled else "false"
+    return _environ({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "true" if enabled else "false"})
+
+
+@contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    """MLflow reads these settings from the environment: set them for a block, then put back what was there."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
-        if saved is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def metric_key(name: str) -> str:
@@ -89,21 +95,13 @@ def check_tracking(uri: str | None = None) -> None:
 
     MLflow retries an HTTP request for minutes by default; here it is asked once, with a short timeout."""
     uri = uri or tracking_uri()
-    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    saved = {k: os.environ.get(k) for k in quick}
-    os.environ.update(quick)
     try:
-        get_client(uri).search_experiments(max_results=1)
+        with _environ({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}):
+            get_client(uri).search_experiments(max_results=1)
     except Exception as error:  # noqa: BLE001 - any failure here means the store cannot be used
         raise TrackingUnreachableError(
             f"cannot reach the MLflow tracking store at {uri} ({_root_cause(error)}); start the server "
             f"or fix --tracking-uri / MLFLOW_TRACKING_URI (a local store: sqlite:///mlflow.db)") from error
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def experiment_id(client: MlflowClient, name: str = DEFAULT_EXPERIMENT) -> str:
