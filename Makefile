@@ -14,13 +14,15 @@ ARGS ?=
 TRACKING ?= sqlite:///mlflow.db
 UI_PORT ?= 5000
 
-.PHONY: help setup test reproduce regress models bench docs lint report clean ui
+.PHONY: help setup test reproduce regress calibrate models bench docs lint report clean ui
 
 help:
 	@echo "make reproduce   run the comparison (PROFILE=$(PROFILE)), print the table, write results/"
 	@echo "make test        run the test suite (real envs, real tiny models, a temp MLflow store)"
 	@echo "make regress     rerun the smoke profile, fail on metrics that left results/smoke/reference.json"
 	@echo "                 (ARGS=--update rewrites the reference)"
+	@echo "make calibrate   measure each model's cost per call on this machine (PROFILE=$(PROFILE)), for priced costs"
+	@echo "                 (ARGS=--force measures again a calibration that is still fresh)"
 	@echo "make docs        regenerate REPRODUCE.md from results/"
 	@echo "make models      retrain the offline QUICK and DEEPTHINK of PROFILE"
 	@echo "make bench       pytest-benchmark suite (env steps/s, decision latency), JSON to results/"
@@ -46,6 +48,9 @@ reproduce: setup
 
 regress: setup
 	$(PY) -m bench.regress $(ARGS)
+
+calibrate: setup
+	$(PY) -m bench.calibrate --profile $(PROFILE) $(ARGS)
 
 docs: setup
 	$(PY) -m bench.reporting.reproduce_doc $(ARGS)

@@ -32,7 +32,9 @@ file supplies `route`, which it calls before every step, and `observe`, which it
 
 LONDI-B (a budget of DEEPTHINK calls per episode) is algos/londi_b.py, built on this class: it extends the
 four hooks `extra_dim`, `extra_state`, `masks` and `commit` below.
-The Switcher's forward passes are metered as the `router` component (FLOPs of its network, seconds).
+The Switcher's forward passes are metered as the `router` component (FLOPs of its network, seconds). Its
+training updates are counted in `stats` (updates, optimiser steps, analytic FLOPs: algos/switcher_sac.py lists
+the passes of one update) with their wall seconds in `update_s`; a training run logs them and their price.
 `save(path)` / `load=path` keep a trained Switcher for evaluation without retraining.
 
     python -m algos.londi_sac --task babyai/Mixed --c 0.01 --train-episodes 200 --seeds 0
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -129,12 +132,12 @@ class LondiSAC(Router):
         self.hidden, self.gamma, self.max_steps, self.cues, self.greedy, self.load = (
             hidden, gamma, max_steps, cues, greedy, load)
         self.training = False
-        self.stats = {"updates": 0, "transitions": 0}
+        self.stats = {"updates": 0, "transitions": 0, "optimizer_steps": 0, "update_flops": 0.0}
+        self.update_s = 0.0  # wall seconds inside updates: a secondary figure, apart from the stats a rerun repeats
         self.sac = self._new_sac(0)
         self.switcher_params = sum(p.numel() for p in self.sac.actor.parameters())  # the same shape after any reseed
         # Forward FLOPs of one decision: the policy network only (the critics are used in training alone).
-        actor = self.sac.actor
-        self.switcher_flops = actor.flops() if isinstance(actor, TokenSwitcherNet) else 2.0 * self.switcher_params
+        self.switcher_flops = self.sac.state_flops
         if load:
             self._load(Path(load))
         self.pending: dict[int, tuple[np.ndarray, int, float]] = {}  # slot -> (state, choice, penalty)
@@ -220,9 +223,13 @@ class LondiSAC(Router):
             next_state = self.state(t.next_history, t.slot)
             self.sac.buffer.add(state, g, reward, next_state, t.terminated, np.ones(2, np.float32))
             self.stats["transitions"] += 1
+        started = time.perf_counter()
         for _ in range(max(1, len(transitions) // 2)):
             if self.sac.update():
                 self.stats["updates"] += 1
+                self.stats["optimizer_steps"] += self.sac.OPTIMIZER_STEPS
+                self.stats["update_flops"] += self.sac.update_flops
+        self.update_s += time.perf_counter() - started
 
     def params(self) -> dict:
         return {"c": self.c, "train_episodes": self.train_episodes, "encoder": self.encoder, "features": self.features,

@@ -16,6 +16,13 @@ environment's minus c for every DEEPTHINK call (the caller adds the -c). What is
 
 - action masks: where DEEPTHINK is not allowed (LONDI-B with no budget left), its probability is 0 in
   the policy and in the target's expectation.
+- the cost of an update, in analytic FLOPs (`update_flops`): one network pass over the batch is
+  2 x params x batch (`state_flops` x batch), a backward pass twice its forward. One update makes
+      5 forward passes without gradients: the policy and both target critics over s' (the target y),
+        both critics over s (the policy's loss),
+      3 forward + backward passes: both critics over s (L_Q), the policy over s (L_pi),
+  so 5 + 3 x 3 = 14 forward passes' worth, in 3 optimiser steps (critics, policy, temperature). The
+  Polyak averaging and Adam's own arithmetic are O(params), not O(params x batch), and are left out.
 
 It is a plain learner over vectors: `algos/londi_sac.py` wires it to text episodes. The exact
 switching MDP beside it (algos/switching_mdp.py) checks it: the learned greedy choice must match the
@@ -131,6 +138,13 @@ class ReplayBuffer:
 class DiscreteSAC:
     """The Switcher's learner: act(s) samples g, greedy(s) is the evaluation choice, update() learns."""
 
+    UPDATE_FORWARDS = 5
+    """Passes without gradients per update: policy, target critics over s'; critics over s for the policy's loss."""
+    UPDATE_BACKWARDS = 3
+    """Passes with a backward per update: both critics over s (their loss), the policy over s (its loss)."""
+    OPTIMIZER_STEPS = 3
+    """Optimiser steps per update: critics, policy, temperature."""
+
     def __init__(self, state_dim: int, config: SACConfig = SACConfig(),
                  network: Callable[[], nn.Module] | None = None) -> None:
         """`network` builds each of the five networks (policy, twin Q, twin targets) with 2 outputs;
@@ -158,6 +172,19 @@ class DiscreteSAC:
     @property
     def alpha(self) -> float:
         return float(self.log_alpha.detach().exp())
+
+    @property
+    def state_flops(self) -> float:
+        """Forward FLOPs of one state through one network (all five share the policy's shape): 2 x params for an
+        MLP, the network's own count where it has one (TokenSwitcherNet: attention too)."""
+        counter = getattr(self.actor, "flops", None)
+        return float(counter()) if counter is not None else 2.0 * sum(p.numel() for p in self.actor.parameters())
+
+    @property
+    def update_flops(self) -> float:
+        """Analytic FLOPs of one `update` (forward and backward; see the module docstring for its passes)."""
+        forward = self.state_flops * self.config.batch_size
+        return (self.UPDATE_FORWARDS + 3 * self.UPDATE_BACKWARDS) * forward
 
     def _policy(self, s: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.actor(s).masked_fill(mask == 0, -1e9)

@@ -10,8 +10,9 @@ The package reads as its layers, each importing only from the ones above it in t
 - `bench.running`: the router contract and lookup, the one episode loop, metering, NVML, checkpoint and
   resume, an evaluation or a training as an MLflow run.
 - `bench.reporting`: statistics, tables, verdicts and plots, the pair report, REPRODUCE.md.
-- entry points: `bench.reproduce` (the comparison), `bench.regress` (the smoke reference), `bench.cli`
-  (what every router's own command line shares).
+- entry points: `bench.reproduce` (the comparison), `bench.regress` (the smoke reference), `bench.calibrate`
+  (what each model's call costs on this machine, for priced costs), `bench.cli` (what every router's own command
+  line shares).
 
 Routers live outside the package, one per file: `baselines/` and `algos/`; bench/ never imports them by name.
 

@@ -9,6 +9,7 @@ module's other names (`evaluate`, `train_router`, `summary_metrics`, `git_commit
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -17,7 +18,11 @@ from dataclasses import dataclass
 import torch
 
 from bench.common.errors import user_errors
-from bench.common.provenance import git_commit  # noqa: F401  (re-exported, see the docstring)
+from bench.common.provenance import (
+    cache_dir,
+    default_results_dir,
+    git_commit,  # noqa: F401  (re-exported, see the docstring)
+)
 from bench.common.tracking import DEFAULT_EXPERIMENT, check_tracking
 from bench.envs.tasks import TaskSpec, get_task
 from bench.models.cache import check_models_available, ensure_models, load_pair
@@ -25,6 +30,7 @@ from bench.models.lm import RANDOM_POLICY
 from bench.models.pair import ModelPair
 from bench.models.profiles import get_profile
 from bench.reporting.report import ABLATION, print_sweep
+from bench.running.calibrate import price_books
 from bench.running.cell import train_and_evaluate
 from bench.running.evaluate import SUMMARY_METRICS, evaluate, summary_metrics, train_router  # noqa: F401
 from bench.running.router import Router, router_options
@@ -138,6 +144,13 @@ def _run_cli(make_router: Callable[[], Router], args: EvalArgs, argv: Sequence[s
                                                    progress=args.progress)
     quick, deepthink = load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device)
     models = ModelPair(quick, deepthink)
+    if args.quick != RANDOM_POLICY:
+        # Priced like a sweep: the profile's calibration for its own pair; another pair's in the cache, so that it
+        # never replaces the committed one.
+        own = args.quick is None and args.deepthink is None
+        where = default_results_dir(profile.name) if own else cache_dir() / "results"
+        models = dataclasses.replace(models, prices=price_books(profile.name, task.suite, models, where,
+                                                                progress=args.progress))
     sweep = args.sweep or f"cli-{uuid.uuid4().hex[:8]}"
     ablation = ABLATION if args.quick == RANDOM_POLICY else ""  # named as bench.reproduce names the ablation
     for seed in args.seeds:

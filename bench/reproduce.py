@@ -25,7 +25,7 @@ import tyro
 
 from bench.cli import check_run_options, resolve_device
 from bench.common.errors import user_errors
-from bench.common.provenance import REPO_ROOT, cache_dir, git_commit
+from bench.common.provenance import REPO_ROOT, default_results_dir, git_commit
 from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, artifact_progress, check_tracking, metric_key
 from bench.envs.tasks import BABYAI_LEVELS, TaskSpec, get_task
 from bench.models.cache import check_models_available, ensure_models, load_pair
@@ -37,13 +37,12 @@ from bench.reporting.report import (
     ABLATION,
     Cell,
     episodes_frame,
-    model_costs,
-    plot_cost_reward,
     plot_where_deepthink,
-    summarize,
     table_markdown,
+    training_frame,
     write_results,
 )
+from bench.running.calibrate import price_books
 from bench.running.cell import train_and_evaluate
 from bench.running.resume import SweepState, default_state_dir
 from bench.running.routers import RouterSpec, router_spec
@@ -51,6 +50,8 @@ from bench.running.routers import RouterSpec, router_spec
 TRAINED_LEVELS = set(BABYAI_LEVELS.values())
 """The BabyAI levels every profile's pair is cloned from (bench.models.cache keys them)."""
 DOC_RESULTS = REPO_ROOT / "results"  # the results REPRODUCE.md is made from
+CASCADE_CALIBRATION_EPISODES = 20
+"""Training episodes on which a cascade matched to a learned setting's fraction calibrates its threshold."""
 
 
 @dataclass
@@ -73,6 +74,9 @@ class Args:
     """tasks of the learned routers, their matched random switching and the ablation; unset: the profile's"""
     match_random: bool = True
     """after each learned setting, random_switch with p = its DEEPTHINK fraction, on the same episodes"""
+    match_cascade: bool = True
+    """after each learned setting, the confidence cascade calibrated to its DEEPTHINK fraction (the threshold a
+    quantile of QUICK's confidence on 20 training episodes), on the same episodes"""
     ablation: tuple[str, ...] | None = None
     """routers run again on `sweep_tasks` with QUICK replaced by a random policy (the paper's ablation); unset:
     quick_only and the first londi_sac setting of the task's learned ones; a bare --ablation: none"""
@@ -83,7 +87,10 @@ class Args:
     seeds: tuple[int, ...] | None = None
     """run seeds; unset: the profile's per suite"""
     episodes: int | None = None
-    """evaluation episodes per task and seed; unset: the profile's per suite"""
+    """evaluation (test) episodes per task and seed; unset: the profile's per suite"""
+    valid_episodes: int | None = None
+    """validation episodes per sweep task and seed for every setting (where each router family's setting is chosen
+    for the verdict; 0: none, no verdict); unset: the profile's per suite"""
     results_dir: Path | None = None
     """where tables and plots go (a subfolder per profile); unset: results/ for the cpu and paper profiles, and
     results/ in the cache ($LONDI_CACHE, else .cache/londi) for smoke, so that trying it leaves the tracked tree
@@ -109,11 +116,6 @@ class Args:
     report_as: str | None = None
     """name the report's files (results/<profile>/<name>.md, .csv, .json, _cost_reward.png) instead of after the
     suite, and leave out the pair report: a side study beside the main report, e.g. heldout_levels"""
-
-
-def default_results_dir(profile: str) -> Path:
-    """results/ for the cpu and paper profiles; for smoke, results/ in the cache, outside the tracked tree."""
-    return cache_dir() / "results" if profile == "smoke" else Path("results")
 
 
 RERUN_SKIPS = ("resume", "state_dir", "progress")
@@ -156,6 +158,8 @@ class Plan:
 
     args: Args
     profile: Profile
+    sweep_tasks: tuple[str, ...] = ()
+    """Names of the sweep tasks: every router there runs the sweep's seeds and the validation episodes."""
 
     def learned_for(self, task: TaskSpec) -> list[RouterSpec]:
         specs = self.profile.learned_for(task) if self.args.learned is None else self.args.learned
@@ -171,7 +175,18 @@ class Plan:
         return [router_spec("quick_only")] + ([first] if first else [])
 
     def seeds_for(self, task: TaskSpec) -> tuple[int, ...]:
-        return self.profile.seeds_for(task) if self.args.seeds is None else self.args.seeds
+        if self.args.seeds is not None:
+            return self.args.seeds
+        if task.name in self.sweep_tasks and self.profile.sweep_seeds is not None:
+            return self.profile.sweep_seeds
+        return self.profile.seeds_for(task)
+
+    def valid_episodes_for(self, task: TaskSpec) -> int:
+        """Validation episodes per seed of every setting on a sweep task (0 elsewhere: no setting is chosen there)."""
+        if task.name not in self.sweep_tasks:
+            return 0
+        given = self.args.valid_episodes
+        return self.profile.valid_episodes_for(task) if given is None else given
 
     def episodes_for(self, task: TaskSpec) -> int:
         return self.profile.episodes_for(task) if self.args.episodes is None else self.args.episodes
@@ -191,10 +206,10 @@ def main(args: Args) -> list[Cell]:
     profile = get_profile(args.profile)
     if args.results_dir is None:
         args = replace(args, results_dir=default_results_dir(profile.name))
-    plan = Plan(args, profile)
     # Every name and option is checked before any model is trained or any run is logged.
     tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
     sweep_tasks = [get_task(name) for name in (profile.sweep_tasks if args.sweep_tasks is None else args.sweep_tasks)]
+    plan = Plan(args, profile, tuple(task.name for task in sweep_tasks))
     routers = [router_spec(spec) for spec in args.routers]
     given = [("--routers", routers)] + [(f"--learned on {task.name}", plan.learned_for(task)) for task in sweep_tasks]
     given += [(f"--ablation on {task.name}", plan.ablation_for(task)) for task in sweep_tasks]
@@ -209,6 +224,11 @@ def main(args: Args) -> list[Cell]:
         if plan.train_episodes_for(task) < 1:
             raise ValueError(f"--train-episodes must be >= 1, got {plan.train_episodes_for(task)}")
         check_run_options([task], plan.seeds_for(task), plan.episodes_for(task), profile.batch_size)
+        if plan.valid_episodes_for(task) < 0:
+            raise ValueError(f"--valid-episodes must be >= 0, got {plan.valid_episodes_for(task)}")
+        if plan.valid_episodes_for(task):
+            for seed in plan.seeds_for(task):
+                task.eval_episode_seeds(seed, plan.valid_episodes_for(task), "valid")
     for task in sweep_tasks:  # every learned setting must have its own training seeds on every sweep task
         for seed in plan.seeds_for(task):
             task.router_train_seeds(seed, plan.train_episodes_for(task))
@@ -249,7 +269,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     for suite in suites:
         quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri,
                                                    suite=suite, progress=args.progress)
-        pairs[suite] = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
+        pair = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
+        # Every call is priced from the calibration in results/<profile>/ (measured now if missing or stale).
+        pairs[suite] = dataclasses.replace(pair, prices=price_books(profile.name, suite, pair, args.results_dir,
+                                                                    progress=args.progress))
     learned_results: dict[tuple[str, str], list] = {}
 
     def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair | None = None, label: str | None = None) -> list:
@@ -262,7 +285,8 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             results += train_and_evaluate(router, task, pair or pairs[task.suite], seed, plan.episodes_for(task),
                                           profile.batch_size, profile.name, sweep, label or spec.label,
                                           tracking_uri=args.tracking_uri, experiment=args.experiment,
-                                          progress=args.progress, state=state)
+                                          progress=args.progress, state=state,
+                                          valid_episodes=plan.valid_episodes_for(task))
         return results
 
     for task in tasks:
@@ -273,19 +297,22 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         for spec in plan.learned_for(task):
             results = run(spec, task)
             learned_results[(task.name, spec.label)] = results
-            if args.match_random:
-                p = sum(r.deepthink_acted for r in results) / max(1, sum(r.steps for r in results))
-                random_spec = router_spec(f"random_switch[p={p:.3f}]")
-                if random_spec.label not in matched:
-                    matched.add(random_spec.label)
-                    run(random_spec, task)
+            p = sum(r.deepthink_acted for r in results) / max(1, sum(r.steps for r in results))
+            controls = ([f"random_switch[p={p:.3f}]"] if args.match_random else []) + (
+                [f"confidence_cascade[fraction={p:.3f},train_episodes={CASCADE_CALIBRATION_EPISODES}]"]
+                if args.match_cascade else [])
+            for control in map(router_spec, controls):
+                if control.label not in matched:
+                    matched.add(control.label)
+                    run(control, task)
         if plan.ablation_for(task):
             models = pairs[task.suite]
-            random_quick = ModelPair(RandomPolicy(context=models.quick.context), models.deepthink)
+            random_quick = dataclasses.replace(models, quick=RandomPolicy(context=models.quick.context))
             for spec in plan.ablation_for(task):
                 run(spec, task, random_quick, label=spec.label + ABLATION)
 
     everything = episodes_frame(sweep, args.tracking_uri, args.experiment)
+    training = training_frame(sweep, args.tracking_uri, args.experiment)
     wall_s = time.perf_counter() - started
     out_dir = args.results_dir / profile.name
     all_cells: list[Cell] = []
@@ -296,8 +323,6 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         episodes_table = everything[everything["task"].str.startswith(f"{suite}/")]
         if episodes_table.empty:  # a suite whose tasks ran nothing (a sweep task without learned settings)
             continue
-        cells = summarize(episodes_table)
-        all_cells += cells
         context = {
             "profile": profile.name,
             "command": command_line(args),
@@ -305,6 +330,9 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             "git commit": git_commit(),
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "seeds": ", ".join(map(str, plan.seeds_for(first))),
+            **({"seeds on the sweep tasks": ", ".join(map(str, plan.seeds_for(swept[0]))),
+                "validation episodes per sweep task and seed": plan.valid_episodes_for(swept[0])}
+               if (swept := [t for t in sweep_tasks if t.suite == suite]) else {}),
             "episodes per task and seed": plan.episodes_for(first),
             "device": device,
             "wall time (s) of the whole sweep, both suites, training included when not cached": round(wall_s, 1),
@@ -317,8 +345,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             context["levels the pair never saw (not among its demonstrations or DAgger rounds)"] = ", ".join(
                 dict.fromkeys(unseen))
         stem = suite if args.report_as is None else args.report_as + (f"_{suite}" if len(suites) > 1 else "")
-        paths = write_results(cells, model_costs(episodes_table), out_dir, stem, context, episodes_table)
-        paths.append(plot_cost_reward(cells, out_dir / f"{stem}_cost_reward.png"))
+        paths, report = write_results(episodes_table, training[training["task"].str.startswith(f"{suite}/")],
+                                      out_dir, stem, context)
+        cells = report.cells
+        all_cells += cells
         pair_text, pair_metrics = "", {}
         classes = {spec.label for spec in routers}
         if suite == "babyai" and {"quick_only", "deepthink_only"} <= classes and args.report_as is None:

@@ -52,6 +52,21 @@ def smoke_models(smoke_model_paths: tuple[Path, Path]) -> ModelPair:
 
 
 @pytest.fixture(scope="session")
+def priced_smoke_models(smoke_models: ModelPair, tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
+    """The smoke pair with price books: a calibration of a second or two (two timed calls a point), so that tests
+    of determinism and resumption compare priced seconds too."""
+    import dataclasses
+
+    from bench.running.calibrate import CalibrationSettings, price_books
+
+    quick = CalibrationSettings(warmup=0, repeats=2, prompt_episodes=1, router_hidden=(8, 32), router_batches=(1, 4),
+                                update_hidden=(8, 32), update_batches=(4, 16), router_inner=2)
+    books = price_books("smoke", "babyai", smoke_models, tmp_path_factory.mktemp("calibration"), settings=quick,
+                        progress=False)
+    return dataclasses.replace(smoke_models, prices=books)
+
+
+@pytest.fixture(scope="session")
 def sw_smoke_models(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> ModelPair:
     """The smoke profile's ScienceWorld pair (gold paths of two variations per task, trained in seconds)."""
     from bench.models.cache import ensure_models

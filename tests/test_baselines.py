@@ -96,6 +96,32 @@ def test_cascade_margin_extremes(smoke_models: ModelPair, threshold: float, mode
     assert all(s["model"] == model for r in results for s in r.trace)
 
 
+@pytest.mark.parametrize("fraction", [0.25, 0.6])
+def test_a_cascade_calibrated_to_a_fraction_escalates_about_that_share(smoke_models: ModelPair,
+                                                                      fraction: float) -> None:
+    """QUICK acts alone in training and its margins set the threshold at their `fraction` quantile; on the
+    calibration episodes replayed, that share of steps escalates (the same states, so exactly, up to ties)."""
+    cascade = ConfidenceCascade(fraction=fraction, train_episodes=6)
+    assert cascade.needs_training()
+    task = get_task(TASK)
+    seeds = task.router_train_seeds(0, cascade.train_episodes)
+    cascade.training = True
+    trained, _ = run_episodes(cascade, task, smoke_models, seeds, batch_size=3, seed=0, progress=False)
+    cascade.training = False
+    assert all(s["model"] == "quick" for r in trained for s in r.trace)  # calibrating: QUICK alone
+    assert len(cascade.seen) == sum(r.steps for r in trained) and not cascade.needs_training()
+    seen = np.array(cascade.seen)
+    share = np.mean(seen < cascade.threshold)
+    # Tied margins (a state seen again) escalate together: the share is the nearest the steps seen allow.
+    nearest = min(abs(np.mean(seen < t) - fraction) for t in np.append(np.unique(seen), np.inf))
+    assert abs(share - fraction) == pytest.approx(nearest) and nearest < 0.25
+    again, _ = run_episodes(cascade, task, smoke_models, seeds, batch_size=3, seed=0, progress=False)
+    acted = sum(r.deepthink_acted for r in again) / sum(r.steps for r in again)
+    assert 0 < acted < 1  # DEEPTHINK's moves lead elsewhere, so the share drifts, but both models act
+    with pytest.raises(ValueError, match="fraction must be in"):
+        ConfidenceCascade(fraction=1.5)
+
+
 # ---------------------------------------------------------------- oracle
 
 
@@ -191,7 +217,7 @@ def test_router_spec_options_are_typed_and_named() -> None:
     assert spec.options == {"threshold": 0.2, "measure": "entropy"}
     assert spec.label == "confidence_cascade[threshold=0.2,measure=entropy]"
     router = spec.make()
-    assert router.params() == {"measure": "entropy", "threshold": 0.2}
+    assert router.params() == {"measure": "entropy", "threshold": 0.2, "fraction": None, "train_episodes": 20}
     assert router_spec("swiftsage[patience=5]").make().patience == 5
     assert router_spec("oracle").label == "oracle"
 

@@ -109,7 +109,7 @@ def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path,
     tasks = ("babyai/GoToLocal", "babyai/Mixed")
     for task in tasks:
         for router in ("quick_only", "deepthink_only", "even_steps", "random_switch[p=0.25]"):
-            assert f"| {task} | {router} | 4 |" in done.stdout
+            assert f"| {task} | {router} | 4 (1) |" in done.stdout
     out = results / "smoke"
     for name in ("babyai.md", "babyai.csv", "babyai.json", "babyai_cost_reward.png"):
         assert (out / name).stat().st_size > 0, name
@@ -118,9 +118,11 @@ def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path,
     routers = ("quick_only", "deepthink_only", "even_steps", "random_switch[p=0.25]")
     learned = ("londi_sac[c=0.01]", "londi_b[budget=2]")
     ablation = ("quick_only@quick=random", "londi_sac[c=0.01]@quick=random")
-    # Each learned setting is met by random switching with p = its DEEPTHINK fraction (3 decimals).
+    # Each learned setting is met by random switching with p = its DEEPTHINK fraction (3 decimals), and by the
+    # confidence cascade calibrated to that fraction.
     fractions = [table.loc[("babyai/Mixed", r), "deepthink_acted_fraction"] for r in learned]
     matched = {f"random_switch[p={float(f'{p:.3f}')}]" for p in fractions}
+    matched |= {f"confidence_cascade[fraction={float(f'{p:.3f}')},train_episodes=20]" for p in fractions}
     assert set(table.index) == ({(t, r) for t in tasks for r in routers}
                                 | {("babyai/Mixed", r) for r in (*learned, *ablation, *matched)})
     for task in tasks:
@@ -233,7 +235,8 @@ def test_reproduce_reports_only_the_suites_that_ran(londi_cache: Path, tracking_
                                           "--results-dir", str(tmp_path)])
     cells = reproduce.main(args)
     assert [(c.task, c.router) for c in cells] == [("babyai/GoToLocal", "quick_only")]
-    assert sorted(p.name for p in (tmp_path / "smoke").glob("*.md")) == ["babyai.md"]
+    # No scienceworld report (its sweep task ran nothing); the calibration beside the reports prices every call.
+    assert sorted(p.name for p in (tmp_path / "smoke").glob("*.md")) == ["babyai.md", "calibration.md"]
 
 
 def test_a_router_command_with_a_hub_model_and_no_hub_is_one_line_at_once(

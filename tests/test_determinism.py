@@ -26,14 +26,15 @@ def logged(client: MlflowClient, run_id: str) -> dict[str, object]:
     return values
 
 
-def test_the_same_seed_gives_identical_metrics(smoke_models: ModelPair, tracking_uri: str) -> None:
+def test_the_same_seed_gives_identical_metrics(priced_smoke_models: ModelPair, tracking_uri: str) -> None:
     """A router that draws random numbers (random switching) run twice with seed 5: identical metrics; with
     seed 6 the episodes (and so the env seeds logged) differ."""
     task = get_task("babyai/Mixed")
     client = MlflowClient(tracking_uri)
 
     def run(seed: int) -> str:
-        evaluate(router_spec("random_switch[p=0.5]").make(), task, smoke_models, seed=seed, episodes=6, batch_size=3,
+        evaluate(router_spec("random_switch[p=0.5]").make(), task, priced_smoke_models, seed=seed, episodes=6,
+                 batch_size=3,
                  profile="smoke", sweep=f"determinism-{seed}", tracking_uri=tracking_uri, progress=False)
         runs = client.search_runs([client.get_experiment_by_name("londi-bench").experiment_id],
                                   f"tags.`londi.sweep` = 'determinism-{seed}'", order_by=["attributes.start_time DESC"])

@@ -4,6 +4,9 @@ real MLflow store, read back into the pooled table, savings and results files.""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,20 +17,22 @@ from mlflow import MlflowClient
 
 from baselines.deepthink_only import DeepthinkOnly
 from baselines.quick_only import QuickOnly
-from bench.common.stats import Estimate
 from bench.common.tracking import DEFAULT_EXPERIMENT
 from bench.envs.tasks import get_task
 from bench.models.pair import ModelPair
 from bench.reporting.report import (
     ABLATION,
+    AMORTISED,
     Cell,
     ablation_markdown,
     ablation_rows,
+    budget_markdown,
+    budget_rows,
+    claim_sentences,
     episodes_frame,
     head_to_head,
     head_to_head_markdown,
-    model_costs,
-    plot_cost_reward,
+    select_settings,
     summarize,
     verdict_markdown,
     verdicts,
@@ -36,6 +41,7 @@ from bench.reporting.report import (
 from bench.running.evaluate import evaluate
 from bench.running.router import Router, StepView
 
+ROOT = Path(__file__).resolve().parent.parent
 SWEEP = "report-test"
 EPISODES = 2
 # (task, run seeds): two seeds on GoToLocal so that a cell pools runs, one on Mixed.
@@ -119,32 +125,45 @@ def test_quick_only_saving_is_against_deepthink_only_on_the_same_task(sweep: Swe
         assert "saving_flops" not in cells[(task, "deepthink_only")].values
 
 
-def test_results_files_match_mlflow(sweep: Sweep, tmp_path: Path) -> None:
-    costs = model_costs(sweep.episodes)
-    paths = write_results(sweep.cells, costs, tmp_path, "babyai", {"profile": "smoke"})
-    paths.append(plot_cost_reward(sweep.cells, tmp_path / "babyai_cost_reward.png"))
-    assert [p.name for p in paths] == ["babyai.md", "babyai.csv", "babyai.json", "babyai_cost_reward.png"]
+def test_results_files_match_mlflow_and_rebuild_from_the_tables_alone(sweep: Sweep, tmp_path: Path) -> None:
+    paths, report = write_results(sweep.episodes, None, tmp_path, "babyai", {"profile": "smoke"})
+    assert [p.name for p in paths] == ["babyai_episodes.csv.gz", "babyai_training.csv", "babyai.md", "babyai.csv",
+                                       "babyai.json", "babyai_cost_reward.png"]
     assert all(p.stat().st_size > 0 for p in paths)
-    assert paths[3].read_bytes().startswith(b"\x89PNG")
+    assert paths[-1].read_bytes().startswith(b"\x89PNG")
 
-    table = pd.read_csv(paths[1])
-    assert len(table) == len(sweep.cells)
+    table = pd.read_csv(paths[3])
+    assert len(table) == len(report.cells) == len(sweep.cells)
     for row in table.itertuples():
         assert row.episodes == len(histories(sweep.uri, row.task, row.router, "reward"))
         for metric in ("reward", "steps", "deepthink_fraction", "flops"):
             assert getattr(row, metric) == pytest.approx(histories(sweep.uri, row.task, row.router, metric).mean())
         assert row.flops_ci_low <= row.flops <= row.flops_ci_high
 
-    report = json.loads(paths[2].read_text())
-    assert report["context"] == {"profile": "smoke"}
-    assert len(report["cells"]) == len(sweep.cells)
-    decisions = {c["model"]: c["decisions"] for c in report["model_costs"]}
+    made = json.loads(paths[4].read_text())
+    assert made["context"] == {"profile": "smoke"}
+    assert len(made["cells"]) == len(sweep.cells)
+    decisions = {c["model"]: c["decisions"] for c in made["model_costs"]}
     assert decisions["quick"] == int(sweep.episodes["quick_calls"].sum())
     assert decisions["deepthink"] == int(sweep.episodes["deepthink_calls"].sum())
-
-    markdown = paths[0].read_text()
+    markdown = paths[2].read_text()
     for cell in sweep.cells:
-        assert f"| {cell.task} | {cell.router} | {cell.episodes} |" in markdown
+        assert f"| {cell.task} | {cell.router} | {cell.episodes} ({cell.seeds}) |" in markdown
+
+    # Every episode is in the committed table, and the report rebuilt from it alone (no MLflow) is the same.
+    episodes = pd.read_csv(paths[0])
+    assert len(episodes) == len(sweep.episodes)
+    assert {"split", "seed", "env_seed", "router", "reward", "success", "steps", "quick_calls", "deepthink_calls",
+            "flops_quick", "flops_deepthink", "priced_s", "compute_s"} <= set(episodes.columns)
+    before = {p.name: p.read_bytes() for p in paths[2:5]}
+    for p in paths[2:5]:
+        p.unlink()
+    done = subprocess.run([sys.executable, "-m", "bench.report", "--tables", str(tmp_path)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=300, env={**os.environ, "MLFLOW_TRACKING_URI": "file:///nowhere"})
+    assert done.returncode == 0, done.stderr
+    # The context is kept from the JSON: gone here, so only the context lines may differ.
+    assert (tmp_path / "babyai.csv").read_bytes() == before["babyai.csv"]
+    assert json.loads((tmp_path / "babyai.json").read_text())["cells"] == made["cells"]
 
 
 def test_unknown_sweep_is_a_clear_error(sweep: Sweep) -> None:
@@ -171,28 +190,6 @@ def test_savings_pair_the_same_episodes(smoke_models: ModelPair, tmp_path: Path)
     assert saving.mean == pytest.approx(1 - quick.loc[shared].mean() / deepthink.loc[shared].mean())
 
 
-def _cell(router: str, saving: float, retained: float, task: str = "babyai/Mixed") -> Cell:
-    def e(v: float) -> Estimate:
-        return Estimate(v, v - 0.05, v + 0.05, 120)
-
-    return Cell(task, router, 120, 3, {"saving_compute_s": e(saving), "saving_flops": e(saving + 0.1),
-                                       "reward_retained": e(retained)})
-
-
-def test_verdict_is_the_largest_saving_at_95_percent_of_the_reward() -> None:
-    cells = [_cell("confidence_cascade[threshold=0.3]", 0.40, 0.97), _cell("random_switch[p=0.25]", 0.80, 0.90),
-             _cell("oracle", 0.50, 1.00), _cell("londi_sac[c=0.1]", 0.25, 0.96), _cell("londi_sac[c=0.5]", 0.6, 0.8),
-             Cell("babyai/Mixed", "deepthink_only", 120, 3, {})]
-    (row,) = verdicts(cells)
-    assert row["best"]["router"] == "confidence_cascade[threshold=0.3]"  # random: too little reward; oracle: excluded
-    assert row["best_londi"]["router"] == "londi_sac[c=0.1]" and row["londi_settings_run"] == 2
-    text = verdict_markdown([row])
-    assert "| babyai/Mixed | confidence_cascade[threshold=0.3]: 40.0% [35.0, 45.0] of compute seconds" in text
-    assert text.rstrip().endswith("| no: saving under 30% |")
-    (none_run,) = verdicts(cells[:3])
-    assert none_run["best_londi"] is None and "no LONDI setting run" in verdict_markdown([none_run])
-
-
 def test_report_command_rebuilds_the_results_from_mlflow_alone(sweep: Sweep, tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -216,17 +213,115 @@ def test_report_command_rebuilds_the_results_from_mlflow_alone(sweep: Sweep, tmp
     assert unknown.returncode == 2 and "no finished evaluation runs with tag londi.sweep='nope'" in unknown.stderr
 
 
-def _frame(rows: dict[str, tuple[list[float], list[int], list[int]]], task: str = "babyai/Mixed") -> pd.DataFrame:
-    """Episodes of several settings on the same env seeds: router -> (rewards, DEEPTHINK acted, steps)."""
+def _frame(rows: dict[str, tuple[list[float], list[int], list[int]]], task: str = "babyai/Mixed", split: str = "test",
+           seeds: int = 1) -> pd.DataFrame:
+    """Episodes of several settings on the same env seeds: router -> (rewards, DEEPTHINK acted, steps), the episodes
+    spread over `seeds` run seeds. Priced seconds: 0.01 per QUICK call, 0.05 per DEEPTHINK call; the wall clock
+    deliberately disagrees (it favours calling DEEPTHINK), so a test can see which one a verdict reads."""
     records = []
     for router, (rewards, acted, steps) in rows.items():
         for i, (reward, a, n) in enumerate(zip(rewards, acted, steps, strict=True)):
-            records.append({"task": task, "router": router, "router_class": router.split("[")[0].split("@")[0],
-                            "seed": 0, "episode": i, "env_seed": 1_000_000 + i, "reward": reward,
+            records.append({"split": split, "task": task, "router": router,
+                            "router_class": router.split("[")[0].split("@")[0], "seed": i % seeds, "episode": i,
+                            "env_seed": (1_000_000 if split == "test" else 1_100_000) + i, "reward": reward,
                             "success": float(reward > 0), "steps": n, "deepthink_calls": a, "deepthink_acted": a,
-                            "deepthink_fraction": a / n, "flops": 1.0 + a, "compute_s": 0.1 + a / 100,
-                            "quick_calls": n - a})
+                            "deepthink_fraction": a / n, "flops": 1.0 + a, "priced_s": 0.01 * (n - a) + 0.05 * a,
+                            "compute_s": 1.0 - a / 100, "quick_calls": n - a})
     return pd.DataFrame(records)
+
+
+def _both_splits(rows: dict, valid: dict | None = None, seeds: int = 5) -> pd.DataFrame:
+    return pd.concat([_frame(valid or rows, split="valid", seeds=seeds), _frame(rows, seeds=seeds)],
+                     ignore_index=True)
+
+
+def _verdict(episodes: pd.DataFrame, training: pd.DataFrame | None = None) -> dict:
+    cells = summarize(episodes, training)
+    (row,) = verdicts(cells, select_settings(summarize(episodes, split="valid")))
+    return row
+
+
+N = 200
+KEEPS = ([0.8] * N, [3] * N, [10] * N)
+"""A setting with DEEPTHINK-only's reward on 30% of its calls."""
+
+
+def test_the_verdict_says_yes_only_where_the_lower_bound_keeps_the_reward_and_the_priced_saving_is_there() -> None:
+    rows = {"deepthink_only": ([0.8] * N, [10] * N, [10] * N), "quick_only": ([0.2] * N, [0] * N, [10] * N),
+            "londi_sac[c=0.01]": KEEPS}
+    row = _verdict(_both_splits(rows))
+    assert row["londi"]["chosen"] == "londi_sac[c=0.01]" and row["londi"]["non_inferior"]
+    assert row["londi"]["saving"]["mean"] == pytest.approx(1 - 0.22 / 0.5)  # priced: (7 x 0.01 + 3 x 0.05) / 0.5
+    assert row["londi"]["paper_claim"] and row["londi"]["paper_margin"] == pytest.approx(0.56 - 0.30)
+    claims = claim_sentences(row)
+    assert claims[0][1] == "yes" and "+26.0 points against 30%" in claims[0][2]
+    # The same router losing a fifth of the reward on the test episodes: the interval's lower bound says no.
+    loses = {**rows, "londi_sac[c=0.01]": ([0.8, 0.8, 0.8, 0.8, 0.0] * (N // 5), [3] * N, [10] * N)}
+    row = _verdict(_both_splits(loses, valid=rows))
+    assert row["londi"]["chosen"] == "londi_sac[c=0.01]"  # chosen on validation, where it kept the reward
+    assert not row["londi"]["non_inferior"] and not row["londi"]["paper_claim"]
+    assert claim_sentences(row)[0][1] == "no"
+    assert "| **no** |" in verdict_markdown([row])
+
+
+def test_settings_are_chosen_on_validation_not_on_the_test_episodes() -> None:
+    rows = {"deepthink_only": ([0.8] * N, [10] * N, [10] * N), "quick_only": ([0.2] * N, [0] * N, [10] * N),
+            "londi_sac[c=0.001]": ([0.8] * N, [6] * N, [10] * N), "londi_sac[c=0.1]": KEEPS}
+    # On validation c=0.1 loses reward, so c=0.001 is chosen although c=0.1 saves more on the test episodes.
+    valid = {**rows, "londi_sac[c=0.1]": ([0.4] * N, [3] * N, [10] * N)}
+    row = _verdict(_both_splits(rows, valid=valid))
+    assert row["londi"]["chosen"] == "londi_sac[c=0.001]"
+    family = next(f for f in row["families"] if f["family"] == "londi_sac")
+    assert family["chosen"] == "londi_sac[c=0.001]"
+    # Nothing passes on validation: no LONDI setting is put forward, and both claims say no.
+    nothing = {**valid, "londi_sac[c=0.001]": ([0.4] * N, [6] * N, [10] * N)}
+    row = _verdict(_both_splits(rows, valid=nothing))
+    assert row["londi"]["chosen"] is None
+    assert [verdict for _, verdict, _ in claim_sentences(row)] == ["no", "no"]
+    # Without validation episodes there is no verdict at all, and the report says why.
+    assert verdicts(summarize(_frame(rows)), select_settings([])) == []
+    assert "no verdict" in verdict_markdown([])
+
+
+def test_the_wall_clock_never_decides_a_verdict() -> None:
+    """_frame's wall clock favours DEEPTHINK calls, its priced seconds QUICK's: the clock would pick SwiftSage (and
+    call every saving negative); the priced verdict picks the cascade, which calls DEEPTHINK least."""
+    rows = {"deepthink_only": ([0.8] * N, [10] * N, [10] * N), "confidence_cascade[threshold=0.5]": KEEPS,
+            "swiftsage": ([0.8] * N, [6] * N, [10] * N)}
+    cells = {c.router: c for c in summarize(_both_splits(rows))}
+    wall = {name: cells[name].values["saving_compute_s"].mean for name in ("confidence_cascade[threshold=0.5]",
+                                                                           "swiftsage")}
+    assert wall["confidence_cascade[threshold=0.5]"] < wall["swiftsage"] < 0
+    row = _verdict(_both_splits(rows))
+    assert row["best"]["chosen"] == "confidence_cascade[threshold=0.5]"
+    assert row["best"]["saving_cost"] == "priced_s" and row["best"]["saving"]["mean"] == pytest.approx(0.56)
+
+
+def test_training_is_in_the_bill_amortised_and_with_its_break_even() -> None:
+    rows = {"deepthink_only": ([0.8] * N, [10] * N, [10] * N), "londi_sac[c=0.01]": KEEPS}
+    episodes = _both_splits(rows)
+    training = pd.DataFrame([{"task": "babyai/Mixed", "router": "londi_sac[c=0.01]", "seed": s, "train_episodes": 200,
+                              "train_priced_s": 56.0, "train_flops": 1e9, "train_compute_s": 99.0,
+                              "train_deepthink_calls": 500} for s in range(5)])
+    cell = next(c for c in summarize(episodes, training) if c.router == "londi_sac[c=0.01]")
+    per_episode = 0.22  # priced: 7 QUICK calls at 0.01 and 3 DEEPTHINK calls at 0.05, against 0.5 for DEEPTHINK-only
+    for n in AMORTISED:
+        assert cell.values[f"saving_amortised_{n}"].mean == pytest.approx(1 - (per_episode + 56.0 / n) / 0.5)
+    assert cell.training["break_even_episodes"] == pytest.approx(56.0 / (0.5 - per_episode))
+    assert cell.values["saving_amortised_100"].mean < 0 < cell.values["saving_amortised_10000"].mean
+    row = _verdict(episodes, training)
+    assert row["londi"]["saving_amortised"]["mean"] == pytest.approx(1 - (per_episode + 0.056) / 0.5)
+    assert row["londi"]["aim"] is False  # 44.8% amortised: short of the 50% aim
+    assert claim_sentences(row)[1][1] == "no" and "-5.2 points against 50%" in claim_sentences(row)[1][2]
+
+
+def test_budget_rows_count_the_calls_each_episode_used() -> None:
+    episodes = _frame({"londi_b[budget=2]": ([1.0] * 4, [0, 1, 2, 2], [10] * 4),
+                       "londi_b[budget=1]": ([1.0] * 4, [0, 1, 2, 0], [10] * 4)})
+    rows = {r["router"]: r for r in budget_rows(episodes)}
+    assert rows["londi_b[budget=2]"]["kept"] and rows["londi_b[budget=2]"]["max_calls"] == 2
+    assert not rows["londi_b[budget=1]"]["kept"] and rows["londi_b[budget=1]"]["mean_calls"] == 0.75
+    assert "| babyai/Mixed | londi_b[budget=1] | 1 | 0.75 | 2 | no |" in budget_markdown(list(rows.values()))
 
 
 def test_head_to_head_meets_random_at_londis_fraction_on_the_same_episodes() -> None:
@@ -263,32 +358,19 @@ def test_ablation_rows_and_references_keep_the_random_quick_apart() -> None:
     cells = {c.router: c for c in summarize(episodes)}
     # gap recovered is measured from the real QUICK-only (0.4), never from the random one (0.0).
     assert cells["londi_sac[c=0.01]"].values["gap_recovered"].mean == pytest.approx(0.5)
-    rows = {r["router"]: r for r in ablation_rows(list(cells.values()))}
+    rows = {r["router"]: r for r in ablation_rows(episodes, list(cells.values()))}
     assert set(rows) == {"quick_only", "londi_sac[c=0.01]"}
     londi = rows["londi_sac[c=0.01]"]
     assert londi["deepthink_acted_fraction_real_quick"]["mean"] == pytest.approx(0.2)
     assert londi["deepthink_acted_fraction_random_quick"]["mean"] == pytest.approx(0.8)
+    assert londi["fraction_diff"]["mean"] == pytest.approx(0.6) and londi["calls_more"]
+    assert not rows["quick_only"]["calls_more"]  # QUICK-only calls DEEPTHINK never, with either QUICK
     assert "| babyai/Mixed | londi_sac[c=0.01] | 0.200" in ablation_markdown(list(rows.values()))
-    (verdict,) = verdicts(list(cells.values()))
-    assert verdict["londi_settings_run"] == 1  # the ablation's run is not a LONDI setting of the verdict
-
-
-def test_a_saving_counts_only_where_both_the_clock_and_the_flops_show_it() -> None:
-    """Noisy seconds alone (a router calling DEEPTHINK on every step, 0 FLOPs saved) neither win the verdict nor
-    reach the paper's claim."""
-    def cell(router: str, seconds: float, flops: float) -> Cell:
-        e = lambda v: Estimate(v, v - 0.05, v + 0.05, 8)  # noqa: E731
-        return Cell("scienceworld/x", router, 8, 1, {"saving_compute_s": e(seconds), "saving_flops": e(flops),
-                                                     "reward_retained": e(1.0)})
-
-    cells = [cell("random_switch[p=1.0]", 0.54, 0.0), cell("londi_sac[c=0.01]", 0.44, 0.0),
-             cell("londi_b[budget=6]", 0.39, 0.50)]
-    (row,) = verdicts(cells)
-    assert row["best"]["router"] == "londi_b[budget=6]" and row["best"]["saving"] == pytest.approx(0.39)
-    assert verdict_markdown([row]).rstrip().endswith("| yes |")
-    (alone,) = verdicts(cells[:2])
-    assert alone["best_londi"]["saving"] == 0.0
-    assert verdict_markdown([alone]).rstrip().endswith("| no: saving under 30% |")
+    # Overlapping fractions with no paired difference: the ablation's verdict says no.
+    same = _frame({"londi_sac[c=0.01]": ([0.6] * n, [2, 3] * (n // 2), [10] * n),
+                   "londi_sac[c=0.01]" + ABLATION: ([0.6] * n, [3, 2] * (n // 2), [10] * n)})
+    (row,) = ablation_rows(same, summarize(same))
+    assert row["fraction_diff"]["mean"] == pytest.approx(0.0) and not row["calls_more"]
 
 
 def test_the_report_takes_the_sweeps_profile_and_keeps_results_it_did_not_make(sweep: Sweep, tmp_path: Path) -> None:

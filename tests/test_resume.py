@@ -75,23 +75,24 @@ def outcome(results: list[EpisodeResult]) -> list[dict]:
              "actions": [(row["model"], row["action"], row["reward"]) for row in r.trace]} for r in results]
 
 
-def test_a_stopped_loop_continues_to_the_uninterrupted_episodes(smoke_models: ModelPair, tmp_path: Path) -> None:
+def test_a_stopped_loop_continues_to_the_uninterrupted_episodes(priced_smoke_models: ModelPair, tmp_path: Path) -> None:
     """Random switching draws from one generator over every slot in lockstep: only restoring the router, the
     episodes in flight and the random states gives the same draws after the stop."""
     task = get_task("babyai/Mixed")
     seeds = task.eval_episode_seeds(3, 7)
     stop_at(-1)
-    whole, _ = run_episodes(StoppingRandomSwitch(p=0.5), task, smoke_models, seeds, batch_size=3, seed=3,
+    whole, _ = run_episodes(StoppingRandomSwitch(p=0.5), task, priced_smoke_models, seeds, batch_size=3, seed=3,
                             progress=False)
     checkpoint = Checkpointer(tmp_path / "run.ckpt", every_s=0)
     stop_at(STOP["calls"] * 2 // 3)  # two thirds of the way
     with pytest.raises(KeyboardInterrupt):
-        run_episodes(StoppingRandomSwitch(p=0.5), task, smoke_models, seeds, batch_size=3, seed=3, progress=False,
+        run_episodes(StoppingRandomSwitch(p=0.5), task, priced_smoke_models, seeds, batch_size=3, seed=3,
+                     progress=False,
                      checkpoint=checkpoint)
     assert checkpoint.saves > 0
     stop_at(-1)
     replayed: list[EpisodeResult] = []
-    resumed, _ = run_episodes(StoppingRandomSwitch(p=0.5), task, smoke_models, seeds, batch_size=3, seed=3,
+    resumed, _ = run_episodes(StoppingRandomSwitch(p=0.5), task, priced_smoke_models, seeds, batch_size=3, seed=3,
                               progress=False, checkpoint=checkpoint, on_episode=replayed.append)
     assert 0 < checkpoint.restored < len(seeds)  # some episodes came back finished, the rest ran after the stop
     assert outcome(resumed) == outcome(whole)
@@ -118,14 +119,15 @@ def test_a_router_that_cannot_be_pickled_runs_with_a_warning(smoke_models: Model
 
 
 def test_a_learned_router_resumes_its_training_and_its_runs_say_what_happened(
-        smoke_models: ModelPair, tracking_uri: str, tmp_path: Path) -> None:
+        priced_smoke_models: ModelPair, tracking_uri: str, tmp_path: Path) -> None:
     """LONDI-SAC stopped (Ctrl-C) in its online training continues from its last checkpoint (networks,
     optimiser, replay buffer, generator): the same Switcher and the same evaluation as without the stop."""
     task = get_task("babyai/Mixed")
 
     def go(state: SweepState) -> tuple[list[EpisodeResult], LondiSAC]:
         router = StoppingLondi(c=0.01, train_episodes=8)
-        results = train_and_evaluate(router, task, smoke_models, seed=0, episodes=4, batch_size=4, profile="smoke",
+        results = train_and_evaluate(router, task, priced_smoke_models, seed=0, episodes=4, batch_size=4,
+                                     profile="smoke",
                                      sweep=state.root.name, exp_name="londi_sac[c=0.01]", tracking_uri=tracking_uri,
                                      progress=False, state=state)
         return results, router

@@ -117,9 +117,9 @@ def without_timing(metrics: dict[str, float]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not k.startswith("compute_s")}
 
 
-def test_same_seed_gives_the_same_episodes(smoke_models: ModelPair) -> None:
-    first = run(EvenSteps(), smoke_models, "babyai/Mixed", seed=5)
-    second = run(EvenSteps(), smoke_models, "babyai/Mixed", seed=5)
+def test_same_seed_gives_the_same_episodes(priced_smoke_models: ModelPair) -> None:
+    first = run(EvenSteps(), priced_smoke_models, "babyai/Mixed", seed=5)
+    second = run(EvenSteps(), priced_smoke_models, "babyai/Mixed", seed=5)
     assert [without_timing(r.metrics()) for r in first] == [without_timing(r.metrics()) for r in second]
     assert [r.trace for r in first] == [r.trace for r in second]
     assert [r.level for r in first] == [r.level for r in second]

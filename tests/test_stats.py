@@ -8,7 +8,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.common.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
+from bench.common.stats import (
+    Estimate,
+    gap_recovered_ci,
+    mean_ci,
+    ratio_ci,
+    seed_ci,
+    seed_diff_ci,
+    seed_mean_ci,
+    seed_ratio_ci,
+)
 
 
 def sample(n: int = 40, seed: int = 3) -> np.ndarray:
@@ -109,3 +118,60 @@ def test_float_noise_prints_as_zero_and_small_values_keep_their_digits() -> None
 
     assert fmt(3.47e-17) == "0.000" and fmt(-1.1e-16) == "0.000" and fmt(0.0) == "0.000"
     assert fmt(1e-5) == "1e-05" and fmt(0.25) == "0.250" and fmt(float("nan")) == "n/a"
+
+
+# ---------------------------------------------------------------- two levels: run seeds, then episodes
+
+
+def test_one_seed_is_scipys_episode_bootstrap() -> None:
+    data = sample(60)
+    two_level = seed_mean_ci(data, np.zeros(60, dtype=int))
+    assert two_level.seeds == 1 and two_level.mean == pytest.approx(data.mean())
+    direct = stats.bootstrap((data,), np.mean, confidence_level=0.95, n_resamples=2000, method="percentile",
+                             random_state=np.random.default_rng(0)).confidence_interval
+    assert two_level.low == pytest.approx(direct.low, abs=0.03)
+    assert two_level.high == pytest.approx(direct.high, abs=0.03)
+
+
+def test_the_interval_covers_what_varies_between_seeds() -> None:
+    """Five separately trained routers whose means differ: pooling the episodes as if independent gives an interval
+    far narrower than the spread between seeds; the two-level interval covers it."""
+    rng = np.random.default_rng(1)
+    seed_means = np.array([0.3, 0.45, 0.5, 0.55, 0.7])
+    values = np.concatenate([rng.normal(m, 0.05, 40) for m in seed_means])
+    seeds = np.repeat(np.arange(5), 40)
+    pooled, two_level = mean_ci(values), seed_mean_ci(values, seeds)
+    assert two_level.seeds == 5 and two_level.n == 200
+    assert (two_level.high - two_level.low) > 3 * (pooled.high - pooled.low)
+    assert two_level.low < 0.42 and two_level.high > 0.58  # the seed means' own spread
+
+
+def test_pairs_stay_paired_within_a_seed() -> None:
+    """a - b is exactly 0.1 on every episode: its interval has no width from episode noise that both share."""
+    rng = np.random.default_rng(2)
+    b = rng.random(100)
+    diff = seed_diff_ci(b + 0.1, b, np.repeat(np.arange(4), 25))
+    assert diff.mean == pytest.approx(0.1) and diff.low == pytest.approx(0.1) and diff.high == pytest.approx(0.1)
+    ratio = seed_ratio_ci(2 * b, b, np.repeat(np.arange(4), 25))
+    assert (ratio.low, ratio.mean, ratio.high) == pytest.approx((2.0, 2.0, 2.0))
+
+
+def test_a_small_sample_that_did_not_vary_gets_no_zero_width_interval() -> None:
+    """8 ScienceWorld episodes, 3 successes, the router's rewards equal DEEPTHINK-only's on each: reward retained is
+    1 on every resample, which says nothing about the episodes not played."""
+    reference = np.array([1.0, 1.0, 1.0, 0, 0, 0, 0, 0])
+    retained = seed_ratio_ci(reference.copy(), reference, np.zeros(8, dtype=int), bounded=True)
+    assert retained.mean == 1.0 and retained.low < 0.5 and retained.high > 1.0
+    assert seed_mean_ci(np.ones(8), np.zeros(8, dtype=int), bounded=True).low < 0.75  # Wilson: 8 of 8
+    assert seed_mean_ci(np.zeros(8), np.zeros(8, dtype=int), bounded=True).high > 0.25
+    wide, narrow = (seed_mean_ci(np.ones(n), np.zeros(n, dtype=int), bounded=True) for n in (8, 800))
+    assert narrow.low > wide.low  # more episodes, a tighter bound
+
+
+def test_a_two_level_statistic_sees_every_column_of_the_drawn_episodes() -> None:
+    columns = {"x": np.arange(10.0), "y": np.arange(10.0) * 2}
+    estimate = seed_ci(lambda d: float((d["y"] / np.where(d["x"] == 0, 1, d["x"]))[d["x"] > 0].mean()), columns,
+                       np.repeat(np.arange(2), 5))
+    assert estimate.mean == 2.0 and estimate.low == estimate.high == 2.0
+    with pytest.raises(ValueError, match="one value per episode"):
+        seed_ci(lambda d: 0.0, {"x": [1.0, 2.0]}, [0, 0, 1])

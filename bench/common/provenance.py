@@ -16,6 +16,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LONDI_CACHE", Path.cwd() / ".cache" / "londi"))
 
 
+def default_results_dir(profile: str) -> Path:
+    """results/ for the cpu and paper profiles; for smoke, results/ in the cache, outside the tracked tree."""
+    return cache_dir() / "results" if profile == "smoke" else Path("results")
+
+
 def git_commit() -> str:
     """The checkout's commit, `-dirty` when numbers are made by code that is in no commit."""
     try:

@@ -1,15 +1,27 @@
-"""Means with 95% intervals, from scipy's bootstrap (not hand-rolled).
+"""Estimates with 95% intervals, from scipy's bootstrap (not hand-rolled).
 
-Episodes of all seeds of a (task, router) cell are pooled; the interval is scipy.stats.bootstrap's
-percentile interval of the mean with a fixed random state, so the same numbers give the same
-interval. A constant sample (all successes, say) has a zero-width interval by definition; a
-single value has no interval (NaN), rather than one that looks certain.
+Two kinds:
+- one level (`mean_ci`, `ratio_ci`, `gap_recovered_ci`): episodes resampled, for one run's own
+  summary (an MLflow run's metrics) and for the pair report;
+- two levels (`seed_ci` and its wrappers `seed_mean_ci`, `seed_ratio_ci`, `seed_diff_ci`): the
+  report's intervals. Run seeds are resampled first (each a separately trained router, or another
+  block of episodes), then episodes within each drawn seed, so an interval covers what varies from
+  one trained Switcher to the next, not only from one episode to the next. This is the
+  stratified-over-runs bootstrap of rliable (Agarwal et al. 2021), which does not run with the
+  pinned pandas; scipy.stats.bootstrap draws the seeds, a generator of the same fixed seed the
+  episodes within them. With one run seed the interval is over episodes only (conditional on that
+  one seed), and says so through `seeds`.
+
+Every interval has a fixed random state: the same numbers give the same interval. A single value
+has no interval (NaN) rather than one that looks certain. A sample that did not vary gets no
+zero-width interval where its values are rewards or successes in [0, 1]: the Wilson bound on how
+many episodes could differ widens it (`bounded`).
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +38,8 @@ class Estimate:
     low: float
     high: float
     n: int
+    seeds: int = 0
+    """Run seeds the interval resampled (two-level estimates); 0: a one-level, episode-only estimate."""
 
     def __str__(self) -> str:
         return f"{fmt(self.mean)} [{fmt(self.low)}, {fmt(self.high)}]"
@@ -140,3 +154,98 @@ def gap_recovered_ci(router: Sequence[float], quick: Sequence[float], deepthink:
     )
     interval = result.confidence_interval
     return Estimate(point, float(interval.low), float(interval.high), int(r.size))
+
+
+SEED_RESAMPLES = 2000
+
+
+def _wilson_zero(n: int) -> float:
+    """Wilson upper bound on a proportion seen 0 times in n: how large a share of episodes could differ unseen."""
+    return wilson_ci(np.zeros(n)).high
+
+
+def seed_ci(statistic: Callable[[dict[str, np.ndarray]], float], columns: dict[str, Sequence[float]],
+            seeds: Sequence[int], seed: int = 0, resamples: int = SEED_RESAMPLES) -> Estimate:
+    """`statistic` of the episodes (paired columns, one row per episode) with a two-level bootstrap interval.
+
+    Outer level: scipy.stats.bootstrap resamples the run seeds (percentile interval). Inner level: within each
+    drawn seed its episodes are resampled with replacement (a generator seeded with `seed`). With a single run
+    seed scipy resamples the episodes directly. Rows of one seed stay together in both levels, so paired columns
+    (a router and the reference on the same episodes) stay paired.
+    """
+    data = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
+    labels = np.asarray(seeds)
+    n = len(labels)
+    if any(len(v) != n for v in data.values()):
+        raise ValueError(f"every column needs one value per episode ({n}): got {[len(v) for v in data.values()]}")
+    if n == 0:
+        return Estimate(float("nan"), float("nan"), float("nan"), 0, 0)
+    point = float(statistic(data))
+    groups = [np.flatnonzero(labels == value) for value in dict.fromkeys(labels.tolist())]
+    if n == 1 or point != point:
+        return Estimate(point, float("nan"), float("nan"), n, len(groups))
+    inner = np.random.default_rng(seed)
+
+    def on(index: np.ndarray) -> float:
+        return float(statistic({name: values[index] for name, values in data.items()}))
+
+    if len(groups) == 1:
+        def episodes(drawn: np.ndarray) -> float:
+            return on(drawn.astype(np.int64))
+        sample: np.ndarray = np.arange(n)
+        outer = episodes
+    else:
+        def seeds_then_episodes(drawn: np.ndarray) -> float:
+            parts = [groups[g][inner.integers(0, len(groups[g]), len(groups[g]))] for g in drawn.astype(np.int64)]
+            return on(np.concatenate(parts))
+        sample = np.arange(len(groups))
+        outer = seeds_then_episodes
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = _bootstrap((sample,), outer, confidence_level=CONFIDENCE, n_resamples=resamples,
+                            method="percentile", vectorized=False, random_state=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    spread = result.bootstrap_distribution[np.isfinite(result.bootstrap_distribution)]
+    if low != low and spread.size and np.all(spread == spread[0]):  # scipy's NaN for a sample that never varied
+        low = high = float(spread[0])
+    return Estimate(point, low, high, n, len(groups))
+
+
+def _widened(estimate: Estimate, scale: float = 1.0) -> Estimate:
+    """A zero-width interval of values in [0, 1] widened by the Wilson bound on the share of episodes that could
+    differ (each by at most 1, divided by `scale`): the sample did not vary, which is not certainty."""
+    if estimate.n < 2 or estimate.low != estimate.high or estimate.mean != estimate.mean:
+        return estimate
+    room = _wilson_zero(estimate.n) / scale
+    return Estimate(estimate.mean, estimate.mean - room, estimate.mean + room, estimate.n, estimate.seeds)
+
+
+def _clip(estimate: Estimate, low: float, high: float) -> Estimate:
+    return Estimate(estimate.mean, max(low, estimate.low), min(high, estimate.high), estimate.n, estimate.seeds)
+
+
+def seed_mean_ci(values: Sequence[float], seeds: Sequence[int], bounded: bool = False, seed: int = 0) -> Estimate:
+    """The mean of per-episode values, two-level interval; `bounded`: values in [0, 1] (rewards, successes)."""
+    estimate = seed_ci(lambda d: d["x"].mean(), {"x": values}, seeds, seed)
+    return _clip(_widened(estimate), 0.0, 1.0) if bounded else estimate
+
+
+def seed_ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seeds: Sequence[int],
+                  bounded: bool = False, seed: int = 0) -> Estimate:
+    """mean(numerator) / mean(denominator) over the same episodes (paired), two-level interval. `bounded`: both
+    are rewards in [0, 1] (reward retained), so a ratio that did not vary is widened as `seed_mean_ci` is."""
+    def ratio(d: dict[str, np.ndarray]) -> float:
+        below = d["b"].mean()
+        return d["a"].mean() / below if below != 0 else float("nan")
+
+    estimate = seed_ci(ratio, {"a": numerator, "b": denominator}, seeds, seed)
+    if bounded and estimate.mean == estimate.mean:
+        estimate = _clip(_widened(estimate, scale=float(np.mean(denominator))), 0.0, float("inf"))
+    return estimate
+
+
+def seed_diff_ci(a: Sequence[float], b: Sequence[float], seeds: Sequence[int], bounded: bool = False,
+                 seed: int = 0) -> Estimate:
+    """mean(a - b) over the same episodes (paired), two-level interval; `bounded`: a and b in [0, 1]."""
+    difference = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    estimate = seed_ci(lambda d: d["d"].mean(), {"d": difference}, seeds, seed)
+    return _clip(_widened(estimate), -1.0, 1.0) if bounded else estimate

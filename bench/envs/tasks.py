@@ -30,6 +30,10 @@ class UnknownTaskError(UserError, KeyError):
         return str(self.args[0])
 
 
+SPLITS = ("test", "valid")
+"""Evaluation splits: the test episodes results are reported on, the validation episodes settings are chosen on."""
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """One named task of the registry."""
@@ -41,6 +45,9 @@ class TaskSpec:
     train_seeds: range
     eval_seeds: range
     description: str = ""
+    valid_seeds: range = range(0)
+    """Validation episodes: where a router family's setting is chosen, disjoint from training and evaluation
+    (BabyAI: a seed range of its own; ScienceWorld: the simulator's dev variations). Empty: none."""
     levels: tuple[str, ...] = field(default_factory=tuple)
     action_mode: str = "choose"
     """"choose": the models score the environment's fixed candidate list (BabyAI-Text's six actions);
@@ -58,10 +65,12 @@ class TaskSpec:
     max_steps, and levels for a mixed task; ScienceWorld: simplifications, max_steps)."""
 
     def __post_init__(self) -> None:
-        overlap = range(max(self.train_seeds.start, self.eval_seeds.start),
-                        min(self.train_seeds.stop, self.eval_seeds.stop))
-        if len(overlap) > 0:
-            raise ValueError(f"task {self.name!r}: train and eval seeds overlap on {overlap}")
+        for (a, first), (b, second) in (((("train", self.train_seeds), ("eval", self.eval_seeds))),
+                                        (("train", self.train_seeds), ("validation", self.valid_seeds)),
+                                        (("eval", self.eval_seeds), ("validation", self.valid_seeds))):
+            overlap = range(max(first.start, second.start), min(first.stop, second.stop))
+            if len(first) and len(second) and len(overlap) > 0:
+                raise ValueError(f"task {self.name!r}: {a} and {b} seeds overlap on {overlap}")
 
     def router_train_seeds(self, run_seed: int, episodes: int) -> list[int]:
         """Training episodes of a learned router for run `run_seed`: from the upper half of the training
@@ -77,21 +86,27 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: no {episodes} router training seeds for run seed {run_seed}")
         return list(range(start, start + episodes))
 
-    def eval_episode_seeds(self, run_seed: int, episodes: int) -> list[int]:
-        """The evaluation episodes of run `run_seed`: consecutive blocks, so runs never share episodes."""
+    def eval_episode_seeds(self, run_seed: int, episodes: int, split: str = "test") -> list[int]:
+        """The evaluation episodes of run `run_seed`: consecutive blocks, so runs never share episodes. `split`
+        "valid" gives the validation episodes instead (where settings are chosen), from `valid_seeds`."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
+        pool = self.eval_seeds if split == "test" else self.valid_seeds
+        if not len(pool):
+            raise ValueError(f"task {self.name!r} has no validation seeds")
         if run_seed < 0 or episodes < 1:
             # a negative start would slice from the end of the range and silently give no episodes
             raise ValueError(f"run seed must be >= 0 and episodes >= 1, got run seed {run_seed}, {episodes} episodes")
         start = run_seed * episodes
         if self.cycle:
-            n = len(self.eval_seeds)
-            return [self.eval_seeds[(start + i) % n] for i in range(min(episodes, n))]
-        if start + episodes > len(self.eval_seeds):
+            n = len(pool)
+            return [pool[(start + i) % n] for i in range(min(episodes, n))]
+        if start + episodes > len(pool):
             raise ValueError(
-                f"task {self.name!r} has {len(self.eval_seeds)} evaluation seeds; run seed {run_seed} "
-                f"with {episodes} episodes needs {start + episodes}: use fewer episodes or seeds"
+                f"task {self.name!r} has {len(pool)} {'evaluation' if split == 'test' else 'validation'} seeds; "
+                f"run seed {run_seed} with {episodes} episodes needs {start + episodes}: use fewer episodes or seeds"
             )
-        return list(self.eval_seeds[start:start + episodes])
+        return list(pool[start:start + episodes])
 
 
 _REGISTRY: dict[str, TaskSpec] = {}
@@ -163,6 +178,7 @@ def task_names(suite: str | None = None) -> list[str]:
 # Seeds below 1,000,000 are for demonstrations and training; evaluation starts at 1,000,000.
 BABYAI_TRAIN_SEEDS = range(0, 1_000_000)
 BABYAI_EVAL_SEEDS = range(1_000_000, 1_100_000)
+BABYAI_VALID_SEEDS = range(1_100_000, 1_200_000)
 BABYAI_MAX_STEPS = 64
 BABYAI_LEVELS = {
     "GoToLocal": "BabyAI-GoToLocal-v0",
@@ -239,7 +255,7 @@ def babyai_task(level: str) -> TaskSpec:
     if name in _REGISTRY:
         return _REGISTRY[name]
     return TaskSpec(name=name, suite="babyai", make_env=_babyai_builder((level_id,)), max_steps=BABYAI_MAX_STEPS,
-                    train_seeds=BABYAI_TRAIN_SEEDS, eval_seeds=BABYAI_EVAL_SEEDS,
+                    train_seeds=BABYAI_TRAIN_SEEDS, eval_seeds=BABYAI_EVAL_SEEDS, valid_seeds=BABYAI_VALID_SEEDS,
                     description=f"BabyAI-Text over minigrid's {level_id}", levels=(level_id,),
                     with_options=_babyai_variant(("max_steps",)))
 
@@ -252,6 +268,7 @@ for _short, _level in BABYAI_LEVELS.items():
         max_steps=BABYAI_MAX_STEPS,
         train_seeds=BABYAI_TRAIN_SEEDS,
         eval_seeds=BABYAI_EVAL_SEEDS,
+        valid_seeds=BABYAI_VALID_SEEDS,
         description=f"BabyAI-Text over minigrid's {_level}",
         levels=(_level,),
         with_options=_babyai_variant(("max_steps",)),
@@ -264,6 +281,7 @@ register(TaskSpec(
     max_steps=BABYAI_MAX_STEPS,
     train_seeds=BABYAI_TRAIN_SEEDS,
     eval_seeds=BABYAI_EVAL_SEEDS,
+    valid_seeds=BABYAI_VALID_SEEDS,
     description="BabyAI-Text, one of the four levels drawn per episode (the paper's mixed tasks); "
                 "`babyai/Mixed[levels=GoToObj+Unlock]` mixes other levels",
     levels=tuple(BABYAI_LEVELS.values()),
@@ -349,6 +367,7 @@ for _task, (_train, _dev, _test, _steps, _about) in SCIENCEWORLD_TASKS.items():
         max_steps=_steps,
         train_seeds=range(0, _train),
         eval_seeds=range(_train + _dev, _train + _dev + _test),
+        valid_seeds=range(_train, _train + _dev),
         description=f"ScienceWorld {_task}: {_about}",
         levels=(_task,),
         action_mode="generate",

@@ -223,13 +223,18 @@ class ActionLM:
         return choose(rows, candidates), CallCost(tokens_in, tokens_out, flops)
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], max_tokens: int = 24) -> tuple[Decision, CallCost]:
-        """Greedy generation of one action per prompt (the encoder once, the decoder with its key/value cache)."""
+    def generate(self, prompts: Sequence[str], max_tokens: int = 24, min_tokens: int = 0) -> tuple[Decision, CallCost]:
+        """Greedy generation of one action per prompt (the encoder once, the decoder with its key/value cache).
+
+        `min_tokens` holds the end-of-sequence token back until that many tokens are generated: with `max_tokens`
+        the same, every prompt generates exactly that many (how bench.running.calibrate times a length)."""
         encoded = self.tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt")
         input_ids = encoded["input_ids"].to(self.device)
         attention_mask = encoded["attention_mask"].to(self.device)
+        forced = {"min_new_tokens": min_tokens} if min_tokens > 0 else {}
         out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens,
-                                  do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True)
+                                  do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True,
+                                  **forced)
         generated = out.sequences[:, 1:]  # after the decoder start token
         pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
         # Tokens the decoder really produced: up to and including the first end-of-sequence token.

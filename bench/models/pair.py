@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bench.models.lm import ActionLM
@@ -14,6 +14,10 @@ MODELS = ("quick", "deepthink")
 class ModelPair:
     quick: ActionLM
     deepthink: ActionLM
+    prices: Any = field(default=None, compare=False)
+    """The price books every run of this pair is metered with (bench.running.pricing.PriceBooks, built by
+    bench.running.calibrate.price_books); None: its priced costs are NaN. Kept here so that no run of the pair
+    goes unpriced; typed loosely because the models layer sits below the one that prices."""
 
     def get(self, role: str) -> ActionLM:
         return self.quick if role == "quick" else self.deepthink

@@ -18,6 +18,11 @@ LONDI_SWEEP = (
     "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]",
 )
 """The LONDI settings of a BabyAI sweep: five costs c and three budgets."""
+CPU_LONDI = ("londi_sac[c=0.001]", "londi_sac[c=0.003]", "londi_sac[c=0.01]", "londi_sac[c=0.03]",
+             "londi_b[budget=2]", "londi_b[budget=4]")
+"""The cpu profile's LONDI settings on babyai/Mixed: LONDI_SWEEP without c = 0.1 and budget 6, which the committed
+sweep at 52330e1 showed add no point to the curve (c = 0.1: DEEPTHINK on 1.9% of steps, reward 0.414 against
+QUICK-only's 0.372; budget 6: 3.2 calls used on average), so that 5 seeds of every setting fit the time of 3."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,14 @@ class Profile:
     """Run seeds on ScienceWorld tasks; unset: `seeds`."""
     sw_router_train_episodes: int | None = None
     """Training episodes of a learned router on a ScienceWorld task; unset: `router_train_episodes`."""
+    sweep_seeds: tuple[int, ...] | None = None
+    """Run seeds on the sweep tasks, for every router there (a learned setting trains once per seed: its interval
+    covers separately trained routers); unset: the suite's seeds."""
+    valid_episodes: int = 0
+    """Validation episodes per sweep task and seed, for every setting (where each router family's setting is
+    chosen, apart from the test episodes it is reported on); 0: none, and no setting is chosen."""
+    sw_valid_episodes: int | None = None
+    """Validation episodes per ScienceWorld sweep task and seed (at most its dev variations); unset: valid_episodes."""
     learned: tuple[str, ...] = LONDI_SWEEP
     """Learned router settings of `make reproduce` on the BabyAI sweep tasks (BabyAI pays at most 1 per episode,
     so the paper's c of 0.1-0.5 already prices DEEPTHINK out)."""
@@ -75,6 +88,11 @@ class Profile:
         if task.suite == "scienceworld" and self.sw_router_train_episodes:
             return self.sw_router_train_episodes
         return self.router_train_episodes
+
+    def valid_episodes_for(self, task: TaskSpec) -> int:
+        if task.suite == "scienceworld" and self.sw_valid_episodes is not None:
+            return self.sw_valid_episodes
+        return self.valid_episodes
 
     def learned_for(self, task: TaskSpec) -> tuple[str, ...]:
         return self.sw_learned if task.suite == "scienceworld" else self.learned
@@ -155,6 +173,15 @@ PROFILES: dict[str, Profile] = {
         sweep_tasks=("babyai/Mixed", "scienceworld/power-component",
                      "scienceworld/lifespan-longest-lived-then-shortest-lived"),
         sw_router_train_episodes=24,
+        # The verdicts: every setting on the sweep tasks runs 5 seeds (5 separately trained Switchers per learned
+        # setting: its interval covers the training seed) and validation episodes where each family's setting is
+        # chosen. To stay near an hour the LONDI sweep keeps the part of the curve that moves: c = 0.1 and budget 6
+        # left it (DEEPTHINK on 1.9% of steps, near QUICK-only; budget 6 used 3.2 calls of 6), see CPU_LONDI.
+        sweep_seeds=(0, 1, 2, 3, 4),
+        valid_episodes=20,
+        sw_valid_episodes=8,
+        learned=CPU_LONDI,
+        sw_learned=("londi_sac[c=0.01]", "londi_b[budget=2]", "londi_b[budget=4]"),
     ),
     "paper": Profile(
         name="paper",
@@ -182,6 +209,7 @@ PROFILES: dict[str, Profile] = {
         sw_heldout_variations=20,
         device="cuda",
         sweep_tasks=BABYAI_TASKS + SCIENCEWORLD_TASKS,
+        valid_episodes=50,
         router_train_episodes=1000,
     ),
 }

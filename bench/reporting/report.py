@@ -11,39 +11,60 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench.common.stats import Estimate, gap_recovered_ci, mean_ci, ratio_ci
+from bench.common.stats import Estimate, fmt, seed_ci, seed_diff_ci, seed_mean_ci, seed_ratio_ci
 from bench.common.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
 
 EPISODE_METRICS = (
     "env_seed", "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted", "quick_calls",
-    "flops", "flops_quick", "flops_deepthink", "flops_router", "compute_s",
-    "compute_s_quick", "compute_s_deepthink", "compute_s_router",
+    "flops", "flops_quick", "flops_deepthink", "flops_router",
+    "priced_s", "priced_s_quick", "priced_s_deepthink", "priced_s_router", "priced_b1_s",
+    "projected_gpu_s", "projected_gpu_b1_s",
+    "compute_s", "compute_s_quick", "compute_s_deepthink", "compute_s_router",
 )
+COSTS = {
+    "priced_s": "priced seconds (calibrated per call, at the call's batch)",
+    "priced_b1_s": "priced seconds, every decision as a batch of 1",
+    "flops": "analytic FLOPs",
+    "projected_gpu_s": "projected GPU-seconds at the paper's model sizes (H200, Flan-T5 shapes)",
+    "compute_s": "wall-clock seconds inside model calls (secondary: this machine's clock moves with its load)",
+}
+"""Every cost a saving is computed on; verdicts use VERDICT_COST (and FLOPs beside it), never the wall clock."""
+VERDICT_COST = "priced_s"
 TABLE_METRICS = ("reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted_fraction",
-                 "flops", "compute_s")
+                 "flops", "priced_s", "compute_s")
 REFERENCE = "deepthink_only"
 ABLATION = "@quick=random"
 """Suffix of a setting run with QUICK replaced by a random policy (the paper's ablation): not in the verdicts."""
+AMORTISED = (100, 1000, 10000)
+"""Deployment episodes a learned router's training is spread over; the verdict uses VERDICT_EPISODES."""
+VERDICT_EPISODES = 1000
 
 
-def finished_eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                       where: str = "") -> list:
-    """The sweep's FINISHED evaluation runs (MLflow Run objects), optionally filtered further (`where`)."""
+def finished_runs(sweep: str, kind: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                  where: str = "") -> list:
+    """The sweep's FINISHED runs of one kind (eval, router_train), optionally filtered further (`where`)."""
     client = get_client(tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ValueError(f"no MLflow experiment {experiment!r} at {client.tracking_uri}")
     return client.search_runs(
         [exp.experiment_id],
-        filter_string=f"tags.`londi.sweep` = '{sweep}' and tags.`londi.kind` = 'eval' "
+        filter_string=f"tags.`londi.sweep` = '{sweep}' and tags.`londi.kind` = '{kind}' "
                       f"and attributes.status = 'FINISHED'{f' and {where}' if where else ''}",
         max_results=10000,
     )
+
+
+def finished_eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                       where: str = "") -> list:
+    """The sweep's FINISHED evaluation runs (MLflow Run objects), both splits."""
+    return finished_runs(sweep, "eval", tracking_uri, experiment, where)
 
 
 def eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
@@ -53,24 +74,55 @@ def eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEF
     return pd.DataFrame(rows)
 
 
+EPISODE_COLUMNS = ("split", "task", "router", "router_class", "seed", "episode")
+
+
 def episodes_frame(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
-    """One row per logged episode of the sweep: task, router, seed, episode and its metrics."""
+    """One row per logged episode of the sweep: split (test or valid), task, router, seed, episode and its metrics.
+    A metric a run did not log (an older run's priced cost) is NaN."""
     client = get_client(tracking_uri)
     runs = eval_runs(sweep, tracking_uri, experiment)
     if runs.empty:
         raise ValueError(f"no finished evaluation runs with tag londi.sweep={sweep!r} in experiment "
                          f"{experiment!r} at {client.tracking_uri}: check the sweep name and the tracking URI")
     rows: dict[tuple[str, int], dict] = {}
-    for run in runs.itertuples():
+    for run in runs.to_dict(orient="records"):
+        split = run.get("split") if isinstance(run.get("split"), str) else "test"
         for metric in EPISODE_METRICS:
-            for point in client.get_metric_history(run.run_id, EPISODE_PREFIX + metric):
-                row = rows.setdefault((run.run_id, point.step), {
-                    "run_id": run.run_id, "task": run.task, "router": run.exp_name, "router_class": run.router,
-                    "seed": int(run.seed),
-                    "episode": point.step,
+            for point in client.get_metric_history(run["run_id"], EPISODE_PREFIX + metric):
+                row = rows.setdefault((run["run_id"], point.step), {
+                    "run_id": run["run_id"], "split": split, "task": run["task"], "router": run["exp_name"],
+                    "router_class": run["router"], "seed": int(run["seed"]), "episode": point.step,
                 })
                 row[metric] = point.value
-    return pd.DataFrame(list(rows.values()))
+    frame = pd.DataFrame(list(rows.values()))
+    for metric in EPISODE_METRICS:
+        if metric not in frame:
+            frame[metric] = float("nan")
+    return frame
+
+
+TRAINING_COLUMNS = ("task", "router", "seed", "train_episodes", "train_priced_s", "train_flops", "train_compute_s",
+                    "train_deepthink_calls")
+
+
+def training_frame(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> pd.DataFrame:
+    """One row per trained router (task, setting, run seed): what its training cost, its episodes' model calls and
+    its own updates together (priced, FLOPs, and the wall clock as a secondary figure)."""
+    rows = []
+    for run in finished_runs(sweep, "router_train", tracking_uri, experiment):
+        m, p = run.data.metrics, run.data.params
+
+        def total(*names: str, m: dict = m) -> float:
+            return float(sum(m.get(name, float("nan")) for name in names))
+
+        rows.append({"task": p["task"], "router": p["exp_name"], "seed": int(p["seed"]),
+                     "train_episodes": int(p["train_episodes"]),
+                     "train_priced_s": total("total_priced_s", "router_update_priced_s"),
+                     "train_flops": total("total_flops", "router_update_flops"),
+                     "train_compute_s": total("total_compute_s", "router_update_s"),
+                     "train_deepthink_calls": total("total_deepthink_calls")})
+    return pd.DataFrame(rows, columns=list(TRAINING_COLUMNS))
 
 
 @dataclass
@@ -80,6 +132,10 @@ class Cell:
     episodes: int
     seeds: int
     values: dict[str, Estimate]
+    per_seed: dict[int, float] = field(default_factory=dict)
+    """Mean reward per run seed."""
+    training: dict[str, float] = field(default_factory=dict)
+    """A learned router's training bill: mean per run seed of its training's priced seconds, FLOPs, episodes."""
 
 
 QUICK_REFERENCE = "quick_only"
@@ -100,22 +156,68 @@ def by_episode(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop_duplicates(EPISODE_KEY).set_index(EPISODE_KEY)
 
 
-def summarize(episodes: pd.DataFrame) -> list[Cell]:
-    """Mean and 95% interval per (task, router) of every table metric, plus savings vs DEEPTHINK-only.
+def _seeds(frame: pd.DataFrame) -> np.ndarray:
+    return frame.index.get_level_values("seed").to_numpy() if "seed" not in frame else frame["seed"].to_numpy()
 
-    `deepthink_fraction` is pooled (all DEEPTHINK calls / all steps), as DESIGN.md defines it.
-    Savings, `reward_retained` and `gap_recovered` pair each episode with the reference's episode
-    of the same run seed and env seed, so they compare the same episodes only.
+
+def _has(frame: pd.DataFrame, metric: str) -> bool:
+    return metric in frame and bool(frame[metric].notna().all()) and len(frame) > 0
+
+
+def _saving(mine: pd.DataFrame, theirs: pd.DataFrame, cost: str) -> Estimate:
+    ratio = seed_ratio_ci(mine[cost].to_numpy(), theirs[cost].to_numpy(), _seeds(mine))
+    return Estimate(1 - ratio.mean, 1 - ratio.high, 1 - ratio.low, ratio.n, ratio.seeds)
+
+
+def amortised_saving(mine: pd.DataFrame, theirs: pd.DataFrame, train_cost: dict[int, float], episodes: int,
+                     cost: str = VERDICT_COST) -> Estimate:
+    """1 - (a router's cost per episode + its training spread over `episodes` deployment episodes) / the reference's
+    cost per episode, on the same episodes; each run seed carries its own Switcher's training bill."""
+    seeds = _seeds(mine)
+    train = np.array([train_cost[int(s)] for s in seeds])
+
+    def statistic(d: dict[str, np.ndarray]) -> float:
+        return 1 - (d["c"].mean() + d["t"].mean() / episodes) / d["r"].mean()
+
+    return seed_ci(statistic, {"c": mine[cost].to_numpy(), "r": theirs[cost].to_numpy(), "t": train}, seeds)
+
+
+def break_even(mine: pd.DataFrame, theirs: pd.DataFrame, train_cost: dict[int, float],
+               cost: str = VERDICT_COST) -> float:
+    """Deployment episodes after which a learned router's training has paid for itself against the reference
+    (inf when it costs at least as much per episode)."""
+    per_episode = theirs[cost].mean() - mine[cost].mean()
+    spent = float(np.mean([train_cost[int(s)] for s in _seeds(mine)]))
+    return spent / per_episode if per_episode > 0 else float("inf")
+
+
+def summarize(episodes: pd.DataFrame, training: pd.DataFrame | None = None, split: str = "test") -> list[Cell]:
+    """Mean and 95% two-level interval (run seeds, then episodes) per (task, router) of every table metric on one
+    split, plus savings against DEEPTHINK-only on the same episodes.
+
+    `deepthink_fraction` is pooled (all DEEPTHINK calls / all steps), as DESIGN.md defines it. Savings,
+    `reward_retained` and `gap_recovered` pair each episode with the reference's episode of the same run seed and
+    env seed, so they compare the same episodes only. A learned router with a training record also gets its
+    saving with the training amortised over AMORTISED deployment episodes, and its break-even.
     """
+    if "split" in episodes:
+        episodes = episodes[episodes["split"].fillna("test") == split]
     cells = []
     for (task, router), group in episodes.groupby(["task", "router"], sort=True):
-        values = {m: mean_ci(group[m].to_numpy()) for m in TABLE_METRICS if m != "deepthink_acted_fraction"}
+        seeds = group["seed"].to_numpy()
+        values = {"reward": seed_mean_ci(group["reward"].to_numpy(), seeds, bounded=True),
+                  "success": seed_mean_ci(group["success"].to_numpy(), seeds, bounded=True)}
+        for metric in ("steps", "deepthink_calls", *COSTS):
+            if _has(group, metric):
+                values[metric] = seed_mean_ci(group[metric].to_numpy(), seeds)
         # Pooled: all DEEPTHINK calls (or steps where DEEPTHINK's action was taken) over all steps. They
         # differ for a router that consults DEEPTHINK without always following it (the oracle).
-        values["deepthink_fraction"] = ratio_ci(group["deepthink_calls"].to_numpy(), group["steps"].to_numpy(),
-                                                paired=True)
-        values["deepthink_acted_fraction"] = ratio_ci(group["deepthink_acted"].to_numpy(),
-                                                      group["steps"].to_numpy(), paired=True)
+        values["deepthink_fraction"] = seed_ratio_ci(group["deepthink_calls"].to_numpy(), group["steps"].to_numpy(),
+                                                     seeds)
+        values["deepthink_acted_fraction"] = seed_ratio_ci(group["deepthink_acted"].to_numpy(),
+                                                           group["steps"].to_numpy(), seeds)
+        per_seed = {int(s): float(r) for s, r in group.groupby("seed")["reward"].mean().items()}
+        bill: dict[str, float] = {}
         # References are the real pair's runs: an ablation's QUICK-only (random QUICK) is no floor.
         on_task = real_pair(episodes[episodes.task == task])
         reference = on_task[on_task.router_class == REFERENCE]
@@ -124,21 +226,41 @@ def summarize(episodes: pd.DataFrame) -> list[Cell]:
             shared = mine.index.intersection(theirs.index).sort_values()
             if len(shared):
                 mine, theirs = mine.loc[shared], theirs.loc[shared]
-                for cost in ("flops", "compute_s"):
-                    ratio = ratio_ci(mine[cost].to_numpy(), theirs[cost].to_numpy(), paired=True)
-                    values[f"saving_{cost}"] = Estimate(1 - ratio.mean, 1 - ratio.high, 1 - ratio.low, ratio.n)
-                values["reward_retained"] = ratio_ci(mine["reward"].to_numpy(), theirs["reward"].to_numpy(),
-                                                     paired=True)
+                for cost in COSTS:
+                    if _has(mine, cost) and _has(theirs, cost):
+                        values[f"saving_{cost}"] = _saving(mine, theirs, cost)
+                values["reward_retained"] = seed_ratio_ci(mine["reward"].to_numpy(), theirs["reward"].to_numpy(),
+                                                          _seeds(mine), bounded=True)
                 quick = on_task[on_task.router_class == QUICK_REFERENCE]
                 if len(quick) and router not in set(quick.router):
                     floor = by_episode(quick)
                     common = shared.intersection(floor.index).sort_values()
                     if len(common):
-                        values["gap_recovered"] = gap_recovered_ci(
-                            mine.loc[common, "reward"].to_numpy(), floor.loc[common, "reward"].to_numpy(),
-                            theirs.loc[common, "reward"].to_numpy())
-        cells.append(Cell(task, router, len(group), group["seed"].nunique(), values))
+                        values["gap_recovered"] = seed_ci(
+                            _gap, {"r": mine.loc[common, "reward"].to_numpy(),
+                                   "q": floor.loc[common, "reward"].to_numpy(),
+                                   "d": theirs.loc[common, "reward"].to_numpy()},
+                            common.get_level_values("seed").to_numpy())
+                trained = (training[(training.task == task) & (training.router == router)]
+                           if training is not None and len(training) else None)
+                if trained is not None and len(trained) and _has(mine, VERDICT_COST) \
+                        and set(_seeds(mine).tolist()) <= set(trained.seed.tolist()) \
+                        and bool(trained["train_priced_s"].notna().all()):
+                    spent = {int(s): float(v) for s, v in zip(trained.seed, trained.train_priced_s, strict=True)}
+                    for n in AMORTISED:
+                        values[f"saving_amortised_{n}"] = amortised_saving(mine, theirs, spent, n)
+                    bill = {"train_priced_s": float(trained.train_priced_s.mean()),
+                            "train_flops": float(trained.train_flops.mean()),
+                            "train_compute_s": float(trained.train_compute_s.mean()),
+                            "train_episodes": float(trained.train_episodes.mean()),
+                            "break_even_episodes": break_even(mine, theirs, spent)}
+        cells.append(Cell(task, router, len(group), group["seed"].nunique(), values, per_seed, bill))
     return cells
+
+
+def _gap(d: dict[str, np.ndarray]) -> float:
+    gap = d["d"].mean() - d["q"].mean()
+    return (d["r"].mean() - d["q"].mean()) / gap if gap != 0 else float("nan")
 
 
 def model_costs(episodes: pd.DataFrame) -> pd.DataFrame:
@@ -148,8 +270,11 @@ def model_costs(episodes: pd.DataFrame) -> pd.DataFrame:
     for role in ("quick", "deepthink"):
         calls = episodes[f"{role}_calls"].sum()
         if calls:
+            priced = episodes.get(f"priced_s_{role}")
             rows.append({"model": role, "decisions": int(calls),
                          "flops_per_decision": episodes[f"flops_{role}"].sum() / calls,
+                         "priced_ms_per_decision": float("nan") if priced is None or priced.isna().any()
+                         else 1000 * priced.sum() / calls,
                          "ms_per_decision": 1000 * episodes[f"compute_s_{role}"].sum() / calls})
     return pd.DataFrame(rows)
 
@@ -157,9 +282,11 @@ def model_costs(episodes: pd.DataFrame) -> pd.DataFrame:
 def costs_markdown(costs: pd.DataFrame) -> str:
     if costs.empty:
         return "(no model calls)"
-    lines = ["| model | decisions | FLOPs per decision | ms per decision |", "|---|---|---|---|"]
+    lines = ["| model | decisions | FLOPs per decision | priced ms per decision | wall ms per decision (secondary) |",
+             "|---|---|---|---|---|"]
     for row in costs.itertuples():
-        lines.append(f"| {row.model} | {row.decisions} | {row.flops_per_decision:.4g} | {row.ms_per_decision:.3f} |")
+        lines.append(f"| {row.model} | {row.decisions} | {row.flops_per_decision:.4g} | "
+                     f"{fmt(row.priced_ms_per_decision)} | {row.ms_per_decision:.3f} |")
     return "\n".join(lines)
 
 
@@ -274,21 +401,59 @@ def plot_where_deepthink(results_by_task: dict[str, dict[str, list]], path: Path
 
 
 def table_markdown(cells: list[Cell]) -> str:
-    columns = list(TABLE_METRICS)
-    for extra in ("saving_flops", "saving_compute_s", "reward_retained", "gap_recovered"):
+    """The main table: reward, DEEPTHINK use and costs per setting; savings against DEEPTHINK-only."""
+    columns = [m for m in TABLE_METRICS if any(m in c.values for c in cells)]
+    for extra in ("saving_priced_s", "saving_flops", "saving_compute_s", "reward_retained", "gap_recovered"):
         if any(extra in c.values for c in cells):
             columns.append(extra)
-    header = "| task | router | episodes | " + " | ".join(columns) + " |"
+    header = "| task | router | episodes (seeds) | " + " | ".join(columns) + " |"
     lines = [header, "|" + "---|" * (3 + len(columns))]
     for c in cells:
         shown = [str(c.values[m]) if m in c.values else "" for m in columns]
-        lines.append(f"| {c.task} | {c.router} | {c.episodes} | " + " | ".join(shown) + " |")
+        lines.append(f"| {c.task} | {c.router} | {c.episodes} ({c.seeds}) | " + " | ".join(shown) + " |")
     return "\n".join(lines)
 
 
-PAPER_SAVING = 0.30  # LONDI's claim: up to 30% less GPU at the same task performance
-RETAINED = 0.95  # "the same performance": at least this share of DEEPTHINK-only's reward
-NOT_DEPLOYABLE = ("oracle",)
+def costs_table_markdown(cells: list[Cell]) -> str:
+    """Every saving against DEEPTHINK-only, one column per cost measure, and a learned router's training bill."""
+    columns = [f"saving_{cost}" for cost in COSTS if any(f"saving_{cost}" in c.values for c in cells)]
+    amortised = [f"saving_amortised_{n}" for n in AMORTISED if any(f"saving_amortised_{n}" in c.values for c in cells)]
+    if not columns:
+        return ""
+    lines = ["| task | router | " + " | ".join(columns + amortised) + " | training (priced s per seed) | break-even "
+             "(episodes) |", "|" + "---|" * (4 + len(columns) + len(amortised))]
+    for c in cells:
+        if not any(m in c.values for m in columns):
+            continue
+        shown = [str(c.values[m]) if m in c.values else "" for m in columns + amortised]
+        bill = c.training
+        lines.append(f"| {c.task} | {c.router} | " + " | ".join(shown) + " | "
+                     + (f"{fmt(bill['train_priced_s'])} | {fmt(bill['break_even_episodes'])}" if bill else " | ")
+                     + " |")
+    return "\n".join(lines)
+
+
+def per_seed_markdown(cells: list[Cell]) -> str:
+    """Mean reward of every run seed: what the seed-level intervals resample."""
+    multi = [c for c in cells if len(c.per_seed) > 1]
+    if not multi:
+        return ""
+    seeds = sorted({s for c in multi for s in c.per_seed})
+    lines = ["| task | router | " + " | ".join(f"seed {s}" for s in seeds) + " |", "|" + "---|" * (2 + len(seeds))]
+    for c in multi:
+        lines.append(f"| {c.task} | {c.router} | "
+                     + " | ".join(fmt(c.per_seed[s]) if s in c.per_seed else "" for s in seeds) + " |")
+    return "\n".join(lines)
+
+
+PAPER_SAVING = 0.30
+"""LONDI's claim: up to 30% less GPU at the same task performance."""
+AIM_SAVING = 0.50
+"""This project's aim: at least 50% less priced compute, training amortised over VERDICT_EPISODES episodes."""
+RETAINED = 0.95
+"""'The same performance': the lower 95% bound of reward retained against DEEPTHINK-only is at least this."""
+REFERENCES = ("deepthink_only", "quick_only", "oracle")
+"""Settings that are references, not deployable routers: never chosen."""
 LONDI_PREFIX = "londi"
 MATCH_TOLERANCE = 0.02
 """A random_switch setting is 'at the same DEEPTHINK fraction' as a LONDI setting within this much."""
@@ -303,62 +468,164 @@ def family(router: str) -> str:
     return router.removesuffix(ABLATION).split("[")[0] + (ABLATION if router.endswith(ABLATION) else "")
 
 
-def saving(cell: Cell) -> float:
-    """What a router saves against DEEPTHINK-only for the verdict: the smaller of its compute-second and FLOPs
-    savings. The clock is what the paper counts (GPU time), but on a shared 2-core machine its readings are noisy
-    (a router calling DEEPTHINK on every step has "saved" half the seconds of DEEPTHINK-only on ScienceWorld, with
-    JVMs working beside the model calls); the FLOPs are exact. A saving counts where both show it."""
-    return min(cell.values["saving_compute_s"].mean, cell.values["saving_flops"].mean)
+def deployable(router: str) -> bool:
+    return not router.endswith(ABLATION) and family(router) not in REFERENCES
 
 
-def _best(group: list[Cell]) -> dict | None:
-    if not group:
-        return None
-    top = max(group, key=saving)
-    return {"router": top.router, "saving": saving(top), **{k: top.values[k].__dict__ for k in
-                                                            ("saving_compute_s", "saving_flops", "reward_retained")}}
+def _cost_saving(cell: Cell) -> Estimate | None:
+    """The saving a verdict uses: priced seconds where the sweep was priced, else FLOPs (never the clock)."""
+    return cell.values.get(f"saving_{VERDICT_COST}") or cell.values.get("saving_flops")
 
 
-def verdicts(cells: list[Cell]) -> list[dict]:
-    """Per task: the largest saving (`saving`: compute seconds and FLOPs both) any deployable router reaches while
-    keeping at least RETAINED of DEEPTHINK-only's reward (mean), and the same for the LONDI settings alone, next to
-    the paper's claim."""
+def select_settings(valid_cells: list[Cell]) -> list[dict]:
+    """Per task and router family, the setting chosen on the validation episodes: the largest saving (priced) among
+    the settings whose lower bound of reward retained is at least RETAINED there; none when no setting passes.
+    Then, per task, the deployable family and the LONDI family chosen the same way (on validation)."""
     rows = []
-    for task in sorted({c.task for c in cells}):
-        eligible = [c for c in cells if c.task == task and "saving_compute_s" in c.values
-                    and c.values["reward_retained"].mean >= RETAINED and not c.router.startswith(NOT_DEPLOYABLE)
-                    and not c.router.endswith(ABLATION)]
-
-        londi = [c for c in cells if c.task == task and is_londi(c.router)]
-        rows.append({"task": task, "best": _best(eligible),
-                     "best_londi": _best([c for c in eligible if is_londi(c.router)]),
-                     "londi_settings_run": len(londi)})
+    for task in sorted({c.task for c in valid_cells}):
+        here = [c for c in valid_cells if c.task == task and deployable(c.router) and "reward_retained" in c.values
+                and _cost_saving(c) is not None]
+        for name in sorted({family(c.router) for c in here}):
+            settings = [c for c in here if family(c.router) == name]
+            passed = [c for c in settings if c.values["reward_retained"].low >= RETAINED]
+            chosen = max(passed, key=lambda c: _cost_saving(c).mean) if passed else None
+            rows.append({"task": task, "family": name, "chosen": chosen.router if chosen else None,
+                         "validation": {c.router: {"saving": _cost_saving(c).__dict__,
+                                                   "reward_retained": c.values["reward_retained"].__dict__}
+                                        for c in settings}})
     return rows
 
 
-def verdict_markdown(rows: list[dict]) -> str:
-    def show(entry: dict | None) -> str:
-        if entry is None:
-            return "none"
-        saving = Estimate(**entry["saving_compute_s"])
-        return (f"{entry['router']}: {100 * saving.mean:.1f}% [{100 * saving.low:.1f}, {100 * saving.high:.1f}] "
-                f"of compute seconds, {100 * entry['saving_flops']['mean']:.1f}% of FLOPs, "
-                f"reward retained {entry['reward_retained']['mean']:.3f}")
+def _chosen(selection: list[dict], task: str, families: set[str] | None = None) -> str | None:
+    """Of the families' chosen settings on `task`, the one with the largest validation saving."""
+    rows = [r for r in selection if r["task"] == task and r["chosen"] and (families is None or r["family"] in families)]
+    if not rows:
+        return None
+    best = max(rows, key=lambda r: r["validation"][r["chosen"]]["saving"]["mean"])
+    return best["chosen"]
 
-    lines = [f"## Verdict: the largest saving at >= {RETAINED:.0%} of DEEPTHINK-only's reward "
-             f"(paper: up to {PAPER_SAVING:.0%})", "",
-             "A router's saving is the smaller of its compute-second and FLOPs savings against DEEPTHINK-only.", "",
-             "| task | best deployable router | best LONDI setting | paper's claim reached by LONDI |",
-             "|---|---|---|---|"]
+
+def verdicts(cells: list[Cell], selection: list[dict]) -> list[dict]:
+    """Per task with validation episodes: each family's chosen setting on the test episodes, whether it keeps
+    DEEPTHINK-only's reward (the lower bound of reward retained >= RETAINED), its savings, and the two claims: the
+    paper's (>= PAPER_SAVING less at the same reward) and this project's aim (>= AIM_SAVING less priced compute
+    with the training amortised over VERDICT_EPISODES episodes), each with its margins."""
+    rows = []
+    by_key = {(c.task, c.router): c for c in cells}
+    for task in sorted({r["task"] for r in selection}):
+        families = []
+        for row in (r for r in selection if r["task"] == task):
+            cell = by_key.get((task, row["chosen"])) if row["chosen"] else None
+            families.append({"family": row["family"], "chosen": row["chosen"], **_judged(cell)})
+        londi_families = {r["family"] for r in selection if r["task"] == task and r["family"].startswith(LONDI_PREFIX)}
+        londi = _chosen(selection, task, londi_families)
+        best = _chosen(selection, task)
+        rows.append({"task": task, "families": families,
+                     "londi": {"chosen": londi, "families_run": sorted(londi_families),
+                               **_judged(by_key.get((task, londi)) if londi else None)},
+                     "best": {"chosen": best, **_judged(by_key.get((task, best)) if best else None)}})
+    return rows
+
+
+def _judged(cell: Cell | None) -> dict:
+    """A chosen setting's test numbers and what they say (None entries: no setting, or not measured)."""
+    if cell is None or "reward_retained" not in cell.values:
+        return {"non_inferior": None, "paper_claim": None, "aim": None}
+    retained = cell.values["reward_retained"]
+    saving = _cost_saving(cell)
+    amortised = cell.values.get(f"saving_amortised_{VERDICT_EPISODES}")
+    # A router that learns nothing has no training to amortise: its saving is already the deployed one.
+    deployed = amortised if amortised is not None else (saving if not cell.training else None)
+    non_inferior = retained.low >= RETAINED
+    out = {"reward_retained": retained.__dict__, "saving": saving.__dict__ if saving else None,
+           "saving_cost": VERDICT_COST if f"saving_{VERDICT_COST}" in cell.values else "flops",
+           "saving_flops": cell.values["saving_flops"].__dict__ if "saving_flops" in cell.values else None,
+           "saving_compute_s": cell.values["saving_compute_s"].__dict__ if "saving_compute_s" in cell.values else None,
+           "saving_amortised": deployed.__dict__ if deployed else None,
+           "deepthink_acted_fraction": cell.values["deepthink_acted_fraction"].mean,
+           "non_inferior": non_inferior, "retained_margin": retained.low - RETAINED}
+    out["paper_claim"] = bool(non_inferior and saving is not None and saving.mean >= PAPER_SAVING)
+    out["paper_margin"] = None if saving is None else saving.mean - PAPER_SAVING
+    out["aim"] = bool(non_inferior and deployed is not None and deployed.mean >= AIM_SAVING)
+    out["aim_margin"] = None if deployed is None else deployed.mean - AIM_SAVING
+    return out
+
+
+def _pct(e: dict | None) -> str:
+    if not e:
+        return "n/a"
+    return f"{100 * e['mean']:.1f}% [{100 * e['low']:.1f}, {100 * e['high']:.1f}]"
+
+
+def _points(x: float | None) -> str:
+    return "n/a" if x is None or x != x else f"{100 * x:+.1f} points"
+
+
+def claim_sentences(row: dict) -> list[tuple[str, str, str]]:
+    """(claim, verdict, evidence) for a task's verdict row: the sentences REPRODUCE.md and the report print. Each
+    verdict is computed here from the data and says "no" when the data says no."""
+    task, londi, best = row["task"], row["londi"], row["best"]
+    out = []
+    if not londi["families_run"]:
+        return [(f"LONDI keeps DEEPTHINK-only's reward on {task} with at least {PAPER_SAVING:.0%} less compute",
+                 "not run", "no LONDI setting ran on this task")]
+    if londi["chosen"] is None:
+        evidence = (f"no LONDI setting kept a lower bound of reward retained >= {RETAINED} on the validation "
+                    f"episodes, so none is put forward")
+        out.append((f"LONDI keeps DEEPTHINK-only's reward on {task} with at least {PAPER_SAVING:.0%} less compute "
+                    f"(the paper's claim)", "no", evidence))
+        out.append((f"LONDI saves at least {AIM_SAVING:.0%} of priced compute on {task}, training amortised over "
+                    f"{VERDICT_EPISODES:,} episodes, at the same reward (our aim)", "no", evidence))
+        return out
+    retained = londi["reward_retained"]
+    kept = (f"reward retained {retained['mean']:.3f}, lower bound {retained['low']:.3f} "
+            f"({_points(londi['retained_margin'])} against {RETAINED})")
+    out.append((f"LONDI keeps DEEPTHINK-only's reward on {task} with at least {PAPER_SAVING:.0%} less compute "
+                f"(the paper's claim)", "yes" if londi["paper_claim"] else "no",
+                f"`{londi['chosen']}` (chosen on validation): {kept}; {_pct(londi['saving'])} less "
+                f"{londi['saving_cost'].replace('_s', ' seconds')} ({_points(londi['paper_margin'])} against "
+                f"{PAPER_SAVING:.0%}); FLOPs {_pct(londi['saving_flops'])}; wall clock (secondary) "
+                f"{_pct(londi['saving_compute_s'])}"))
+    out.append((f"LONDI saves at least {AIM_SAVING:.0%} of priced compute on {task}, training amortised over "
+                f"{VERDICT_EPISODES:,} episodes, at the same reward (our aim)", "yes" if londi["aim"] else "no",
+                f"`{londi['chosen']}`: {_pct(londi['saving_amortised'])} amortised "
+                f"({_points(londi['aim_margin'])} against {AIM_SAVING:.0%}); {kept}"))
+    if best["chosen"] is not None and best["chosen"] != londi["chosen"]:
+        out.append((f"LONDI is the best deployable router on {task} (chosen on validation)", "no",
+                    f"`{best['chosen']}` has the larger validation saving: {_pct(best['saving'])} on test, "
+                    f"reward retained lower bound {best['reward_retained']['low']:.3f}"))
+    elif best["chosen"] is not None:
+        held = bool(londi["non_inferior"])
+        out.append((f"LONDI is the best deployable router on {task} (chosen on validation)", "yes" if held else "no",
+                    "no other family's chosen setting has a larger validation saving"
+                    + ("" if held else ", but on the test episodes it does not keep the reward")))
+    return out
+
+
+def verdict_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ("## Verdict\n\nNo validation episodes were run, so no setting was chosen and there is no verdict "
+                "(run with validation episodes: --valid-episodes N).")
+    lines = [f"## Verdict: non-inferiority at {RETAINED:.0%} of DEEPTHINK-only's reward, settings chosen on "
+             f"validation episodes", "",
+             f"Each router family's setting is chosen on the validation episodes (the largest {VERDICT_COST} saving "
+             f"whose lower 95% bound of reward retained is >= {RETAINED}) and reported on the test episodes. "
+             f"Savings are priced (calibrated per-call costs); FLOPs beside them; the wall clock is secondary.", "",
+             "| task | family | chosen on validation | reward retained (test) | non-inferior | saving (test) | "
+             "saving, training amortised over 1,000 |", "|---|---|---|---|---|---|---|"]
     for row in rows:
-        if row["londi_settings_run"] == 0:
-            claim = "no LONDI setting run"
-        elif row["best_londi"] is None:
-            claim = f"no: no LONDI setting kept {RETAINED:.0%} of the reward"
-        else:
-            reached = row["best_londi"]["saving"] >= PAPER_SAVING
-            claim = "yes" if reached else "no: saving under 30%"
-        lines.append(f"| {row['task']} | {show(row['best'])} | {show(row['best_londi'])} | {claim} |")
+        for f in row["families"]:
+            if f["chosen"] is None:
+                lines.append(f"| {row['task']} | {f['family']} | none passed | | | | |")
+                continue
+            lines.append(f"| {row['task']} | {f['family']} | {f['chosen']} | "
+                         f"{Estimate(**f['reward_retained']) if f['reward_retained'] else 'n/a'} | "
+                         f"{'yes' if f['non_inferior'] else 'no'} | {_pct(f['saving'])} | "
+                         f"{_pct(f['saving_amortised'])} |")
+    lines += ["", "| claim | verdict | evidence |", "|---|---|---|"]
+    for row in rows:
+        for claim, verdict, evidence in claim_sentences(row):
+            lines.append(f"| {claim} | **{verdict}** | {evidence} |")
     return "\n".join(lines)
 
 
@@ -368,12 +635,14 @@ def _p(router: str) -> float | None:
 
 
 def head_to_head(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
-    """LONDI against the deployable baselines at (nearly) the same DEEPTHINK fraction, on the same episodes.
+    """LONDI against the deployable baselines at (nearly) the same DEEPTHINK fraction, on the same test episodes.
 
     Each LONDI setting meets the random_switch setting whose p is nearest its acted fraction (within
     MATCH_TOLERANCE; `make reproduce` runs one at exactly its fraction); each SwiftSage and confidence-cascade
-    setting meets the LONDI setting nearest its fraction. The differences (LONDI - other) of reward and
-    success pair the episodes by env seed and carry 95% bootstrap intervals."""
+    setting meets the LONDI setting nearest its fraction. The differences (LONDI - other) of reward and success pair
+    the episodes on (run seed, env seed) and carry two-level 95% intervals (run seeds, then episodes)."""
+    if "split" in episodes:
+        episodes = episodes[episodes["split"].fillna("test") == "test"]
     rows = []
     for task in sorted({c.task for c in cells}):
         here = {c.router: c for c in cells if c.task == task}
@@ -396,10 +665,15 @@ def head_to_head(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
             shared = a.index.intersection(b.index).sort_values()
             row = {"task": task, "londi": mine, "other": theirs, "londi_fraction": frac[mine],
                    "other_fraction": frac[theirs], "episodes": len(shared)}
+            seeds = shared.get_level_values("seed").to_numpy()
             for metric in ("reward", "success"):
                 row[f"{metric}_londi"] = float(a.loc[shared, metric].mean())
                 row[f"{metric}_other"] = float(b.loc[shared, metric].mean())
-                row[f"{metric}_diff"] = mean_ci((a.loc[shared, metric] - b.loc[shared, metric]).to_numpy()).__dict__
+                row[f"{metric}_diff"] = seed_diff_ci(a.loc[shared, metric].to_numpy(), b.loc[shared, metric].to_numpy(),
+                                                     seeds, bounded=True).__dict__
+            diff = row["reward_diff"]
+            row["verdict"] = "LONDI better" if diff["low"] > 0 else "LONDI worse" if diff["high"] < 0 \
+                else "no clear difference"
             rows.append(row)
     return rows
 
@@ -408,30 +682,79 @@ def head_to_head_markdown(rows: list[dict]) -> str:
     if not rows:
         return ""
     lines = ["## LONDI head to head at the same DEEPTHINK fraction", "",
-             "Same episodes (paired by env seed); difference = LONDI - other, 95% bootstrap interval. "
-             "Random switching is matched to each LONDI setting's fraction; SwiftSage and the cascade meet the "
-             "LONDI setting nearest theirs.", "",
+             "Same test episodes (paired on run seed and env seed); difference = LONDI - other, 95% two-level "
+             "interval (run seeds, then episodes). Random switching is matched to each LONDI setting's fraction; "
+             "SwiftSage and the cascade meet the LONDI setting nearest theirs.", "",
              "| task | LONDI setting | fraction | other | fraction | reward LONDI | reward other | reward difference "
              "| success difference | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        diff = Estimate(**r["reward_diff"])
-        verdict = "LONDI better" if diff.low > 0 else "LONDI worse" if diff.high < 0 else "no clear difference"
         lines.append(f"| {r['task']} | {r['londi']} | {r['londi_fraction']:.3f} | {r['other']} | "
-                     f"{r['other_fraction']:.3f} | {r['reward_londi']:.3f} | {r['reward_other']:.3f} | {diff} | "
-                     f"{Estimate(**r['success_diff'])} | {verdict} |")
+                     f"{r['other_fraction']:.3f} | {r['reward_londi']:.3f} | {r['reward_other']:.3f} | "
+                     f"{Estimate(**r['reward_diff'])} | {Estimate(**r['success_diff'])} | {r['verdict']} |")
     return "\n".join(lines)
 
 
-def ablation_rows(cells: list[Cell]) -> list[dict]:
-    """Each setting run with a random QUICK next to the same setting with the real QUICK."""
+def budget_rows(episodes: pd.DataFrame) -> list[dict]:
+    """LONDI-B's DEEPTHINK calls per test episode against its budget, from the episodes: kept iff no episode used
+    more calls than the budget."""
+    if "split" in episodes:
+        episodes = episodes[episodes["split"].fillna("test") == "test"]
+    rows = []
+    for (task, router), group in episodes.groupby(["task", "router"], sort=True):
+        match = re.fullmatch(r"londi_b\[budget=(\d+)[\],].*", router)
+        if not match:
+            continue
+        budget = int(match[1])
+        calls = group["deepthink_calls"].to_numpy()
+        rows.append({"task": task, "router": router, "budget": budget, "mean_calls": float(calls.mean()),
+                     "max_calls": int(calls.max()), "share_of_budget_used": float(calls.mean() / budget),
+                     "kept": bool(calls.max() <= budget)})
+    return rows
+
+
+def budget_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    lines = ["## LONDI-B: DEEPTHINK calls per episode against the budget", "",
+             "| task | setting | budget | mean calls | most calls in an episode | budget kept |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['task']} | {r['router']} | {r['budget']} | {r['mean_calls']:.2f} | {r['max_calls']} | "
+                     f"{'yes' if r['kept'] else 'no'} |")
+    return "\n".join(lines)
+
+
+def ablation_rows(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
+    """Each setting run with a random QUICK next to the same setting with the real QUICK, on the same test episodes:
+    the paired difference of the DEEPTHINK fraction (random QUICK - real QUICK) with its two-level interval; the
+    Switcher noticed the useless QUICK iff the interval is above zero."""
+    if "split" in episodes:
+        episodes = episodes[episodes["split"].fillna("test") == "test"]
     rows = []
     for c in cells:
-        if c.router.endswith(ABLATION):
-            base = next((b for b in cells if b.task == c.task and b.router == c.router[:-len(ABLATION)]), None)
-            rows.append({"task": c.task, "router": c.router[:-len(ABLATION)],
-                         **{f"{m}_{which}": (cell.values[m].__dict__ if cell else None)
-                            for m in ("deepthink_acted_fraction", "reward")
-                            for which, cell in (("real_quick", base), ("random_quick", c))}})
+        if not c.router.endswith(ABLATION):
+            continue
+        name = c.router[:-len(ABLATION)]
+        base = next((b for b in cells if b.task == c.task and b.router == name), None)
+        row = {"task": c.task, "router": name,
+               **{f"{m}_{which}": (cell.values[m].__dict__ if cell else None)
+                  for m in ("deepthink_acted_fraction", "reward")
+                  for which, cell in (("real_quick", base), ("random_quick", c))}}
+        on_task = episodes[episodes.task == c.task]
+        real, rand = by_episode(on_task[on_task.router == name]), by_episode(on_task[on_task.router == c.router])
+        shared = real.index.intersection(rand.index).sort_values()
+        if base is not None and len(shared):
+            def more(d: dict[str, np.ndarray]) -> float:
+                return d["a2"].sum() / d["s2"].sum() - d["a1"].sum() / d["s1"].sum()
+
+            diff = seed_ci(more, {"a1": real.loc[shared, "deepthink_acted"].to_numpy(),
+                                  "s1": real.loc[shared, "steps"].to_numpy(),
+                                  "a2": rand.loc[shared, "deepthink_acted"].to_numpy(),
+                                  "s2": rand.loc[shared, "steps"].to_numpy()},
+                           shared.get_level_values("seed").to_numpy())
+            row["fraction_diff"] = diff.__dict__
+            row["calls_more"] = bool(diff.low > 0)
+        rows.append(row)
     return rows
 
 
@@ -441,13 +764,15 @@ def ablation_markdown(rows: list[dict]) -> str:
     def show(entry: dict | None) -> str:
         return str(Estimate(**entry)) if entry else "not run"
     lines = ["## Ablation: QUICK replaced by a random policy", "",
-             "A Switcher that knows QUICK is useless should call DEEPTHINK more.", "",
-             "| task | router | DEEPTHINK fraction, real QUICK | DEEPTHINK fraction, random QUICK | reward, real QUICK "
-             "| reward, random QUICK |", "|---|---|---|---|---|---|"]
+             "A Switcher that knows QUICK is useless should call DEEPTHINK more: the paired difference of the "
+             "DEEPTHINK fraction (random QUICK - real QUICK, same episodes) must be above zero.", "",
+             "| task | router | DEEPTHINK fraction, real QUICK | DEEPTHINK fraction, random QUICK | difference | "
+             "calls DEEPTHINK more | reward, real QUICK | reward, random QUICK |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        more = "n/a" if "calls_more" not in r else "yes" if r["calls_more"] else "no"
         lines.append(f"| {r['task']} | {r['router']} | {show(r['deepthink_acted_fraction_real_quick'])} | "
-                     f"{show(r['deepthink_acted_fraction_random_quick'])} | {show(r['reward_real_quick'])} | "
-                     f"{show(r['reward_random_quick'])} |")
+                     f"{show(r['deepthink_acted_fraction_random_quick'])} | {show(r.get('fraction_diff'))} | {more} | "
+                     f"{show(r['reward_real_quick'])} | {show(r['reward_random_quick'])} |")
     return "\n".join(lines)
 
 
@@ -457,30 +782,136 @@ def cells_records(cells: list[Cell]) -> list[dict]:
         record = {"task": c.task, "router": c.router, "episodes": c.episodes, "seeds": c.seeds}
         for name, e in c.values.items():
             record.update({name: e.mean, f"{name}_ci_low": e.low, f"{name}_ci_high": e.high})
+        record.update(c.training)
         records.append(record)
     return records
 
 
-def write_results(cells: list[Cell], costs: pd.DataFrame, out_dir: Path, stem: str, context: dict,
-                  episodes: pd.DataFrame | None = None) -> list[Path]:
-    """Write `<stem>.md`, `<stem>.csv` and `<stem>.json` under out_dir; return their paths."""
+TABLE_DIGITS = "%.7g"
+"""Precision of the committed episode tables: integers (steps, calls, seeds) exact, costs to 7 significant digits."""
+
+
+def episodes_path(out_dir: Path, stem: str) -> Path:
+    return out_dir / f"{stem}_episodes.csv.gz"
+
+
+def training_path(out_dir: Path, stem: str) -> Path:
+    return out_dir / f"{stem}_training.csv"
+
+
+def write_tables(episodes: pd.DataFrame, training: pd.DataFrame, out_dir: Path, stem: str) -> list[Path]:
+    """The sweep's every episode (run seed, env seed, split, router, reward, success, steps, calls and cost per model)
+    and every router training's bill, as compact tables under results/: what the report is rebuilt from."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    matches = head_to_head(episodes, cells) if episodes is not None else []
-    ablations = ablation_rows(cells)
-    sections = [table_markdown(cells), verdict_markdown(verdicts(cells)), head_to_head_markdown(matches),
-                ablation_markdown(ablations), "## Cost per decision\n\n" + costs_markdown(costs)]
+    columns = [c for c in (*EPISODE_COLUMNS, *EPISODE_METRICS) if c in episodes]
+    table = episodes[columns].sort_values(["split", "task", "router", "seed", "episode"], kind="stable")
+    paths = [episodes_path(out_dir, stem), training_path(out_dir, stem)]
+    # mtime 0: the same episodes give the same bytes (gzip stamps the time otherwise).
+    table.to_csv(paths[0], index=False, float_format=TABLE_DIGITS, compression={"method": "gzip", "mtime": 0})
+    training.sort_values(["task", "router", "seed"], kind="stable").to_csv(paths[1], index=False,
+                                                                           float_format=TABLE_DIGITS)
+    return paths
+
+
+def read_tables(out_dir: Path, stem: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    path = episodes_path(out_dir, stem)
+    if not path.exists():
+        raise ValueError(f"no episode table {path}: a report is rebuilt from the tables `make reproduce` writes "
+                         f"(results/<profile>/<suite>_episodes.csv.gz); run it, or give --sweep to read MLflow")
+    episodes = pd.read_csv(path)
+    train = training_path(out_dir, stem)
+    training = pd.read_csv(train) if train.exists() else pd.DataFrame(columns=list(TRAINING_COLUMNS))
+    return episodes, training
+
+
+@dataclass
+class SuiteReport:
+    """Everything a suite's report says, computed from its episode and training tables."""
+
+    cells: list[Cell]
+    valid_cells: list[Cell]
+    selection: list[dict]
+    verdicts: list[dict]
+    head_to_head: list[dict]
+    budgets: list[dict]
+    ablation: list[dict]
+    costs: pd.DataFrame
+
+
+def analyse(episodes: pd.DataFrame, training: pd.DataFrame) -> SuiteReport:
+    cells = summarize(episodes, training)
+    valid_cells = summarize(episodes, split="valid")
+    selection = select_settings(valid_cells)
+    return SuiteReport(cells, valid_cells, selection, verdicts(cells, selection), head_to_head(episodes, cells),
+                       budget_rows(episodes), ablation_rows(episodes, cells), model_costs(episodes))
+
+
+def write_results(episodes: pd.DataFrame, training: pd.DataFrame | None, out_dir: Path, stem: str,
+                  context: dict) -> tuple[list[Path], SuiteReport]:
+    """Write the suite's episode and training tables, then, computed from those tables read back, `<stem>.md`,
+    `<stem>.csv`, `<stem>.json` and the cost-reward plot under out_dir; return their paths and the report."""
+    if training is None:
+        training = pd.DataFrame(columns=list(TRAINING_COLUMNS))
+    paths = write_tables(episodes, training, out_dir, stem)
+    written, report = write_report(*read_tables(out_dir, stem), out_dir, stem, context)
+    return paths + written, report
+
+
+def write_report(episodes: pd.DataFrame, training: pd.DataFrame, out_dir: Path, stem: str,
+                 context: dict) -> tuple[list[Path], SuiteReport]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = analyse(episodes, training)
+    costs_section = costs_table_markdown(report.cells)
+    seeds_section = per_seed_markdown(report.cells)
+    sections = [table_markdown(report.cells),
+                "## Savings against DEEPTHINK-only by cost measure\n\n"
+                + "\n".join(f"- `{name}`: {what}" for name, what in COSTS.items()) + "\n\n" + costs_section
+                if costs_section else "",
+                verdict_markdown(report.verdicts), head_to_head_markdown(report.head_to_head),
+                budget_markdown(report.budgets), ablation_markdown(report.ablation),
+                "## Reward per run seed\n\n" + seeds_section if seeds_section else "",
+                "## Validation episodes (where settings are chosen)\n\n" + table_markdown(report.valid_cells)
+                if report.valid_cells else "",
+                "## Cost per decision\n\n" + costs_markdown(report.costs)]
     markdown = (
-        f"# {stem}\n\nMean [95% bootstrap interval] per episode, episodes of all seeds pooled. "
-        f"flops and compute_s are per episode (QUICK, DEEPTHINK and router calls).\n\n"
+        f"# {stem}\n\nMean [95% interval] per test episode: a two-level bootstrap, run seeds resampled, then "
+        f"episodes within each (the number of seeds is in brackets after the episodes). Costs are per episode "
+        f"(QUICK, DEEPTHINK and router calls); `priced_s` prices every call from the calibration, `compute_s` is the "
+        f"wall clock (secondary). Rebuild it from the tables beside it: `python -m bench.report --tables "
+        f"{out_dir} --stem {stem}`.\n\n"
         + "".join(f"- {k}: {v}\n" for k, v in context.items())
         + "\n" + "\n\n".join(filter(None, sections)) + "\n"
     )
     paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.json"]
     paths[0].write_text(markdown)
-    pd.DataFrame(cells_records(cells)).to_csv(paths[1], index=False)
-    paths[2].write_text(json.dumps({"context": context, "cells": cells_records(cells), "verdicts": verdicts(cells),
-                                    "head_to_head": matches, "ablation": ablations,
-                                    "model_costs": costs.to_dict(orient="records")}, indent=1))
+    pd.DataFrame(cells_records(report.cells)).to_csv(paths[1], index=False)
+    paths[2].write_text(json.dumps(
+        {"context": context, "cells": cells_records(report.cells), "valid_cells": cells_records(report.valid_cells),
+         "per_seed_reward": [{"task": c.task, "router": c.router, **{str(k): v for k, v in c.per_seed.items()}}
+                             for c in report.cells],
+         "selection": report.selection, "verdicts": report.verdicts,
+         "claims": [{"task": row["task"], "claim": claim, "verdict": verdict, "evidence": evidence}
+                    for row in report.verdicts for claim, verdict, evidence in claim_sentences(row)],
+         "head_to_head": report.head_to_head, "budgets": report.budgets, "ablation": report.ablation,
+         "model_costs": report.costs.to_dict(orient="records")}, indent=1, default=_json_default))
+    paths.append(plot_cost_reward(report.cells, out_dir / f"{stem}_cost_reward.png"))
+    return paths, report
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def rebuild_from_tables(out_dir: Path, stem: str) -> list[Path]:
+    """Rebuild a suite's tables, verdicts and plot from its committed episode and training tables, without MLflow:
+    the context (how the sweep ran) is kept from the report's JSON."""
+    previous = out_dir / f"{stem}.json"
+    context = json.loads(previous.read_text())["context"] if previous.exists() else {}
+    paths, _ = write_report(*read_tables(out_dir, stem), out_dir, stem, context)
     return paths
 
 
@@ -532,18 +963,18 @@ def rebuild_results(sweep: str, profile: str | None = None, results_dir: Path = 
                     f"{made.get('git commit', '?')} (sweep {made_by}), and sweep {sweep!r} ran at {ran_at}: write "
                     f"elsewhere with --results-dir DIR, or replace them with --overwrite")
     paths: list[Path] = []
+    training = training_frame(sweep, tracking_uri, experiment)
     for suite in suites:
         episodes = everything[everything["task"].str.startswith(f"{suite}/")]
-        cells = summarize(episodes)
         previous = out / f"{stem(suite)}.json"
         context = json.loads(previous.read_text())["context"] if previous.exists() else {}
         if context.get("sweep (MLflow tag londi.sweep)") != sweep:
             context = {"profile": ran[0], "sweep (MLflow tag londi.sweep)": sweep,
                        "git commit": ", ".join(sorted(commits)),
                        "command": f"python -m bench.reporting.report --sweep {sweep}"}
-        written = write_results(cells, model_costs(episodes), out, stem(suite), context, episodes)
-        written.append(plot_cost_reward(cells, out / f"{stem(suite)}_cost_reward.png"))
-        print(f"## {suite}\n\n" + table_markdown(cells) + "\n\nwrote " + ", ".join(map(str, written)))
+        trained = training[training["task"].str.startswith(f"{suite}/")]
+        written, report = write_results(episodes, trained, out, stem(suite), context)
+        print(f"## {suite}\n\n" + table_markdown(report.cells) + "\n\nwrote " + ", ".join(map(str, written)))
         paths += written
     return paths
 
@@ -555,13 +986,17 @@ def main() -> None:
     from bench.common.errors import user_errors
     from bench.common.tracking import check_tracking
 
-    def rebuild(sweep: str, profile: str | None = None, results_dir: Path = Path("results"),
+    def rebuild(sweep: str | None = None, tables: Path | None = None, stem: tuple[str, ...] = (),
+                profile: str | None = None, results_dir: Path = Path("results"),
                 tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, overwrite: bool = False,
                 report_as: str | None = None) -> None:
-        """Rebuild a sweep's comparison table, verdicts and plot in results/<profile>/ from MLflow alone.
+        """Rebuild a sweep's comparison tables, verdicts and plot: from its committed episode tables (--tables, no
+        MLflow needed) or from the MLflow store (--sweep).
 
         Args:
             sweep: the sweep's name (MLflow tag londi.sweep), printed by every run.
+            tables: a results folder holding <stem>_episodes.csv.gz (e.g. results/cpu): rebuild from it alone.
+            stem: with --tables, the reports to rebuild (babyai, scienceworld, ...); unset: every table there.
             profile: the results subfolder; unset: the sweep's own profile (read from its runs; another is refused).
             results_dir: where results go.
             tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
@@ -569,6 +1004,19 @@ def main() -> None:
             overwrite: replace results there that another profile or commit made (refused without it).
             report_as: the file name a side study was written under (bench.reproduce --report-as), not the suite's.
         """
+        if (sweep is None) == (tables is None):
+            raise ValueError("give --tables DIR (rebuild from the committed episode tables) or --sweep NAME (from "
+                             "MLflow), one of them")
+        if tables is not None:
+            stems = stem or tuple(sorted(p.name.removesuffix("_episodes.csv.gz")
+                                         for p in tables.glob("*_episodes.csv.gz")))
+            if not stems:
+                raise ValueError(f"no episode tables (*_episodes.csv.gz) in {tables}: give the folder `make "
+                                 f"reproduce` wrote them to, e.g. results/cpu")
+            for name in stems:
+                written = rebuild_from_tables(tables, name)
+                print("wrote " + ", ".join(map(str, written)))
+            return
         check_tracking(tracking_uri)
         rebuild_results(sweep, profile, results_dir, tracking_uri, experiment, overwrite, report_as)
 

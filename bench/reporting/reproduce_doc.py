@@ -152,38 +152,21 @@ def thousands(x: float) -> str:
     return f"{x:,.0f}"
 
 
-# ---------------------------------------------------------------------- the claims table
-@dataclass
-class Claim:
-    claim: str
-    command: str
-    measured: Callable[[Results], str]
-    verdict: Callable[[Results], str]
+# ---------------------------------------------------------------------- the claims table, built from the data
+def judged(r: Results, suite: str) -> bool:
+    """Whether the suite's results carry verdicts built by the current report (priced costs, settings chosen on
+    validation episodes, two-level intervals). Results made before it are shown, never judged."""
+    return "claims" in r.suite(suite)
 
 
-def _londi_verdict(r: Results, suite: str, task: str) -> dict[str, Any] | None:
-    try:
-        return r.verdict(suite, task)["best_londi"]
-    except (StopIteration, FileNotFoundError):
-        return None
+def _stale(r: Results, suite: str) -> str:
+    return (f"not judged: results/{r.profile}/{suite}.json was made at git {r.ctx(suite, 'git commit')}, before "
+            f"priced costs, settings chosen on validation episodes and seed-level intervals; `make reproduce` "
+            f"remakes it")
 
 
-def _claim_30(r: Results) -> str:
-    best = _londi_verdict(r, "babyai", "babyai/Mixed")
-    if best is None:
-        return "no LONDI setting keeps >= 95% of DEEPTHINK-only's reward on babyai/Mixed"
-    random_best = r.cell("babyai", "babyai/Mixed", "random_switch[p=0.5]")
-    return (f"babyai/Mixed: `{best['router']}` keeps {interval(best['reward_retained'])} of DEEPTHINK-only's reward "
-            f"with {pct(r.cell('babyai', 'babyai/Mixed', best['router'])['deepthink_acted_fraction'])}% of steps on "
-            f"DEEPTHINK: {interval(best['saving_compute_s'], 1, True)}% less compute time, "
-            f"{pct(best['saving_flops']['mean'])}% fewer FLOPs (Switcher included). Random switching at p = 0.5 "
-            f"keeps {num(random_best['reward_retained'])} with {pct(random_best['saving_compute_s'])}% less, so the "
-            f"head-to-head row below is the real test")
-
-
-def _verdict_30(r: Results) -> str:
-    best = _londi_verdict(r, "babyai", "babyai/Mixed")
-    return "**yes**" if best and best["saving"] >= PAPER_SAVING else "no"
+def _task_claims(r: Results, suite: str, task: str) -> list[dict[str, Any]]:
+    return [c for c in r.suite(suite)["claims"] if c["task"] == task]
 
 
 def _londi_settings(r: Results, suite: str, task: str) -> list[dict[str, Any]]:
@@ -192,33 +175,41 @@ def _londi_settings(r: Results, suite: str, task: str) -> list[dict[str, Any]]:
 
 def _claim_h2h(r: Results) -> str:
     rows = [row for row in r.suite("babyai")["head_to_head"] if row["other"].startswith("random_switch")]
+    if not rows:
+        return "no LONDI setting was matched with random switching"
     ahead = [row for row in rows if row["reward_diff"]["low"] > 0]
     best = max(rows, key=lambda row: row["reward_diff"]["mean"])
     named = ", ".join(f"`{row['londi']}` +{num(row['reward_diff']['mean'])}" for row in ahead)
     return (f"babyai/Mixed, paired on episodes: ahead of random switching at its own DEEPTHINK fraction in "
             f"{sum(row['reward_diff']['mean'] > 0 for row in rows)} of {len(rows)} settings, with an interval above 0 "
-            f"in {len(ahead)} ({named}); largest: `{best['londi']}` {interval(best['reward_diff'])}")
+            f"in {len(ahead)}{f' ({named})' if named else ''}; largest: `{best['londi']}` "
+            f"{interval(best['reward_diff'])}")
 
 
 def _verdict_h2h(r: Results) -> str:
     rows = [row for row in r.suite("babyai")["head_to_head"] if row["other"].startswith("random_switch")]
+    if not judged(r, "babyai"):
+        return "not judged yet"
     ahead = sum(row["reward_diff"]["low"] > 0 for row in rows)
-    return "**yes**" if ahead > len(rows) / 2 else ("partly" if ahead else "no")
-
-
-def _budgets(r: Results) -> list[tuple[int, dict[str, Any]]]:
-    cells = [c for c in _londi_settings(r, "babyai", "babyai/Mixed") if c["router"].startswith("londi_b[budget=")]
-    return sorted((int(c["router"].split("=")[1].rstrip("]").split(",")[0]), c) for c in cells)
+    return "**yes**" if rows and ahead > len(rows) / 2 else ("partly" if ahead else "no")
 
 
 def _claim_budget(r: Results) -> str:
-    return ("masked at evaluation, checked by tests/test_londi_sac.py (a Switcher that always wants DEEPTHINK stops "
-            "at the budget in every episode); babyai/Mixed calls per episode (mean): "
-            + ", ".join(f"budget {b}: {num(c['deepthink_calls'], 1)}" for b, c in _budgets(r)))
+    if not judged(r, "babyai"):
+        return _stale(r, "babyai")
+    rows = [b for b in r.suite("babyai")["budgets"] if b["task"] == "babyai/Mixed"]
+    if not rows:
+        return "no LONDI-B setting ran"
+    return ("babyai/Mixed, DEEPTHINK calls per test episode against the budget (masked at evaluation): "
+            + "; ".join(f"budget {b['budget']}: mean {num(b['mean_calls'], 2)}, at most {b['max_calls']}"
+                        for b in rows))
 
 
 def _verdict_budget(r: Results) -> str:
-    return "**yes**" if all(c["deepthink_calls"] <= b for b, c in _budgets(r)) else "no"
+    if not judged(r, "babyai"):
+        return "not judged yet"
+    rows = [b for b in r.suite("babyai")["budgets"] if b["task"] == "babyai/Mixed"]
+    return "not run" if not rows else "**yes**" if all(b["kept"] for b in rows) else "no"
 
 
 def _costs(r: Results) -> list[tuple[float, dict[str, Any]]]:
@@ -234,6 +225,8 @@ def _claim_cost(r: Results) -> str:
 
 def _verdict_cost(r: Results) -> str:
     fractions = [cell["deepthink_fraction"] for _, cell in _costs(r)]
+    if len(fractions) < 2:
+        return "not run"
     return "**yes**" if all(a >= b for a, b in zip(fractions, fractions[1:], strict=False)) else "no"
 
 
@@ -244,56 +237,37 @@ def _mdp_matching(r: Results) -> str:
     return f"{matched} of {total}"
 
 
-def _londi_ablations(r: Results) -> list[dict[str, Any]]:
+def _londi_ablations(r: Results, suite: str = "babyai") -> list[dict[str, Any]]:
     """The ablation rows of LONDI settings (quick_only's is the random policy alone)."""
-    return [row for row in r.suite("babyai")["ablation"] if row["router"].startswith("londi")]
+    return [row for row in r.suite(suite)["ablation"] if row["router"].startswith("londi")]
 
 
 def _claim_ablation(r: Results) -> str:
+    if not judged(r, "babyai"):
+        return _stale(r, "babyai")
     rows = _londi_ablations(r)
     return "; ".join(f"babyai/Mixed `{row['router']}`: DEEPTHINK on "
                      f"{interval(row['deepthink_acted_fraction_real_quick'])} of steps with the real QUICK, "
-                     f"{interval(row['deepthink_acted_fraction_random_quick'])} with a random one" for row in rows)
+                     f"{interval(row['deepthink_acted_fraction_random_quick'])} with a random one, paired difference "
+                     f"{interval(row['fraction_diff'])}" for row in rows if "fraction_diff" in row) or "not run"
 
 
 def _verdict_ablation(r: Results) -> str:
-    rows = _londi_ablations(r)
-    more = [row["deepthink_acted_fraction_random_quick"]["mean"] > row["deepthink_acted_fraction_real_quick"]["mean"]
-            for row in rows]
-    return "**yes**" if rows and all(more) else "no"
+    if not judged(r, "babyai"):
+        return "not judged yet"
+    rows = [row for row in _londi_ablations(r) if "calls_more" in row]
+    return "not run" if not rows else "**yes**" if all(row["calls_more"] for row in rows) else "no"
 
 
-def _claim_sw(r: Results) -> str:
-    parts = []
-    for cell in r.suite("scienceworld")["cells"]:
-        if cell["router"] == "deepthink_only":
-            quick = r.cell("scienceworld", cell["task"], "quick_only")
-            parts.append(f"{cell['task'].split('/')[1]} {num(quick['reward'])} / {num(cell['reward'])}")
-    tasks = sorted({c["task"] for c in r.suite("scienceworld")["cells"]})
-    best = [(t, _londi_verdict(r, "scienceworld", t)) for t in tasks]
-    kept = [f"`{b['router']}` on {t}" for t, b in best if b is not None]
-    unsolved = [t.split("/")[1] for t in tasks if r.cell("scienceworld", t, "deepthink_only")["reward"] == 0]
-    return ("QUICK-only / DEEPTHINK-only reward: " + ", ".join(parts)
-            + ("; LONDI at >= 95% of DEEPTHINK-only: " + ", ".join(kept) if kept else
-               "; no LONDI setting keeps >= 95% of DEEPTHINK-only's reward")
-            + (f" (DEEPTHINK-only scores 0 on {', '.join(unsolved)})" if unsolved else ""))
-
-
-def _verdict_sw(r: Results) -> str:
-    """yes where LONDI saves >= 30% at >= 95% of DEEPTHINK-only's reward on every task it ran on; partly on some."""
-    runs = [v for v in r.suite("scienceworld")["verdicts"] if v["londi_settings_run"]]
-    held = [v for v in runs if v["best_londi"] and v["best_londi"]["saving"] >= PAPER_SAVING]
-    episodes = {r.cell("scienceworld", v["task"], "deepthink_only")["episodes"] for v in held}
-    if not held:
-        solved = any(r.cell("scienceworld", v["task"], "deepthink_only")["reward"] > 0 for v in runs)
-        return "no" if solved else "not testable yet (the pair)"
-    scope = f" ({' / '.join(map(str, sorted(episodes)))} episodes per task: wide intervals)"
-    return ("**yes**" if len(held) == len(runs) else f"partly: on {len(held)} of the {len(runs)} LONDI tasks") + scope
+@dataclass
+class Claim:
+    claim: str
+    command: str
+    measured: Callable[[Results], str]
+    verdict: Callable[[Results], str]
 
 
 CLAIMS = [
-    Claim("The Switcher calls DEEPTHINK only where needed: up to 30% less GPU at the same task performance",
-          "`make reproduce`: the verdict table of results/cpu/babyai.md", _claim_30, _verdict_30),
     Claim("LONDI beats switching without a policy at the same number of calls (the harness's control)",
           "`make reproduce`: the head-to-head table (random switching at each setting's own fraction)",
           _claim_h2h, _verdict_h2h),
@@ -309,15 +283,120 @@ CLAIMS = [
           lambda r: "partly"),
     Claim("With a random QUICK, LONDI calls DEEPTHINK more", "`make reproduce`: the ablation table (`--quick random`)",
           _claim_ablation, _verdict_ablation),
-    Claim("The same on ScienceWorld (the paper's main results)",
-          "`make reproduce`: results/cpu/scienceworld.md", _claim_sw, _verdict_sw),
 ]
+
+
+def _verdict_rows(r: Results) -> list[tuple[str, str, str, str]]:
+    """(claim, command, measured, verdict) of every verdict the report computed, per sweep task; a suite whose
+    results predate the verdicts gets one row saying so."""
+    rows = []
+    for suite in ("babyai", "scienceworld"):
+        try:
+            data = r.suite(suite)
+        except FileNotFoundError:
+            continue
+        command = f"`make reproduce`: the verdict section of results/{r.profile}/{suite}.md"
+        if not judged(r, suite):
+            rows.append((f"LONDI keeps DEEPTHINK-only's reward with at least {PAPER_SAVING:.0%} less compute on "
+                         f"{suite} (the paper's claim)", command, _stale(r, suite), "not judged yet"))
+            continue
+        for claim in data["claims"]:
+            verdict = {"yes": "**yes**"}.get(claim["verdict"], claim["verdict"])
+            rows.append((claim["claim"], command, claim["evidence"], verdict))
+    return rows
 
 
 def claims_table(r: Results) -> str:
     lines = ["| claim | how it is checked | measured on the cpu profile | holds? |", "|---|---|---|---|"]
+    for claim, command, measured, verdict in _verdict_rows(r):
+        lines.append(f"| {claim} | {command} | {measured} | {verdict} |")
     for claim in CLAIMS:
         lines.append(f"| {claim.claim} | {claim.command} | {claim.measured(r)} | {claim.verdict(r)} |")
+    return "\n".join(lines)
+
+
+def _share(e: dict[str, float] | None) -> str:
+    return "n/a" if not e else f"{interval(e, 1, True)}%"
+
+
+def baseline_findings(r: Results, suite: str, task: str) -> str:
+    """What the rule-based routers' rows say, from the data: each family's setting chosen on validation and how it
+    fares on the test episodes."""
+    if not judged(r, suite):
+        return f"- Rule-based settings {_stale(r, suite)}."
+    rows = [v for v in r.suite(suite)["verdicts"] if v["task"] == task]
+    if not rows:
+        return "- No validation episodes on this task: no setting is chosen and nothing is judged here."
+    lines = []
+    for family in rows[0]["families"]:
+        if family["family"].startswith("londi"):
+            continue
+        if family["chosen"] is None:
+            lines.append(f"- `{family['family']}`: no setting kept a lower bound of reward retained >= 0.95 on the "
+                         f"validation episodes.")
+            continue
+        lines.append(f"- `{family['family']}`, chosen on validation: `{family['chosen']}`; on the test episodes it "
+                     f"keeps {interval(family['reward_retained'])} of DEEPTHINK-only's reward (non-inferior: "
+                     f"{'yes' if family['non_inferior'] else 'no'}) with {_share(family['saving'])} less priced "
+                     f"compute "
+                     f"({_share(family['saving_flops'])} fewer FLOPs; wall clock, secondary: "
+                     f"{_share(family['saving_compute_s'])}).")
+    try:
+        oracle = r.cell(suite, task, "oracle")
+        lines.append(f"- `oracle` (a reference, not a router) runs both models at every step and takes DEEPTHINK's "
+                     f"action where they differ: on {pct(oracle['deepthink_acted_fraction'])}% of steps here.")
+    except KeyError:
+        pass
+    return "\n".join(lines)
+
+
+def londi_findings(r: Results, suite: str, task: str) -> str:
+    """The LONDI verdicts of `task`, each computed by the report from the data, and the rows they rest on."""
+    if not judged(r, suite):
+        return f"- LONDI's settings {_stale(r, suite)}."
+    data = r.suite(suite)
+    lines = [f"- **{c['verdict']}**: {c['claim']}. {c['evidence']}." for c in _task_claims(r, suite, task)]
+    verdict = next((v for v in data["verdicts"] if v["task"] == task), None)
+    chosen = verdict["londi"]["chosen"] if verdict else None
+    if chosen:
+        cell = r.cell(suite, task, chosen)
+        if "train_priced_s" in cell:
+            lines.append(f"- Training `{chosen}` cost {num(cell['train_priced_s'], 1)} priced seconds per run seed "
+                         f"({num(cell['train_episodes'], 0)} episodes with both models, and the Switcher's updates); "
+                         f"it has paid for itself after {num(cell['break_even_episodes'], 0)} deployment episodes.")
+        for row in (h for h in data["head_to_head"] if h["task"] == task and h["londi"] == chosen):
+            lines.append(f"- Against `{row['other']}` (DEEPTHINK fraction {num(row['other_fraction'])} against "
+                         f"{num(row['londi_fraction'])}), same episodes: reward difference "
+                         f"{interval(row['reward_diff'])}: {row['verdict']}.")
+    for b in (b for b in data["budgets"] if b["task"] == task):
+        lines.append(f"- `{b['router']}` used {num(b['mean_calls'], 2)} DEEPTHINK calls per episode on average, at "
+                     f"most {b['max_calls']}, of a budget of {b['budget']} (kept: {'yes' if b['kept'] else 'no'}).")
+    for row in (a for a in data["ablation"] if a["task"] == task and "fraction_diff" in a
+                and a["router"].startswith("londi")):
+        lines.append(f"- Ablation: with a random QUICK `{row['router']}` calls DEEPTHINK on "
+                     f"{interval(row['deepthink_acted_fraction_random_quick'])} of steps instead of "
+                     f"{interval(row['deepthink_acted_fraction_real_quick'])} (paired difference "
+                     f"{interval(row['fraction_diff'])}: {'more' if row['calls_more'] else 'not clearly more'}).")
+    return "\n".join(lines) or "- No LONDI setting ran on this task."
+
+
+def sw_summary_table(r: Results) -> str:
+    """Per ScienceWorld task: QUICK-only and DEEPTHINK-only, and the deployable router chosen on validation."""
+    lines = ["| task | QUICK-only reward | DEEPTHINK-only reward | chosen on validation (test: reward retained, priced "
+             "saving) |", "|---|---|---|---|"]
+    data = r.suite("scienceworld")
+    for task in dict.fromkeys(c["task"] for c in data["cells"]):
+        quick, deep = r.cell("scienceworld", task, "quick_only"), r.cell("scienceworld", task, "deepthink_only")
+        verdict = next((v for v in data.get("verdicts", []) if v["task"] == task and "best" in v), None)
+        if not judged(r, "scienceworld"):
+            chosen = "not judged yet"
+        elif verdict is None or verdict["best"]["chosen"] is None:
+            chosen = "none (no validation episodes, or no setting passed there)"
+        else:
+            best = verdict["best"]
+            chosen = (f"`{best['chosen']}`: {interval(best['reward_retained'])}, {_share(best['saving'])}")
+        lines.append(f"| {task.split('/')[1]} | {interval(flat(quick, 'reward'))} | {interval(flat(deep, 'reward'))} "
+                     f"| {chosen} |")
     return "\n".join(lines)
 
 
@@ -333,17 +412,60 @@ def router_table(r: Results, suite: str, task: str, routers: list[str] | None = 
         matched = {row["other"] for row in r.suite(suite)["head_to_head"] if row["other"].startswith("random_switch")}
         cells = [c for c in cells if not c["router"].startswith("londi") and "@" not in c["router"]
                  and c["router"] not in matched]
-    head = ("| router | reward | success | DEEPTHINK acts | calls / episode | saving (compute s) | saving (FLOPs) "
-            "| reward retained |")
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    head = ("| router | reward | success | DEEPTHINK acts | calls / episode | saving (priced) | saving (FLOPs) "
+            "| saving (wall clock, secondary) | reward retained [95% interval] |")
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         def opt(key: str, c: dict[str, Any] = c) -> str:
             return num(c[key]) if key in c and c[key] == c[key] else "-"
 
+        retained = (interval(flat(c, "reward_retained")) if "reward_retained" in c and c["reward_retained"] == c[
+            "reward_retained"] else "-")
         name = c["router"].replace("@quick=random", ", random QUICK")
         lines.append(f"| {name} | {num(c['reward'])} | {num(c['success'])} | {num(c['deepthink_acted_fraction'])} | "
-                     f"{num(c['deepthink_calls'], 2)} | {opt('saving_compute_s')} | {opt('saving_flops')} | "
-                     f"{opt('reward_retained')} |")
+                     f"{num(c['deepthink_calls'], 2)} | {opt('saving_priced_s')} | {opt('saving_flops')} | "
+                     f"{opt('saving_compute_s')} | {retained} |")
+    return "\n".join(lines)
+
+
+def calibration_table(r: Results) -> str:
+    """What a call of each model costs from the committed calibration (results/<profile>/calibration.json), priced
+    at batch 1 and at the largest batch measured, at the median prompt the model sees; DEEPTHINK's multiple of QUICK
+    beside its multiple in FLOPs per decision in the sweep."""
+    from bench.running.pricing import Prices
+
+    path = r.results / r.profile / "calibration.json"
+    if not path.exists():
+        return f"Not calibrated at this commit (`results/{r.profile}/calibration.json` is missing; `make calibrate`)."
+    data = _json(path)
+    lines = ["| suite | batch | QUICK ms per call | DEEPTHINK ms per call | DEEPTHINK / QUICK, priced "
+             "| DEEPTHINK / QUICK, FLOPs per decision in the sweep |", "|---|---|---|---|---|---|"]
+    notes: list[str] = []
+    for suite, part in data["suites"].items():
+        prices = Prices.from_calibration(part)
+        roles = part["roles"]
+        try:
+            costs = {m: r.model_cost(suite, m)["flops_per_decision"] for m in ("quick", "deepthink")}
+            flops = f"{costs['deepthink'] / costs['quick']:.1f}x"
+        except (FileNotFoundError, StopIteration, KeyError):
+            flops = "n/a"
+        out = 8 if roles["quick"]["mode"] == "generate" else 0
+        for batch in (1, max(part["batches"])):
+            ms = {role: 1000 * prices.price(role, batch, int(roles[role]["real_prompts"]["median"]), out)
+                  for role in ("quick", "deepthink")}
+            priced = ms["deepthink"] / ms["quick"]
+            lines.append(f"| {suite} | {batch} | {ms['quick']:.2f} | {ms['deepthink']:.2f} | {priced:.1f}x | {flops} |")
+            if flops != "n/a":
+                ratio = costs["deepthink"] / costs["quick"]
+                notes.append(f"{suite} at batch {batch}: FLOPs {'overstate' if ratio > priced else 'understate'} "
+                             f"DEEPTHINK's cost against QUICK's ({ratio:.1f}x against {priced:.1f}x priced)")
+    machine = next(iter(data["suites"].values()))["machine"]
+    lines += ["", f"Measured {next(iter(data['suites'].values()))['date']} at git "
+                  f"{next(iter(data['suites'].values()))['git_commit']} on {machine['cpu']} ({machine['cores']} cores, "
+                  f"{machine['torch_threads']} torch thread, torch {machine['torch']}); generation priced at 8 tokens "
+                  f"out."]
+    if notes:
+        lines += ["", "So: " + "; ".join(notes) + "."]
     return "\n".join(lines)
 
 
@@ -426,8 +548,12 @@ def render(results: Results | None = None) -> str:
     cpu = get_profile("cpu")
     helpers = {"r": r, "num": num, "pct": pct, "interval": interval, "flat": flat, "sci": sci, "thousands": thousands,
                "claims_table": lambda: claims_table(r), "pair_table": lambda: pair_table(r),
+               "baseline_findings": lambda *a: baseline_findings(r, *a),
+               "londi_findings": lambda *a: londi_findings(r, *a),
+               "sw_summary_table": lambda: sw_summary_table(r),
                "router_table": lambda *a, **k: router_table(r, *a, **k), "benchmark_table": lambda: benchmark_table(r),
-               "gpu_shape_table": lambda: gpu_shape_table(r), "heldout_levels_table": lambda: heldout_levels_table(r),
+               "gpu_shape_table": lambda: gpu_shape_table(r), "calibration_table": lambda: calibration_table(r),
+               "heldout_levels_table": lambda: heldout_levels_table(r),
                "mdp_matching": lambda: _mdp_matching(r), "minutes": lambda s: f"{s / 60:.1f}",
                "cpu": cpu, "sw_sweep": [t for t in cpu.sweep_tasks if t.startswith("scienceworld/")]}
     return env.get_template(TEMPLATE.name).render(**helpers)

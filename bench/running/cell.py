@@ -16,8 +16,10 @@ from bench.running.runner import EpisodeResult, ModelPair
 def train_and_evaluate(router: Router, task: TaskSpec, models: ModelPair, seed: int, episodes: int, batch_size: int,
                        profile: str, sweep: str, exp_name: str, tracking_uri: str | None = None,
                        experiment: str = DEFAULT_EXPERIMENT, progress: bool = True,
-                       state: SweepState | None = None) -> list[EpisodeResult]:
-    """One run seed of a router: trained first if it learns (its own MLflow run), then evaluated.
+                       state: SweepState | None = None, valid_episodes: int = 0) -> list[EpisodeResult]:
+    """One run seed of a router: trained first if it learns (its own MLflow run), then evaluated: on
+    `valid_episodes` validation episodes first where asked (where its setting is chosen), then on the test episodes
+    (its own runs, split "valid" and "test"). Returns the test episodes.
 
     With `state` (a sweep that can be resumed) a part already finished is not run again (a trained router is
     restored, evaluated episodes are returned) and a stopped part continues from its checkpoint."""
@@ -33,12 +35,16 @@ def train_and_evaluate(router: Router, task: TaskSpec, models: ModelPair, seed: 
                          experiment=experiment, progress=progress, checkpoint=checkpoint("train"))
             if state is not None:
                 state.mark_done(task.name, exp_name, seed, "train", router)
-    evaluated = None if state is None else state.done(task.name, exp_name, seed, "eval")
-    if evaluated is not None:
-        return evaluated
-    results = evaluate(router, task, models, seed, episodes, batch_size, profile, sweep, exp_name=exp_name,
-                       tracking_uri=tracking_uri, experiment=experiment, progress=progress,
-                       checkpoint=checkpoint("eval"))
-    if state is not None:
-        state.mark_done(task.name, exp_name, seed, "eval", results)
+    results: list[EpisodeResult] = []
+    for split, kind, count in (("valid", "valid", valid_episodes), ("test", "eval", episodes)):
+        if count <= 0:
+            continue
+        evaluated = None if state is None else state.done(task.name, exp_name, seed, kind)
+        if evaluated is None:
+            evaluated = evaluate(router, task, models, seed, count, batch_size, profile, sweep, exp_name=exp_name,
+                                 tracking_uri=tracking_uri, experiment=experiment, progress=progress,
+                                 checkpoint=checkpoint(kind), split=split)
+            if state is not None:
+                state.mark_done(task.name, exp_name, seed, kind, evaluated)
+        results = evaluated
     return results

@@ -10,7 +10,6 @@ the run is linked to the stopped run it continues (bench.running.resume).
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -25,8 +24,9 @@ from bench.common.provenance import git_commit
 from bench.common.stats import mean_ci
 from bench.common.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, RunLogger
 from bench.envs.tasks import TaskSpec
-from bench.running.gpu import GpuMonitor, GpuReading
-from bench.running.metering import usage_metrics
+from bench.running.gpu import GpuMonitor, GpuReading, nvml_index
+from bench.running.metering import PRICED, usage_metrics
+from bench.running.pricing import PriceBooks, Prices
 from bench.running.resume import Checkpointer
 from bench.running.router import Router
 from bench.running.runner import EpisodeResult, ModelPair, run_episodes
@@ -35,6 +35,7 @@ SUMMARY_METRICS = (
     "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted",
     "quick_calls", "flops", "flops_quick", "flops_deepthink", "flops_router",
     "compute_s", "compute_s_quick", "compute_s_deepthink", "compute_s_router",
+    *(f"{name}{part}" for name in PRICED for part in ("", "_quick", "_deepthink", "_router")),
     "tokens_in_quick", "tokens_in_deepthink", "tokens_out_quick", "tokens_out_deepthink",
 )
 
@@ -67,15 +68,18 @@ def evaluate(
     progress: bool = True,
     extra_params: dict | None = None,
     checkpoint: Checkpointer | None = None,
+    split: str = "test",
 ) -> list[EpisodeResult]:
     """Run `episodes` evaluation episodes of `task` for run seed `seed` and log them as one MLflow run.
 
-    With `checkpoint` the run is snapshotted as it goes and, where a snapshot exists, continues from it in a
-    new MLflow run linked to the stopped one (bench.running.resume)."""
+    `split` "valid" plays the task's validation episodes instead of its test episodes (where a setting is chosen,
+    not reported). With `checkpoint` the run is snapshotted as it goes and, where a snapshot exists, continues
+    from it in a new MLflow run linked to the stopped one (bench.running.resume)."""
     exp_name = exp_name or router.name
-    env_seeds = task.eval_episode_seeds(seed, episodes)
+    env_seeds = task.eval_episode_seeds(seed, episodes, split)
     params = {
-        "router": router.name, "exp_name": exp_name, "task": task.name, "seed": seed, "episodes": episodes,
+        "router": router.name, "exp_name": exp_name, "task": task.name, "seed": seed, "split": split,
+        "episodes": len(env_seeds),
         "env_seeds": f"{env_seeds[0]}..{env_seeds[-1]}", "batch_size": batch_size, "profile": profile,
         "max_steps": task.max_steps, "git_commit": git_commit(), "torch": torch.__version__,
         "device": str(models.deepthink.device),
@@ -88,8 +92,8 @@ def evaluate(
                        f"{role}.non_embedding_params": lm.size.non_embedding_params,
                        f"{role}.total_params": lm.size.total_params})
     tags = {"londi.kind": "eval", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
-            "londi.profile": profile}
-    run_name = f"{task.name}__{exp_name}__{seed}__{int(time.time())}"
+            "londi.profile": profile, "londi.split": split}
+    run_name = f"{task.name}__{exp_name}__{seed}__{'' if split == 'test' else split + '__'}{int(time.time())}"
     with _logged_run(run_name, params, tags, checkpoint, experiment, tracking_uri) as run:
         def log_episode(result: EpisodeResult) -> None:
             metrics = {**result.metrics(), "env_seed": result.env_seed}
@@ -100,7 +104,8 @@ def evaluate(
         try:
             results, meter = run_episodes(
                 router, task, models, env_seeds, batch_size=batch_size, seed=seed, on_episode=log_episode,
-                progress=progress, description=f"{task.name} {exp_name} seed {seed}", checkpoint=checkpoint,
+                progress=progress, checkpoint=checkpoint,
+                description=f"{task.name} {exp_name} seed {seed}{'' if split == 'test' else ' (' + split + ')'}",
             )
         finally:
             reading = monitor.stop() if monitor is not None else GpuReading(
@@ -127,11 +132,7 @@ def _gpu_monitor(models: ModelPair) -> GpuMonitor | None:
     devices = [lm.device for lm in (models.deepthink, models.quick) if lm.device.type == "cuda"]
     if not devices:
         return None
-    index = devices[0].index or 0
-    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
-    if index < len(visible) and visible[index].isdigit():
-        index = int(visible[index])
-    return GpuMonitor(device_index=index).start()
+    return GpuMonitor(device_index=nvml_index(devices[0].index or 0)).start()
 
 
 @contextmanager
@@ -158,6 +159,25 @@ def _logged_run(name: str, params: dict, tags: dict[str, str], checkpoint: Check
         yield run
         if checkpoint is not None and checkpoint.restored:
             run.set_tags({"londi.resumed_episodes": str(checkpoint.restored)})
+
+
+def update_bill(router: Router, prices: PriceBooks | None) -> dict[str, float]:
+    """What a learned router's own training updates cost, for a router that counts them in `stats` (`update_flops`,
+    `optimizer_steps`; algos/londi_sac.py): priced by the router-training price (`router_update_priced_s`), projected
+    (`router_update_projected_gpu_s`, 0 at the paper's sizes: bench.running.pricing.projected_prices), and the wall
+    seconds they took (`router_update_s`, secondary). Unpriced: NaN. The updates' count and FLOPs are in `stats`."""
+    stats = getattr(router, "stats", {})
+    if "update_flops" not in stats:
+        return {}
+    flops, steps = float(stats["update_flops"]), float(stats.get("optimizer_steps", stats.get("updates", 0)))
+    books = prices or PriceBooks()
+
+    def priced(book: Prices | None) -> float:
+        return book.router_update(flops, steps) if book is not None and book.update is not None else float("nan")
+
+    return {"router_update_s": float(getattr(router, "update_s", float("nan"))),
+            "router_update_priced_s": priced(books.priced),
+            "router_update_projected_gpu_s": priced(books.projected)}
 
 
 def train_router(
@@ -197,7 +217,8 @@ def train_router(
             router.training = False
         totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
         run.log_metrics({**summary_metrics(results), **totals,
-                         **{f"router_{k}": v for k, v in getattr(router, "stats", {}).items()}})
+                         **{f"router_{k}": v for k, v in getattr(router, "stats", {}).items()},
+                         **update_bill(router, models.prices)})
         if hasattr(router, "save"):
             with tempfile.TemporaryDirectory() as tmp:
                 saved = router.save(Path(tmp) / "switcher")

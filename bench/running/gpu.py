@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import itertools
 import logging
+import os
 import threading
 import time
 from collections.abc import Sequence
@@ -325,3 +326,12 @@ def nvml_status(nvml: object | None = None) -> str | None:
             lib.nvmlShutdown()
         except Exception as exc:
             log.debug("nvmlShutdown failed: %s", _describe(exc))
+
+
+def nvml_index(torch_index: int) -> int:
+    """NVML's number of the GPU torch calls `torch_index`: NVML numbers devices physically while torch numbers the
+    visible ones, so the index is mapped through CUDA_VISIBLE_DEVICES when that lists plain indices."""
+    visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    if torch_index < len(visible) and visible[torch_index].isdigit():
+        return int(visible[torch_index])
+    return torch_index

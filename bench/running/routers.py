@@ -12,6 +12,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,11 @@ class RouterSpec:
 
 def _convert(cls: type[Router], name: str, raw: str, param: inspect.Parameter) -> Any:
     kind = param.annotation if param.annotation is not inspect.Parameter.empty else type(param.default)
+    members = [k for k in typing.get_args(kind) if k is not type(None)]
+    if members and len(members) < len(typing.get_args(kind)):  # `float | None`: an optional float
+        if raw.lower() == "none":
+            return None
+        kind = members[0] if len(members) == 1 else kind
     try:
         if kind is bool:
             if raw.lower() not in ("true", "false", "1", "0"):

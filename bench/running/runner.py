@@ -271,8 +271,8 @@ def run_episodes(
         if restored is None:
             router.seed(seed)
             models.seed(seed)
-            loop.state = LoopState.empty(n_slots, env_seeds,
-                                         Meter(n_slots, devices=(models.quick.device, models.deepthink.device)))
+            meter = Meter(n_slots, devices=(models.quick.device, models.deepthink.device), prices=models.prices)
+            loop.state = LoopState.empty(n_slots, env_seeds, meter)
             loop.start(range(n_slots))
         else:
             loop.state = restored
