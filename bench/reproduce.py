@@ -177,8 +177,8 @@ class Plan:
     def seeds_for(self, task: TaskSpec) -> tuple[int, ...]:
         if self.args.seeds is not None:
             return self.args.seeds
-        if task.name in self.sweep_tasks and self.profile.sweep_seeds is not None:
-            return self.profile.sweep_seeds
+        if task.name in self.sweep_tasks:
+            return self.profile.sweep_seeds_for(task)
         return self.profile.seeds_for(task)
 
     def valid_episodes_for(self, task: TaskSpec) -> int:

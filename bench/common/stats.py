@@ -164,14 +164,26 @@ def _wilson_zero(n: int) -> float:
     return wilson_ci(np.zeros(n)).high
 
 
-def seed_ci(statistic: Callable[[dict[str, np.ndarray]], float], columns: dict[str, Sequence[float]],
-            seeds: Sequence[int], seed: int = 0, resamples: int = SEED_RESAMPLES) -> Estimate:
-    """`statistic` of the episodes (paired columns, one row per episode) with a two-level bootstrap interval.
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, NaN where the denominator is 0 (elementwise, for resampled means)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator == 0, np.nan, numerator / np.where(denominator == 0, 1, denominator))
 
-    Outer level: scipy.stats.bootstrap resamples the run seeds (percentile interval). Inner level: within each
-    drawn seed its episodes are resampled with replacement (a generator seeded with `seed`). With a single run
-    seed scipy resamples the episodes directly. Rows of one seed stay together in both levels, so paired columns
-    (a router and the reference on the same episodes) stay paired.
+
+def seed_ci(statistic: Callable[[dict[str, np.ndarray]], np.ndarray], columns: dict[str, Sequence[float]],
+            seeds: Sequence[int], seed: int = 0, resamples: int = SEED_RESAMPLES) -> Estimate:
+    """A function of the columns' means over the episodes (paired columns, one row per episode), with a two-level
+    bootstrap interval.
+
+    `statistic` receives each column's mean (a float for the point estimate, an array of one mean per resample for
+    the interval) and returns the same shape: every statistic of the report is a function of means (a mean, a ratio
+    of means, a difference), which lets each resample be a weight per episode and the bootstrap run vectorised.
+
+    Outer level: scipy.stats.bootstrap resamples the run seeds (percentile interval). Inner level: each drawn seed's
+    episodes are drawn again with replacement (a generator seeded with `seed`): a seed drawn k times contributes
+    k x its episode count draws from its own episodes (a multinomial). With a single run seed scipy resamples the
+    episodes directly. Rows of one seed stay together in both levels, so paired columns (a router and the
+    reference on the same episodes) stay paired.
     """
     data = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
     labels = np.asarray(seeds)
@@ -180,29 +192,39 @@ def seed_ci(statistic: Callable[[dict[str, np.ndarray]], float], columns: dict[s
         raise ValueError(f"every column needs one value per episode ({n}): got {[len(v) for v in data.values()]}")
     if n == 0:
         return Estimate(float("nan"), float("nan"), float("nan"), 0, 0)
-    point = float(statistic(data))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = float(statistic({name: float(values.mean()) for name, values in data.items()}))
     groups = [np.flatnonzero(labels == value) for value in dict.fromkeys(labels.tolist())]
     if n == 1 or point != point:
         return Estimate(point, float("nan"), float("nan"), n, len(groups))
+    matrix = np.stack(list(data.values()), axis=1)  # episodes x columns
     inner = np.random.default_rng(seed)
 
-    def on(index: np.ndarray) -> float:
-        return float(statistic({name: values[index] for name, values in data.items()}))
+    def on(weights: np.ndarray) -> np.ndarray:
+        means = (weights @ matrix) / weights.sum(axis=1, keepdims=True)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(statistic({name: means[:, i] for i, name in enumerate(data)}), dtype=np.float64)
+
+    def counts(drawn: np.ndarray, size: int) -> np.ndarray:
+        rows = drawn.reshape(-1, drawn.shape[-1]).astype(np.int64)
+        out = np.zeros((rows.shape[0], size))
+        np.add.at(out, (np.arange(rows.shape[0])[:, None], rows), 1)
+        return out
 
     if len(groups) == 1:
-        def episodes(drawn: np.ndarray) -> float:
-            return on(drawn.astype(np.int64))
-        sample: np.ndarray = np.arange(n)
-        outer = episodes
+        def outer(drawn: np.ndarray, axis: int = -1) -> np.ndarray:
+            return on(counts(drawn, n)).reshape(drawn.shape[:-1])
     else:
-        def seeds_then_episodes(drawn: np.ndarray) -> float:
-            parts = [groups[g][inner.integers(0, len(groups[g]), len(groups[g]))] for g in drawn.astype(np.int64)]
-            return on(np.concatenate(parts))
-        sample = np.arange(len(groups))
-        outer = seeds_then_episodes
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = _bootstrap((sample,), outer, confidence_level=CONFIDENCE, n_resamples=resamples,
-                            method="percentile", vectorized=False, random_state=np.random.default_rng(seed))
+        def outer(drawn: np.ndarray, axis: int = -1) -> np.ndarray:
+            times = counts(drawn, len(groups))  # resamples x seeds: how often each seed was drawn
+            weights = np.zeros((times.shape[0], n))
+            for g, members in enumerate(groups):
+                weights[:, members] = inner.multinomial((times[:, g] * len(members)).astype(np.int64),
+                                                        np.full(len(members), 1 / len(members)))
+            return on(weights).reshape(drawn.shape[:-1])
+    sample = np.arange(n) if len(groups) == 1 else np.arange(len(groups))
+    result = _bootstrap((sample,), outer, confidence_level=CONFIDENCE, n_resamples=resamples,
+                        method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
     low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
     spread = result.bootstrap_distribution[np.isfinite(result.bootstrap_distribution)]
     if low != low and spread.size and np.all(spread == spread[0]):  # scipy's NaN for a sample that never varied
@@ -225,7 +247,7 @@ def _clip(estimate: Estimate, low: float, high: float) -> Estimate:
 
 def seed_mean_ci(values: Sequence[float], seeds: Sequence[int], bounded: bool = False, seed: int = 0) -> Estimate:
     """The mean of per-episode values, two-level interval; `bounded`: values in [0, 1] (rewards, successes)."""
-    estimate = seed_ci(lambda d: d["x"].mean(), {"x": values}, seeds, seed)
+    estimate = seed_ci(lambda m: m["x"], {"x": values}, seeds, seed)
     return _clip(_widened(estimate), 0.0, 1.0) if bounded else estimate
 
 
@@ -233,11 +255,7 @@ def seed_ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed
                   bounded: bool = False, seed: int = 0) -> Estimate:
     """mean(numerator) / mean(denominator) over the same episodes (paired), two-level interval. `bounded`: both
     are rewards in [0, 1] (reward retained), so a ratio that did not vary is widened as `seed_mean_ci` is."""
-    def ratio(d: dict[str, np.ndarray]) -> float:
-        below = d["b"].mean()
-        return d["a"].mean() / below if below != 0 else float("nan")
-
-    estimate = seed_ci(ratio, {"a": numerator, "b": denominator}, seeds, seed)
+    estimate = seed_ci(lambda m: _ratio(m["a"], m["b"]), {"a": numerator, "b": denominator}, seeds, seed)
     if bounded and estimate.mean == estimate.mean:
         estimate = _clip(_widened(estimate, scale=float(np.mean(denominator))), 0.0, float("inf"))
     return estimate
@@ -247,5 +265,5 @@ def seed_diff_ci(a: Sequence[float], b: Sequence[float], seeds: Sequence[int], b
                  seed: int = 0) -> Estimate:
     """mean(a - b) over the same episodes (paired), two-level interval; `bounded`: a and b in [0, 1]."""
     difference = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    estimate = seed_ci(lambda d: d["d"].mean(), {"d": difference}, seeds, seed)
+    estimate = seed_ci(lambda m: m["d"], {"d": difference}, seeds, seed)
     return _clip(_widened(estimate), -1.0, 1.0) if bounded else estimate

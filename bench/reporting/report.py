@@ -176,8 +176,8 @@ def amortised_saving(mine: pd.DataFrame, theirs: pd.DataFrame, train_cost: dict[
     seeds = _seeds(mine)
     train = np.array([train_cost[int(s)] for s in seeds])
 
-    def statistic(d: dict[str, np.ndarray]) -> float:
-        return 1 - (d["c"].mean() + d["t"].mean() / episodes) / d["r"].mean()
+    def statistic(m: dict[str, np.ndarray]) -> np.ndarray:
+        return 1 - (m["c"] + m["t"] / episodes) / m["r"]
 
     return seed_ci(statistic, {"c": mine[cost].to_numpy(), "r": theirs[cost].to_numpy(), "t": train}, seeds)
 
@@ -258,9 +258,10 @@ def summarize(episodes: pd.DataFrame, training: pd.DataFrame | None = None, spli
     return cells
 
 
-def _gap(d: dict[str, np.ndarray]) -> float:
-    gap = d["d"].mean() - d["q"].mean()
-    return (d["r"].mean() - d["q"].mean()) / gap if gap != 0 else float("nan")
+def _gap(m: dict[str, np.ndarray]) -> np.ndarray:
+    """(router - QUICK-only) / (DEEPTHINK-only - QUICK-only), of mean rewards; NaN without a gap."""
+    gap = m["d"] - m["q"]
+    return np.where(gap == 0, np.nan, (m["r"] - m["q"]) / np.where(gap == 0, 1, gap))
 
 
 def model_costs(episodes: pd.DataFrame) -> pd.DataFrame:
@@ -580,6 +581,8 @@ def claim_sentences(row: dict) -> list[tuple[str, str, str]]:
     retained = londi["reward_retained"]
     kept = (f"reward retained {retained['mean']:.3f}, lower bound {retained['low']:.3f} "
             f"({_points(londi['retained_margin'])} against {RETAINED})")
+    if retained.get("seeds", 0) < 2:
+        kept += "; one run seed: the interval is over episodes only, conditional on that one trained Switcher"
     out.append((f"LONDI keeps DEEPTHINK-only's reward on {task} with at least {PAPER_SAVING:.0%} less compute "
                 f"(the paper's claim)", "yes" if londi["paper_claim"] else "no",
                 f"`{londi['chosen']}` (chosen on validation): {kept}; {_pct(londi['saving'])} less "
@@ -744,8 +747,8 @@ def ablation_rows(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
         real, rand = by_episode(on_task[on_task.router == name]), by_episode(on_task[on_task.router == c.router])
         shared = real.index.intersection(rand.index).sort_values()
         if base is not None and len(shared):
-            def more(d: dict[str, np.ndarray]) -> float:
-                return d["a2"].sum() / d["s2"].sum() - d["a1"].sum() / d["s1"].sum()
+            def more(m: dict[str, np.ndarray]) -> np.ndarray:
+                return m["a2"] / m["s2"] - m["a1"] / m["s1"]
 
             diff = seed_ci(more, {"a1": real.loc[shared, "deepthink_acted"].to_numpy(),
                                   "s1": real.loc[shared, "steps"].to_numpy(),
