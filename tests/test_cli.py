@@ -143,6 +143,10 @@ def test_reproduce_smoke_writes_the_report_with_a_user_router(londi_cache: Path,
     # The matched cascades train too: they calibrate their threshold on training episodes, which they pay for.
     cascades = sorted(m for m in matched if m.startswith("confidence_cascade"))
     assert sorted(r.data.params["exp_name"] for r in trained) == sorted([*learned, ablation[1], *cascades])
+    # ... and their bill is their episodes' model calls (no updates of their own): priced, in the amortised saving.
+    bills = pd.read_csv(out / "babyai_training.csv").set_index("router").loc[cascades]
+    assert bills["train_priced_s"].gt(0).all() and bills["train_flops"].gt(0).all()
+    assert table.loc[[("babyai/Mixed", c) for c in cascades], "saving_amortised_1000"].notna().all()
     assert sum(r.data.tags.get("londi.kind") == "report" for r in runs) == 1
     markdown = (out / "babyai.md").read_text()
     assert "## LONDI head to head at the same DEEPTHINK fraction" in markdown

@@ -168,8 +168,8 @@ def test_a_sigkilled_sweep_resumes_from_the_command_line(londi_cache: Path, trac
     """`python -m bench.reproduce` killed with SIGKILL mid-sweep, then `--resume last`: the report equals an
     uninterrupted sweep's, and the run the kill left RUNNING is marked KILLED."""
     common = ["--profile", "smoke", "--tasks", "babyai/Mixed", "--routers", "random_switch[p=0.5]",
-              "--learned", "londi_sac[c=0.01]", "--ablation", "--no-match-random", "--no-match-cascade", "--train-episodes", "8",
-              "--episodes", "4", "--checkpoint-s", "0", "--no-progress"]
+              "--learned", "londi_sac[c=0.01]", "--ablation", "--no-match-random", "--no-match-cascade",
+              "--train-episodes", "8", "--episodes", "4", "--checkpoint-s", "0", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def reproduce(*args: str, results: Path) -> subprocess.Popen:

@@ -113,15 +113,19 @@ def training_frame(sweep: str, tracking_uri: str | None = None, experiment: str 
     for run in finished_runs(sweep, "router_train", tracking_uri, experiment):
         m, p = run.data.metrics, run.data.params
 
-        def total(*names: str, m: dict = m) -> float:
-            return float(sum(m.get(name, float("nan")) for name in names))
+        # A router that makes no updates of its own (the cascade calibrating its threshold) logs no update bill:
+        # its training costs its episodes' model calls alone. One that does and was not priced stays NaN.
+        updates = 0.0 if "router_update_flops" not in m else float("nan")
+
+        def total(name: str, update: str, m: dict = m, updates: float = updates) -> float:
+            return float(m.get(name, float("nan")) + m.get(update, updates))
 
         rows.append({"task": p["task"], "router": p["exp_name"], "seed": int(p["seed"]),
                      "train_episodes": int(p["train_episodes"]),
                      "train_priced_s": total("total_priced_s", "router_update_priced_s"),
                      "train_flops": total("total_flops", "router_update_flops"),
                      "train_compute_s": total("total_compute_s", "router_update_s"),
-                     "train_deepthink_calls": total("total_deepthink_calls")})
+                     "train_deepthink_calls": float(m.get("total_deepthink_calls", float("nan")))})
     return pd.DataFrame(rows, columns=list(TRAINING_COLUMNS))
 
 
