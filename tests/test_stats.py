@@ -10,11 +10,11 @@ from scipy import stats
 
 from bench.common.stats import (
     Estimate,
-    gap_recovered_ci,
     mean_ci,
     ratio_ci,
     seed_ci,
     seed_diff_ci,
+    seed_gap_ci,
     seed_mean_ci,
     seed_ratio_ci,
 )
@@ -86,12 +86,13 @@ def test_gap_recovered_is_the_paired_fraction_of_the_reward_gap() -> None:
     quick = rng.uniform(0, 0.4, 50)
     deepthink = quick + 0.4
     router = quick + 0.1
-    estimate = gap_recovered_ci(router, quick, deepthink)
+    seeds = np.repeat(np.arange(5), 10)
+    estimate = seed_gap_ci(router, quick, deepthink, seeds)
     assert estimate.mean == pytest.approx(0.25)
     assert estimate.low == pytest.approx(0.25) and estimate.high == pytest.approx(0.25)  # paired: no noise
-    assert math.isnan(gap_recovered_ci(quick, quick, quick).mean)  # no gap to recover
+    assert math.isnan(seed_gap_ci(quick, quick, quick, seeds).mean)  # no gap to recover
     with pytest.raises(ValueError, match="same episodes"):
-        gap_recovered_ci(router[:3], quick, deepthink)
+        seed_gap_ci(router[:3], quick, deepthink, seeds)
 
 
 def test_wilson_interval_of_a_small_binary_sample_is_never_zero_width() -> None:

@@ -1,9 +1,9 @@
 """Estimates with 95% intervals, from scipy's bootstrap (not hand-rolled).
 
 Two kinds:
-- one level (`mean_ci`, `ratio_ci`, `gap_recovered_ci`): episodes resampled, for one run's own
+- one level (`mean_ci`, `ratio_ci`): episodes resampled, for one run's own
   summary (an MLflow run's metrics) and for the pair report;
-- two levels (`seed_ci` and its wrappers `seed_mean_ci`, `seed_ratio_ci`, `seed_diff_ci`): the
+- two levels (`seed_ci` and its wrappers `seed_mean_ci`, `seed_ratio_ci`, `seed_diff_ci`, `seed_gap_ci`): the
   report's intervals. Run seeds are resampled first (each a separately trained router, or another
   block of episodes), then episodes within each drawn seed, so an interval covers what varies from
   one trained Switcher to the next, not only from one episode to the next. This is the
@@ -129,33 +129,6 @@ def ratio_ci(numerator: Sequence[float], denominator: Sequence[float], seed: int
     return Estimate(point, float(interval.low), float(interval.high), int(min(a.size, b.size)))
 
 
-def gap_recovered_ci(router: Sequence[float], quick: Sequence[float], deepthink: Sequence[float],
-                     seed: int = 0) -> Estimate:
-    """(mean(router) - mean(quick)) / (mean(deepthink) - mean(quick)) on the same episodes (paired).
-
-    NaN when QUICK and DEEPTHINK have the same mean reward: there is no gap to recover.
-    """
-    r, q, d = (np.asarray(x, dtype=np.float64) for x in (router, quick, deepthink))
-    if not (r.size == q.size == d.size):
-        raise ValueError(f"gap_recovered needs the same episodes for all three: {r.size}, {q.size}, {d.size}")
-    if r.size == 0 or d.mean() == q.mean():
-        return Estimate(float("nan"), float("nan"), float("nan"), int(r.size))
-    point = float((r.mean() - q.mean()) / (d.mean() - q.mean()))
-    if r.size == 1:
-        return Estimate(point, float("nan"), float("nan"), 1)
-
-    def statistic(x: np.ndarray, y: np.ndarray, z: np.ndarray, axis: int = -1) -> np.ndarray:
-        gap = z.mean(axis=axis) - y.mean(axis=axis)
-        return (x.mean(axis=axis) - y.mean(axis=axis)) / np.where(gap == 0, np.nan, gap)
-
-    result = _bootstrap(
-        (r, q, d), statistic, confidence_level=CONFIDENCE, n_resamples=RESAMPLES, method="percentile",
-        paired=True, vectorized=True, random_state=np.random.default_rng(seed),
-    )
-    interval = result.confidence_interval
-    return Estimate(point, float(interval.low), float(interval.high), int(r.size))
-
-
 SEED_RESAMPLES = 2000
 
 
@@ -267,3 +240,17 @@ def seed_diff_ci(a: Sequence[float], b: Sequence[float], seeds: Sequence[int], b
     difference = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
     estimate = seed_ci(lambda m: m["d"], {"d": difference}, seeds, seed)
     return _clip(_widened(estimate), -1.0, 1.0) if bounded else estimate
+
+
+def seed_gap_ci(router: Sequence[float], quick: Sequence[float], deepthink: Sequence[float], seeds: Sequence[int],
+                seed: int = 0) -> Estimate:
+    """Gap recovered: (mean(router) - mean(quick)) / (mean(deepthink) - mean(quick)) on the same episodes (paired),
+    two-level interval. NaN when QUICK and DEEPTHINK have the same mean reward: there is no gap to recover."""
+    r, q, d = (np.asarray(x, dtype=np.float64) for x in (router, quick, deepthink))
+    if not (r.size == q.size == d.size):
+        raise ValueError(f"gap_recovered needs the same episodes for all three: {r.size}, {q.size}, {d.size}")
+
+    def gap(m: dict[str, np.ndarray]) -> np.ndarray:
+        return _ratio(m["r"] - m["q"], m["d"] - m["q"])
+
+    return seed_ci(gap, {"r": r, "q": q, "d": d}, seeds, seed)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.common.stats import Estimate, fmt, seed_ci, seed_diff_ci, seed_mean_ci, seed_ratio_ci
+from bench.common.stats import Estimate, fmt, seed_ci, seed_diff_ci, seed_gap_ci, seed_mean_ci, seed_ratio_ci
 from bench.common.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
 
 EPISODE_METRICS = (
@@ -240,11 +240,9 @@ def summarize(episodes: pd.DataFrame, training: pd.DataFrame | None = None, spli
                     floor = by_episode(quick)
                     common = shared.intersection(floor.index).sort_values()
                     if len(common):
-                        values["gap_recovered"] = seed_ci(
-                            _gap, {"r": mine.loc[common, "reward"].to_numpy(),
-                                   "q": floor.loc[common, "reward"].to_numpy(),
-                                   "d": theirs.loc[common, "reward"].to_numpy()},
-                            common.get_level_values("seed").to_numpy())
+                        values["gap_recovered"] = seed_gap_ci(
+                            mine.loc[common, "reward"].to_numpy(), floor.loc[common, "reward"].to_numpy(),
+                            theirs.loc[common, "reward"].to_numpy(), common.get_level_values("seed").to_numpy())
                 trained = (training[(training.task == task) & (training.router == router)]
                            if training is not None and len(training) else None)
                 if trained is not None and len(trained) and _has(mine, VERDICT_COST) \
@@ -260,12 +258,6 @@ def summarize(episodes: pd.DataFrame, training: pd.DataFrame | None = None, spli
                             "break_even_episodes": break_even(mine, theirs, spent)}
         cells.append(Cell(task, router, len(group), group["seed"].nunique(), values, per_seed, bill))
     return cells
-
-
-def _gap(m: dict[str, np.ndarray]) -> np.ndarray:
-    """(router - QUICK-only) / (DEEPTHINK-only - QUICK-only), of mean rewards; NaN without a gap."""
-    gap = m["d"] - m["q"]
-    return np.where(gap == 0, np.nan, (m["r"] - m["q"]) / np.where(gap == 0, 1, gap))
 
 
 def model_costs(episodes: pd.DataFrame) -> pd.DataFrame:
