@@ -152,8 +152,9 @@ def test_reproduce_covers_scienceworld_with_its_own_report(londi_cache, sw_smoke
     from tests.test_cli import logged_runs, run_module
 
     results = tmp_path / "results"
+    task = "scienceworld/power-component[max_steps=8]"  # short episodes: the subject is the report
     done = run_module("bench.reproduce", "--profile", "smoke", "--results-dir", str(results), "--no-progress",
-                      "--tasks", "scienceworld/power-component", "--sweep-tasks", "scienceworld/power-component",
+                      "--tasks", task, "--sweep-tasks", task,
                       "--routers", "quick_only", "deepthink_only", "--learned", "londi_b[budget=2,train_episodes=1]",
                       "--no-match-random", "--no-match-cascade", "--ablation", "--episodes", "2")
     assert done.returncode == 0, done.stderr
@@ -163,13 +164,13 @@ def test_reproduce_covers_scienceworld_with_its_own_report(londi_cache, sw_smoke
         assert (out / name).stat().st_size > 0, name
     assert not (out / "babyai.md").exists()  # no BabyAI task ran: no BabyAI report
     table = pd.read_csv(out / "scienceworld.csv").set_index(["task", "router"])
-    assert set(table.index) == {("scienceworld/power-component", r)
+    assert set(table.index) == {(task, r)
                                 for r in ("quick_only", "deepthink_only", "londi_b[budget=2,train_episodes=1]")}
     assert table["episodes"].eq(2).all()
-    assert table.loc[("scienceworld/power-component", "quick_only"), "deepthink_fraction"] == 0
-    assert table.loc[("scienceworld/power-component", "deepthink_only"), "deepthink_fraction"] == 1
+    assert table.loc[(task, "quick_only"), "deepthink_fraction"] == 0
+    assert table.loc[(task, "deepthink_only"), "deepthink_fraction"] == 1
     # LONDI-B's budget holds at evaluation: at most 2 DEEPTHINK calls in any episode
-    londi_b = table.loc[("scienceworld/power-component", "londi_b[budget=2,train_episodes=1]")]
+    londi_b = table.loc[(task, "londi_b[budget=2,train_episodes=1]")]
     assert londi_b["deepthink_calls_ci_high"] <= 2
     runs = logged_runs(tracking_uri)
     evals = [r for r in runs if r.data.tags.get("londi.kind") == "eval"]
