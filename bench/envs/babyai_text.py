@@ -12,6 +12,7 @@ underlying environment (see `BabyAITextEnv.minigrid_env`) to produce demonstrati
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import logging
 import string
@@ -188,6 +189,27 @@ class BabyAITextEnv(gymnasium.Env):
         self._memory = EpisodeMemory(env.width, env.height)
         self._obs_text, sentences = self._observe(env, obs["image"])
         return self._obs_text, self._info(env, sentences, success=False)
+
+    def snapshot(self) -> BabyAITextEnv:
+        """An independent copy of this environment in its current state (minigrid is pure Python: stepping the copy
+        leaves this one as it was). What a search over action sequences branches with."""
+        if self._level is None:
+            raise RuntimeError("call reset() before snapshot()")
+        twin = copy.copy(self)
+        twin._wrapped, twin._envs = {}, {self._level: copy.deepcopy(self._envs[self._level])}
+        twin._memory = copy.deepcopy(self._memory)
+        twin._np_random = copy.deepcopy(self._np_random)  # no generator shared with the original
+        return twin
+
+    def state_key(self) -> tuple:
+        """Everything the episode's future depends on except the step count, hashable: from two states with equal
+        keys the same actions give the same observations; the one at the earlier step gets its success sooner
+        (more reward) and its time-out later. The step count is `minigrid_env.step_count`."""
+        env, memory = self.minigrid_env, self._memory
+        carrying = None if env.carrying is None else (env.carrying.type, env.carrying.color)
+        return (self._level, str(env.mission), tuple(int(v) for v in env.agent_pos),
+                int(env.agent_dir), carrying, env.grid.encode().tobytes(), memory.seen.tobytes(),
+                memory.blocked.tobytes(), tuple(sorted(memory.objects.items())))
 
     def candidates(self) -> tuple[str, ...]:
         """The actions a model chooses among: always the six of `ACTIONS`."""

@@ -1,0 +1,307 @@
+"""The hindsight minimum: the fewest DEEPTHINK calls with which an episode could have succeeded, and the best
+reward reachable with k calls (the episode's cost-reward frontier). The physical limit of switching.
+
+With greedy models and a deterministic environment, an episode is a function of its switch sequence. Where the
+two models would play the same action a DEEPTHINK call changes nothing but the bill, so only states where they
+disagree branch. The search is uniform-cost on the number of calls: level k holds the states first reached with k
+calls; from each, QUICK plays on to the end of the episode (a rollout), and every disagreement on the way puts the
+state after DEEPTHINK's action into level k + 1. The first level with a successful rollout gives the fewest calls,
+exactly (every cheaper level was searched in full); the best reward of levels 0..k is the frontier at k calls.
+
+Model decisions are memoised by prompt (a decision is a function of its prompt), states reached twice by different
+switch sequences are searched once (the key is everything the future depends on: both prompts and the
+environment's state, step count included), and the models decide for a whole level in batches. A node budget
+(states decided per episode) bounds the work; where it runs out the result says so: the fewest calls is then
+"at least" the level being searched, and "at most" the calls of DEEPTHINK's own path where that succeeded.
+
+The search needs environments that can be copied and keyed (`snapshot()`, `state_key()`: BabyAI-Text has them);
+ScienceWorld's simulator lives in a JVM and cannot be copied, so it has no hindsight minimum here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from bench.envs.contexts import EpisodeHistory, get_context
+from bench.envs.tasks import TaskSpec
+from bench.models.pair import MODELS, ModelPair
+
+NODE_BUDGET = 4000
+"""States decided per episode before the search stops and reports bounds instead of the exact minimum."""
+MAX_CALLS = 8
+"""Levels searched at most (DEEPTHINK calls per episode): the frontier is given for 0..MAX_CALLS calls."""
+BEYOND = 2
+"""Levels searched past the fewest calls with success: more calls can still shorten the episode (more reward)."""
+
+EXACT, AT_LEAST, NEVER = "exact", "at_least", "never"
+
+
+@dataclass
+class Frontier:
+    """One episode's hindsight result."""
+
+    env_seed: int
+    level: str
+    best: list[float]
+    """best[k]: the best reward reachable with at most k DEEPTHINK calls, for every k searched in full"""
+    best_steps: list[int]
+    """the episode's length at best[k]"""
+    min_calls: int | None
+    """the fewest calls with which the episode succeeds (status exact); None otherwise"""
+    lower: int
+    """the fewest calls is at least this (= min_calls when exact)"""
+    upper: int | None
+    """... and at most this: the calls of a succeeding switch sequence found (None: none found)"""
+    min_steps: int | None
+    """the length of the best succeeding episode with the fewest calls (or of the upper bound's episode)"""
+    switches: tuple[int, ...] = ()
+    """steps (1-based) at which that episode calls DEEPTHINK"""
+    status: str = EXACT
+    """exact (min_calls known), at_least (node budget or MAX_CALLS reached first: lower, and upper where known),
+    never (no switch sequence succeeds: every level was searched until none was left)"""
+    exhaustive: bool = False
+    """every switch sequence was searched: the frontier is flat beyond its last entry"""
+    nodes: int = 0
+    """states decided"""
+    decisions: dict[str, int] = field(default_factory=dict)
+    """model decisions computed per model (a prompt decided before is not counted again)"""
+    seconds: float = 0.0
+
+    def reward_with(self, calls: int) -> float:
+        """The frontier at `calls` calls: exact within the levels searched; beyond them the last level's value
+        (a lower bound, unless the search was exhaustive)."""
+        return self.best[min(calls, len(self.best) - 1)] if self.best else float("nan")
+
+    def calls_for(self, reward: float) -> int | None:
+        """The fewest calls reaching `reward` (None: not within the levels searched)."""
+        for k, value in enumerate(self.best):
+            if value >= reward - 1e-9:
+                return k
+        return None
+
+    def row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["switches"] = list(self.switches)
+        return row
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Frontier:
+        row = dict(row)
+        row["switches"] = tuple(row.get("switches", ()))
+        return cls(**row)
+
+
+@dataclass
+class _Node:
+    env: Any
+    history: EpisodeHistory
+    calls: int
+    switches: tuple[int, ...]
+    ret: float = 0.0
+    done: bool = False
+    success: bool = False
+
+    def steps(self) -> int:
+        return len(self.history.actions)
+
+
+class HindsightSearch:
+    """The search over switch sequences for one task and model pair (decisions memoised across its episodes)."""
+
+    def __init__(self, task: TaskSpec, models: ModelPair, node_budget: int = NODE_BUDGET, max_calls: int = MAX_CALLS,
+                 beyond: int = BEYOND, batch: int = 256) -> None:
+        probe = task.make_env()
+        copyable = hasattr(probe, "snapshot") and hasattr(probe, "state_key")
+        probe.close()
+        if not copyable:
+            raise ValueError(f"task {task.name!r}: its environments cannot be copied (snapshot/state_key), so it has "
+                             f"no hindsight minimum; BabyAI-Text tasks have one")
+        if node_budget < 1 or max_calls < 0 or beyond < 0:
+            raise ValueError(f"node budget must be >= 1, max calls and levels beyond >= 0, got {node_budget}, "
+                             f"{max_calls}, {beyond}")
+        self.task, self.models, self.batch = task, models, batch
+        self.node_budget, self.max_calls, self.beyond = node_budget, max_calls, beyond
+        self.contexts = {role: get_context(models.get(role).context) for role in MODELS}
+        self.memo: dict[str, dict[str, str]] = {role: {} for role in MODELS}
+        self.computed = {role: 0 for role in MODELS}
+
+    # --- decisions, memoised by prompt and batched ------------------------------------------------------------
+    def _actions(self, role: str, nodes: Sequence[_Node]) -> list[str]:
+        prompts = [self.contexts[role](n.history) for n in nodes]
+        memo = self.memo[role]
+        missing = list(dict.fromkeys(p for p in prompts if p not in memo))
+        if missing:
+            listed = self.task.action_mode == "choose" or any(self.models.get(r).needs_candidates for r in MODELS)
+            candidates = tuple(nodes[0].env.candidates()) if listed else None
+            lm = self.models.get(role)
+            for start in range(0, len(missing), self.batch):
+                chunk = missing[start:start + self.batch]
+                decision, _ = lm.decide(chunk, None if candidates is None else [candidates] * len(chunk))
+                memo.update(zip(chunk, decision.actions, strict=True))
+            self.computed[role] += len(missing)
+        return [memo[p] for p in prompts]
+
+    def _key(self, node: _Node) -> tuple:
+        """The state without its step count: the environment's state and both models' prompts."""
+        return (node.env.state_key(), *(self.contexts[role](node.history) for role in MODELS))
+
+    def _dominated(self, node: _Node, seen: dict[tuple, int]) -> bool:
+        """Whether the search already holds this state at the same step or an earlier one, reached with as few calls
+        or fewer (`seen` maps each state to the earliest step it was reached at; the levels come in order of calls).
+        From the earlier copy the same switches replay the same future sooner: no less reward (it falls with the
+        steps taken), no earlier time-out. Otherwise the state is recorded at this step."""
+        key = self._key(node)
+        if seen.get(key, node.steps() + 1) <= node.steps():
+            return True
+        seen[key] = node.steps()
+        return False
+
+    @staticmethod
+    def _step(node: _Node, action: str) -> None:
+        obs, reward, terminated, truncated, info = node.env.step(action)
+        node.ret += float(reward)
+        node.history = EpisodeHistory(observations=node.history.observations + [obs],
+                                      actions=node.history.actions + [action],
+                                      memories=node.history.memories + [info.get("memory", [])])
+        node.done, node.success = bool(terminated or truncated), bool(info.get("success"))
+        if node.done:
+            node.env.close()
+
+    # --- the search of one episode ----------------------------------------------------------------------------
+    def episode(self, env_seed: int) -> Frontier:
+        started = time.perf_counter()
+        computed_before = dict(self.computed)
+        env = self.task.make_env()
+        obs, info = env.reset(seed=int(env_seed))
+        root = _Node(env, EpisodeHistory(observations=[obs], memories=[info.get("memory", [])]), 0, ())
+        upper, upper_steps, upper_switches = self._follow_deepthink(root)
+        seen = {self._key(root): 0}
+        states: list[_Node] = [root]
+        best: list[float] = []
+        best_steps: list[int] = []
+        found: tuple[int, int, tuple[int, ...]] | None = None  # (calls, steps, switches) of the fewest calls
+        nodes, exhaustive = 0, False
+        for k in range(self.max_calls + 1):
+            if not states:
+                exhaustive = True
+                break
+            level = self._search_level(states, seen, self.node_budget - nodes)
+            nodes += level["nodes"]
+            if found is None and level["success"] is not None:
+                # Every cheaper level was searched in full: k calls is the minimum, whether this level was or not.
+                found = (k, *level["success"])
+            if not level["complete"]:
+                break
+            if not best or level["best"][0] > best[-1] + 1e-12:
+                best.append(level["best"][0])
+                best_steps.append(level["best"][1])
+            else:
+                best.append(best[-1])
+                best_steps.append(best_steps[-1])
+            states = level["next"]
+            if found is not None and k >= found[0] + self.beyond:
+                exhaustive = not states
+                break
+        else:
+            exhaustive = not states
+        for node in states:
+            if not node.done:
+                node.env.close()
+        env.close()
+        if found is not None:
+            min_calls, lower, status = found[0], found[0], EXACT
+            upper, min_steps, switches = found[0], found[1], found[2]
+        elif exhaustive:
+            min_calls, lower, status, upper, min_steps, switches = None, len(best), NEVER, None, None, ()
+        else:
+            min_calls, lower, status = None, len(best), AT_LEAST
+            min_steps, switches = upper_steps, upper_switches
+        return Frontier(env_seed=int(env_seed), level=str(info.get("level", "")), best=best, best_steps=best_steps,
+                        min_calls=min_calls, lower=lower, upper=upper, min_steps=min_steps, switches=switches,
+                        status=status, exhaustive=exhaustive, nodes=nodes,
+                        decisions={r: self.computed[r] - computed_before[r] for r in MODELS},
+                        seconds=time.perf_counter() - started)
+
+    def _follow_deepthink(self, root: _Node) -> tuple[int | None, int | None, tuple[int, ...]]:
+        """DEEPTHINK's own path, calling it only where the two differ: where it succeeds, its calls bound the
+        minimum from above."""
+        node = _Node(root.env.snapshot(), root.history, 0, ())
+        while not node.done:
+            quick, deepthink = (self._actions(role, [node])[0] for role in MODELS)
+            if quick != deepthink:
+                node.calls += 1
+                node.switches += (node.steps() + 1,)
+            self._step(node, deepthink)
+        return (node.calls, node.steps(), node.switches) if node.success else (None, None, ())
+
+    def _search_level(self, starts: list[_Node], seen: dict[tuple, int], budget: int) -> dict[str, Any]:
+        """QUICK's rollouts from every state of one level, in lockstep (the models decide for all of them at once).
+        Returns the level's best (reward, steps), its shortest success (steps, switches), the next level's states,
+        and whether the level was finished within `budget` states decided."""
+        best: tuple[float, int] = (float("-inf"), 0)
+        success: tuple[int, tuple[int, ...]] | None = None
+        finished_next: list[_Node] = []  # the next level's episodes that DEEPTHINK's action ended
+
+        def finished(node: _Node, failed: bool = False) -> None:
+            nonlocal best, success
+            steps = self.task.max_steps if failed else node.steps()
+            if node.ret > best[0] + 1e-12 or (abs(node.ret - best[0]) <= 1e-12 and steps < best[1]):
+                best = (node.ret, steps)
+            if not failed and node.success and (success is None or steps < success[0]):
+                success = (steps, node.switches)
+
+        pending: dict[tuple, _Node] = {}  # the next level's states, each at the earliest step it was reached
+        running: list[_Node] = []
+        for node in starts:  # a level's states are its own: rolled out in place, not copied
+            if node.done:  # DEEPTHINK's action ended the episode: nothing left to roll out
+                finished(node)
+            else:
+                running.append(node)
+        nodes = 0
+        while running:
+            if nodes + len(running) > budget:
+                for node in (*running, *pending.values()):
+                    if not node.done:
+                        node.env.close()
+                return {"complete": False, "nodes": nodes, "best": best, "success": success, "next": []}
+            nodes += len(running)
+            quick = self._actions("quick", running)
+            deepthink = self._actions("deepthink", running)
+            still: list[_Node] = []
+            for node, q, d in zip(running, quick, deepthink, strict=True):
+                if q != d:
+                    child = _Node(node.env.snapshot(), node.history, node.calls + 1,
+                                  node.switches + (node.steps() + 1,), node.ret)
+                    self._step(child, d)
+                    if child.done:
+                        finished_next.append(child)
+                    else:
+                        key = self._key(child)
+                        other = pending.get(key)
+                        if other is None or child.steps() < other.steps():
+                            if other is not None:
+                                other.env.close()
+                            pending[key] = child
+                        else:
+                            child.env.close()
+                self._step(node, q)
+                if node.done:
+                    finished(node)
+                elif self._dominated(node, seen):
+                    # A state held already (possibly this rollout's own, in a loop): its future is searched from
+                    # there. Rewards are non-negative, so what this one has earned is a reward reachable here.
+                    finished(node, failed=True)
+                    node.env.close()
+                else:
+                    still.append(node)
+            running = still
+        following: list[_Node] = list(finished_next)
+        for child in pending.values():
+            if self._dominated(child, seen):
+                child.env.close()  # this level reached it as early, with one call fewer
+            else:
+                following.append(child)
+        return {"complete": True, "nodes": nodes, "best": best, "success": success, "next": following}

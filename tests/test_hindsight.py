@@ -1,0 +1,206 @@
+"""Tests for bench.running.hindsight: the fewest DEEPTHINK calls an episode could have succeeded with, and its
+cost-reward frontier. Exact on a scripted corridor whose minimal call set is known; equal to brute force over every
+switch sequence, run through the real runner with the committed cpu pair, on short BabyAI episodes."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+
+import gymnasium
+import numpy as np
+import pytest
+
+from bench.envs.tasks import TaskSpec, get_task
+from bench.models.cost import CallCost
+from bench.models.lm import Decision
+from bench.models.pair import ModelPair
+from bench.running.hindsight import AT_LEAST, EXACT, NEVER, Frontier, HindsightSearch
+from bench.running.router import Router, StepView
+from bench.running.runner import run_episodes
+
+MISSION = "walk to the end of the corridor"
+
+
+class Corridor(gymnasium.Env):
+    """Cells 0..`length`; reaching the last one succeeds with reward 1 - 0.9 steps / max_steps (BabyAI's)."""
+
+    def __init__(self, length: int = 8, jump: tuple[int, int] | None = (1, 4), max_steps: int = 20) -> None:
+        self.length, self.jump, self.max_steps = length, jump, max_steps
+        self.cell = self.steps = 0
+
+    def _obs(self) -> str:
+        return f"{MISSION}\nyou are at cell {self.cell}"
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:
+        self.cell = self.steps = 0
+        return self._obs(), {"level": "corridor"}
+
+    def step(self, action: str) -> tuple[str, float, bool, bool, dict]:
+        self.steps += 1
+        if action == "forward":
+            self.cell += 1
+        elif action == "jump" and self.jump is not None and self.cell == self.jump[0]:
+            self.cell = self.jump[1]
+        success = self.cell >= self.length
+        reward = 1 - 0.9 * self.steps / self.max_steps if success else 0.0
+        return self._obs(), reward, success, self.steps >= self.max_steps and not success, {
+            "success": success, "level": "corridor"}
+
+    def candidates(self) -> tuple[str, ...]:
+        return ("forward", "wait", "jump")
+
+    def snapshot(self) -> Corridor:
+        twin = Corridor(self.length, self.jump, self.max_steps)
+        twin.cell, twin.steps = self.cell, self.steps
+        return twin
+
+    def state_key(self) -> tuple:
+        return (self.cell,)
+
+
+class Scripted:
+    """A model whose action is a function of the cell in its prompt (reflex context: mission, last action, view)."""
+
+    context = "reflex"
+    needs_candidates = False
+
+    def __init__(self, policy: dict[int, str], default: str = "forward") -> None:
+        self.policy, self.default = policy, default
+        self.calls = 0
+
+    def decide(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]] | None) -> tuple[Decision, CallCost]:
+        self.calls += 1
+        actions = [self.policy.get(int(p.rsplit("cell ", 1)[1]), self.default) for p in prompts]
+        zeros = np.zeros(len(prompts))
+        return Decision(actions, zeros, zeros.copy()), CallCost(zeros, zeros.copy(), zeros.copy())
+
+
+def corridor_task(**env: object) -> TaskSpec:
+    max_steps = int(env.get("max_steps", 20))
+    return TaskSpec(name="test/corridor", suite="test", make_env=lambda: Corridor(**env), max_steps=max_steps,
+                    train_seeds=range(0, 10), eval_seeds=range(10, 20))
+
+
+def corridor_pair(hard: Sequence[int] = (2, 5), deepthink_waits: Sequence[int] = ()) -> ModelPair:
+    """QUICK waits (for ever) on the hard cells; DEEPTHINK walks on, and jumps where it can."""
+    quick = Scripted({cell: "wait" for cell in hard})
+    deepthink = Scripted({1: "jump", **{cell: "wait" for cell in deepthink_waits}})
+    return ModelPair(quick, deepthink)  # type: ignore[arg-type]
+
+
+def test_the_search_finds_the_known_fewest_calls_and_the_frontier() -> None:
+    # QUICK alone waits at cell 2; one call is never enough (jumping lands before cell 5, walking on past 2 reaches
+    # 5); two calls are: jump at cell 1 (step 2) and walk on at cell 5 (step 4), done in 6 steps. Walking on at 2 and
+    # at 5 also succeeds with two calls, in 8 steps: the search must report the shorter one.
+    search = HindsightSearch(corridor_task(), corridor_pair())
+    frontier = search.episode(10)
+    assert frontier.status == EXACT and frontier.min_calls == frontier.lower == frontier.upper == 2
+    assert frontier.switches == (2, 4) and frontier.min_steps == 6
+    assert frontier.best[:3] == [0.0, 0.0, pytest.approx(1 - 0.9 * 6 / 20)]
+    assert frontier.exhaustive  # a handful of states: every switch sequence was searched
+    assert frontier.reward_with(2) == frontier.reward_with(7) == pytest.approx(0.73)
+    assert frontier.calls_for(0.73) == 2 and frontier.calls_for(0.9) is None
+    assert Frontier.from_row(frontier.row()) == frontier
+
+
+def test_with_no_hard_cell_quick_alone_succeeds_and_a_call_only_shortens_the_path() -> None:
+    frontier = HindsightSearch(corridor_task(), corridor_pair(hard=())).episode(10)
+    assert frontier.min_calls == 0 and frontier.switches == () and frontier.min_steps == 8
+    # The jump saves two steps: one call buys 0.09 more reward.
+    assert frontier.best[:2] == [pytest.approx(1 - 0.9 * 8 / 20), pytest.approx(1 - 0.9 * 6 / 20)]
+    # Searching no level past the minimum misses that: the frontier stops at 0 calls, and says it was not exhaustive.
+    stopped = HindsightSearch(corridor_task(), corridor_pair(hard=()), beyond=0).episode(10)
+    assert stopped.best == frontier.best[:1] and not stopped.exhaustive and stopped.min_calls == 0
+
+
+def test_an_episode_no_switching_can_save_says_never() -> None:
+    # Both models wait at cell 5 (which the jump cannot skip): no switch sequence succeeds.
+    frontier = HindsightSearch(corridor_task(), corridor_pair(deepthink_waits=(5,))).episode(10)
+    assert frontier.status == NEVER and frontier.exhaustive
+    assert frontier.min_calls is None and frontier.upper is None and max(frontier.best) == 0
+
+
+def test_a_node_budget_that_runs_out_gives_bounds_not_a_minimum() -> None:
+    # Two states decided: level 0 (QUICK's rollout until it waits at cell 2 a second time) is not even finished.
+    frontier = HindsightSearch(corridor_task(), corridor_pair(), node_budget=2).episode(10)
+    assert frontier.status == AT_LEAST and frontier.min_calls is None
+    assert frontier.lower == 0 and frontier.best == []
+    assert frontier.upper == 2  # DEEPTHINK's own path calls it twice where the two differ, and succeeds
+    # One state short of the full search: levels 0 and 1 were searched in full, level 2 (where the success is) not.
+    full = HindsightSearch(corridor_task(), corridor_pair()).episode(10)
+    short = HindsightSearch(corridor_task(), corridor_pair(), node_budget=full.nodes - 1).episode(10)
+    assert full.status == EXACT and short.status == AT_LEAST and short.min_calls is None
+    assert short.lower == 2 == short.upper and short.best == [0.0, 0.0]
+
+
+def test_decisions_are_memoised_by_prompt() -> None:
+    pair = corridor_pair()
+    search = HindsightSearch(corridor_task(), pair)
+    first = search.episode(10)
+    calls = (pair.quick.calls, pair.deepthink.calls)
+    again = search.episode(11)  # the same corridor: every prompt was decided before
+    assert (pair.quick.calls, pair.deepthink.calls) == calls
+    assert again.decisions == {"quick": 0, "deepthink": 0} and sum(first.decisions.values()) > 0
+    assert dataclasses.replace(again, env_seed=10, seconds=first.seconds, decisions=first.decisions) == first
+
+
+def test_a_task_whose_environments_cannot_be_copied_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot be copied"):
+        HindsightSearch(get_task("scienceworld/power-component"), corridor_pair())
+
+
+class Sequences(Router):
+    """Plays switch sequence `sequences[i]` (steps, 1-based, at which DEEPTHINK acts) in the i-th episode run."""
+
+    name = "sequences"
+
+    def __init__(self, sequences: list[frozenset[int]]) -> None:
+        self.sequences, self.started = sequences, 0
+        self.playing: dict[int, frozenset[int]] = {}
+
+    def start_episode(self, slot: int, seed: int) -> None:
+        self.playing[slot] = self.sequences[self.started]
+        self.started += 1
+
+    def route(self, view: StepView) -> np.ndarray:
+        return np.array([int(step) + 1 in self.playing[slot] for slot, step in zip(view.slots, view.steps,
+                                                                                      strict=True)])
+
+
+# GoToLocal episodes of 6 steps where the cpu pair's frontier moves: a call makes the episode succeed (1000000,
+# 1000002 with two calls, 1000008) or succeed sooner (1000006).
+SHORT = "babyai/GoToLocal[max_steps=6]"
+SHORT_SEEDS = (1_000_000, 1_000_002, 1_000_006, 1_000_008)
+
+
+def test_the_frontier_is_brute_force_over_every_switch_sequence_through_the_runner(cpu_models: ModelPair) -> None:
+    """Every one of the 2^6 switch sequences of each episode, played by the real runner: the best reward with at
+    most k DEEPTHINK-acted steps is the search's frontier at k, and the fewest with success its minimum."""
+    task = get_task(SHORT)
+    steps = task.max_steps
+    sequences = [frozenset(s for s, on in zip(range(1, steps + 1), bits, strict=True) if on)
+                 for bits in itertools.product((0, 1), repeat=steps)]
+    seeds = [seed for seed in SHORT_SEEDS for _ in sequences]
+    results, _ = run_episodes(Sequences(sequences * len(SHORT_SEEDS)), task, cpu_models, seeds, batch_size=len(seeds),
+                              progress=False)
+    results.sort(key=lambda r: r.index)
+    search = HindsightSearch(task, cpu_models)
+    moved = 0
+    for i, seed in enumerate(SHORT_SEEDS):
+        played = results[i * len(sequences):(i + 1) * len(sequences)]
+        assert all(r.env_seed == seed for r in played)
+        brute = [max(r.reward for r, s in zip(played, sequences, strict=True) if len(s) <= k)
+                 for k in range(steps + 1)]
+        succeeded = [len(s) for r, s in zip(played, sequences, strict=True) if r.success]
+        frontier = search.episode(seed)
+        assert frontier.exhaustive and frontier.status in (EXACT, NEVER)
+        assert [frontier.reward_with(k) for k in range(steps + 1)] == pytest.approx(brute), seed
+        assert frontier.min_calls == (min(succeeded) if succeeded else None), seed
+        # The switches it reports are a sequence that succeeds with that many calls, in the steps it says.
+        if frontier.min_calls is not None:
+            replay = played[sequences.index(frozenset(frontier.switches))]
+            assert replay.success and replay.steps == frontier.min_steps
+        moved += brute[-1] > brute[0]
+    assert moved == len(SHORT_SEEDS)  # on every one of these episodes calls change the outcome
