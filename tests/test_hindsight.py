@@ -16,7 +16,7 @@ from bench.envs.tasks import TaskSpec, get_task
 from bench.models.cost import CallCost
 from bench.models.lm import Decision
 from bench.models.pair import ModelPair
-from bench.running.hindsight import AT_LEAST, EXACT, NEVER, Frontier, HindsightSearch
+from bench.running.hindsight import AT_LEAST, EXACT, NEVER, Frontier, HindsightSearch, frontiers, store_path
 from bench.running.router import Router, StepView
 from bench.running.runner import run_episodes
 
@@ -202,5 +202,103 @@ def test_the_frontier_is_brute_force_over_every_switch_sequence_through_the_runn
         if frontier.min_calls is not None:
             replay = played[sequences.index(frozenset(frontier.switches))]
             assert replay.success and replay.steps == frontier.min_steps
+        # DEEPTHINK-only's episode (every step DEEPTHINK's) is the one the search followed for its upper bound.
+        everything = played[sequences.index(frozenset(range(1, steps + 1)))]
+        assert (frontier.deepthink_reward, frontier.deepthink_success, frontier.deepthink_steps) == (
+            pytest.approx(everything.reward), everything.success, everything.steps)
         moved += brute[-1] > brute[0]
     assert moved == len(SHORT_SEEDS)  # on every one of these episodes calls change the outcome
+
+
+def comparable(frontier: Frontier) -> dict:
+    """A frontier without what depends on the machine (seconds) or on what was searched before (decisions)."""
+    row = frontier.row()
+    del row["seconds"], row["decisions"]
+    return row
+
+
+def test_searched_episodes_are_stored_at_once_and_read_back_instead_of_searched_again(tmp_path) -> None:
+    pair = corridor_pair()
+    task = corridor_task()
+    first = frontiers(HindsightSearch(task, pair), [10, 11], store=tmp_path / "store", progress=False)
+    path = store_path(tmp_path / "store", task, pair, HindsightSearch(task, pair))
+    assert len(path.read_text().splitlines()) == 2
+    with path.open("a") as out:
+        out.write('{"env_seed": 12, "level": "corr')  # a line cut off by a kill: that episode is searched again
+    fresh = corridor_pair()  # new models with the same weights (none): the same pair key, nothing memoised
+    again = frontiers(HindsightSearch(task, fresh), [11, 10, 12], store=tmp_path / "store", progress=False)
+    assert fresh.quick.calls == fresh.deepthink.calls > 0  # only episode 12 was searched
+    assert [comparable(f) for f in again[:2]] == [comparable(f) for f in (first[1], first[0])]
+    # Another search setting is another store: nothing is read across settings.
+    other = HindsightSearch(task, corridor_pair(), beyond=0)
+    assert store_path(tmp_path / "store", task, pair, other) != path
+    # A read-only copy (the committed one) is read, and never written to.
+    committed = tmp_path / "committed"
+    store_path(committed, task, pair, HindsightSearch(task, pair)).parent.mkdir(parents=True)
+    store_path(committed, task, pair, HindsightSearch(task, pair)).write_text(path.read_text())
+    reader = corridor_pair()
+    frontiers(HindsightSearch(task, reader), [10, 11, 12], store=tmp_path / "empty", also=(committed,), progress=False)
+    assert reader.quick.calls == 0 and not (tmp_path / "empty").exists()
+
+
+def test_the_summary_keeps_bounds_apart_and_reports_the_success_reachable_per_call_count() -> None:
+    from bench.reporting.hindsight import frontier_frame, summary, summary_markdown
+
+    def episode(seed: int, level: str, status: str, **fields: object) -> Frontier:
+        base = dict(env_seed=seed, level=level, best=[0.0], best_steps=[10], min_calls=None, lower=0, upper=None,
+                    min_steps=None, status=status, deepthink_success=True, deepthink_steps=10)
+        return Frontier(**{**base, **fields})
+
+    found = [episode(1, "A", EXACT, min_calls=0, lower=0, upper=0, min_steps=10),
+             episode(2, "A", EXACT, min_calls=2, lower=2, upper=2, min_steps=8),
+             episode(3, "B", NEVER, deepthink_success=False),
+             episode(4, "B", AT_LEAST, lower=3, upper=5, min_steps=20)]
+    table = summary(frontier_frame(found, max_steps=40)).set_index("level")
+    assert table.loc["all", ["exact", "at_least", "never"]].tolist() == [2, 1, 1]
+    assert table.loc["all", "calls_low"] == pytest.approx((0 + 2 + 0 + 3) / 4)
+    assert table.loc["all", "calls_high"] == pytest.approx((0 + 2 + 0 + 5) / 4)
+    assert table.loc["A", "fraction_low"] == table.loc["A", "fraction_high"] == pytest.approx((0 + 2 / 8) / 2)
+    assert table.loc["B", "fraction_low"] == pytest.approx((0 + 3 / 40) / 2)
+    assert table.loc["B", "fraction_high"] == pytest.approx((0 + 5 / 20) / 2)
+    # Success with at most k calls counts only what the search proved: the bounded episode counts at no k.
+    assert [table.loc["all", f"success_{k}_calls"] for k in (0, 1, 2, 3)] == [0.25, 0.25, 0.5, 0.5]
+    assert table.loc["all", "deepthink_success"] == 0.75
+    assert table.loc["all", "share_of_deepthink_2"] == pytest.approx(0.5 / 0.75)
+    unbounded = summary(frontier_frame([episode(5, "C", AT_LEAST, lower=4)], max_steps=40))
+    assert np.isnan(unbounded.calls_high[0])
+    text = summary_markdown(unbounded, "test/task")
+    assert "| >= 4.00 | >= 0.100 |" in text
+
+
+def test_the_command_line_searches_the_sweeps_episodes_and_reads_them_back(londi_cache, tmp_path) -> None:
+    from bench.models.profiles import get_profile
+    from tests.test_cli import run_module
+
+    store = tmp_path / "store"
+    args = ("--profile", "smoke", "--tasks", SHORT, "--store", str(store), "--no-progress")
+    done = run_module("bench.hindsight", *args)
+    assert done.returncode == 0, done.stderr
+    profile = get_profile("smoke")
+    episodes = len(profile.sweep_seeds_for(get_task(SHORT))) * profile.episodes_for(get_task(SHORT))
+    assert f"| all | {episodes} |" in done.stdout and "### babyai/GoToLocal[max_steps=6] (test)" in done.stdout
+    [path] = store.rglob("*.jsonl")
+    assert len(path.read_text().splitlines()) == episodes
+    before = path.stat().st_mtime_ns
+    again = run_module("bench.hindsight", *args)
+    assert again.stdout.split("| search s")[0] == done.stdout.split("| search s")[0]
+    assert path.stat().st_mtime_ns == before  # read back, nothing searched again
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--split", "train"), "--split train: give test or valid"),
+    (("--tasks", "scienceworld/power-component"), "only BabyAI-Text tasks can"),
+    (("--tasks", "babyai/Nope"), "unknown task 'babyai/Nope'"),
+])
+def test_bad_input_is_one_error_line_and_exit_2(args, message, londi_cache, tmp_path, capsys) -> None:
+    from tests.test_cli import in_process
+
+    status, _, err = in_process("bench.hindsight", "--profile", "smoke", *args, "--store", str(tmp_path / "s"),
+                                capsys=capsys)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert status == 2 and len(errors) == 1 and message in errors[0], err
+    assert not (tmp_path / "s").exists()

@@ -27,6 +27,7 @@ LAYERS = {
     "bench.reproduce": 5,
     "bench.regress": 5,
     "bench.calibrate": 5,
+    "bench.hindsight": 5,
     "algos": 6,  # routers plug in from outside: they may use any of bench, bench never names them
     "baselines": 6,
 }

@@ -20,10 +20,14 @@ ScienceWorld's simulator lives in a JVM and cannot be copied, so it has no hinds
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from bench.envs.contexts import EpisodeHistory, get_context
 from bench.envs.tasks import TaskSpec
@@ -64,6 +68,12 @@ class Frontier:
     never (no switch sequence succeeds: every level was searched until none was left)"""
     exhaustive: bool = False
     """every switch sequence was searched: the frontier is flat beyond its last entry"""
+    deepthink_reward: float = float("nan")
+    deepthink_success: bool = False
+    deepthink_steps: int = 0
+    """DEEPTHINK-only's episode (the models are greedy: the one the deepthink_only router plays)"""
+    deepthink_calls: int = 0
+    """... and the steps of it where the two models differ (the calls follow_deepthink_where_they_differ pays)"""
     nodes: int = 0
     """states decided"""
     decisions: dict[str, int] = field(default_factory=dict)
@@ -177,7 +187,8 @@ class HindsightSearch:
         env = self.task.make_env()
         obs, info = env.reset(seed=int(env_seed))
         root = _Node(env, EpisodeHistory(observations=[obs], memories=[info.get("memory", [])]), 0, ())
-        upper, upper_steps, upper_switches = self._follow_deepthink(root)
+        own = self._follow_deepthink(root)
+        upper, upper_steps, upper_switches = (own.calls, own.steps(), own.switches) if own.success else (None, None, ())
         seen = {self._key(root): 0}
         states: list[_Node] = [root]
         best: list[float] = []
@@ -222,11 +233,13 @@ class HindsightSearch:
         return Frontier(env_seed=int(env_seed), level=str(info.get("level", "")), best=best, best_steps=best_steps,
                         min_calls=min_calls, lower=lower, upper=upper, min_steps=min_steps, switches=switches,
                         status=status, exhaustive=exhaustive, nodes=nodes,
+                        deepthink_reward=own.ret, deepthink_success=own.success, deepthink_steps=own.steps(),
+                        deepthink_calls=own.calls,
                         decisions={r: self.computed[r] - computed_before[r] for r in MODELS},
                         seconds=time.perf_counter() - started)
 
-    def _follow_deepthink(self, root: _Node) -> tuple[int | None, int | None, tuple[int, ...]]:
-        """DEEPTHINK's own path, calling it only where the two differ: where it succeeds, its calls bound the
+    def _follow_deepthink(self, root: _Node) -> _Node:
+        """DEEPTHINK-only's episode, counting the calls where the two differ: where it succeeds, they bound the
         minimum from above."""
         node = _Node(root.env.snapshot(), root.history, 0, ())
         while not node.done:
@@ -235,7 +248,7 @@ class HindsightSearch:
                 node.calls += 1
                 node.switches += (node.steps() + 1,)
             self._step(node, deepthink)
-        return (node.calls, node.steps(), node.switches) if node.success else (None, None, ())
+        return node
 
     def _search_level(self, starts: list[_Node], seen: dict[tuple, int], budget: int) -> dict[str, Any]:
         """QUICK's rollouts from every state of one level, in lockstep (the models decide for all of them at once).
@@ -305,3 +318,59 @@ class HindsightSearch:
             else:
                 following.append(child)
         return {"complete": True, "nodes": nodes, "best": best, "success": success, "next": following}
+
+
+# --- the search over a set of episodes, cached -------------------------------------------------------------------
+def pair_key(models: ModelPair) -> str:
+    """Both models' weight fingerprints: search results hold for this pair only."""
+    from bench.running.calibrate import fingerprint
+
+    return "-".join(fingerprint(models.get(role)) for role in MODELS)
+
+
+def store_path(folder: Path, task: TaskSpec, models: ModelPair, search: HindsightSearch) -> Path:
+    """Where one task's results for one pair and one search setting are kept (one JSON line per episode)."""
+    slug = task.name.replace("/", "_").replace("[", "_").replace("]", "").replace(",", "_").replace("=", "-")
+    return (Path(folder) / slug / f"{pair_key(models)}-n{search.node_budget}-k{search.max_calls}-b{search.beyond}"
+            ".jsonl")
+
+
+def read_store(path: Path) -> dict[int, Frontier]:
+    """The episodes already searched (a line cut off by a kill is skipped: that episode is searched again)."""
+    found: dict[int, Frontier] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                frontier = Frontier.from_row(json.loads(line))
+            except (json.JSONDecodeError, TypeError):
+                continue
+            found[frontier.env_seed] = frontier
+    return found
+
+
+def frontiers(search: HindsightSearch, env_seeds: Sequence[int], store: Path | None = None,
+              also: Sequence[Path] = (), progress: bool = True) -> list[Frontier]:
+    """Each episode's frontier, in `env_seeds` order: read from `store` or the read-only folders `also` (a committed
+    copy) where the same pair and search setting searched it before; otherwise searched now and appended to `store`
+    at once (a stopped run keeps every episode it finished)."""
+    task, models = search.task, search.models
+    known: dict[int, Frontier] = {}
+    for folder in (*also, *([store] if store is not None else [])):
+        known.update(read_store(store_path(folder, task, models, search)))
+    missing = [seed for seed in dict.fromkeys(int(s) for s in env_seeds) if seed not in known]
+    target = None if store is None else store_path(store, task, models, search)
+    if target is not None and missing:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists() and not target.read_bytes().endswith(b"\n") and target.stat().st_size:
+            with target.open("a") as out:
+                out.write("\n")  # a line cut off by a kill ends here, not in the next episode's line
+    bar = tqdm(total=len(missing), desc=f"hindsight {task.name}", disable=not progress or not missing, unit="ep")
+    for seed in missing:
+        known[seed] = search.episode(seed)
+        if target is not None:
+            with target.open("a") as out:
+                out.write(json.dumps(known[seed].row()) + "\n")
+        bar.update(1)
+        bar.set_postfix(status=known[seed].status, calls=known[seed].min_calls)
+    bar.close()
+    return [known[int(seed)] for seed in env_seeds]

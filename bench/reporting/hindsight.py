@@ -1,0 +1,83 @@
+"""The hindsight minimum per task and level, from the search's per-episode results (bench.running.hindsight).
+
+Per episode the fewest DEEPTHINK calls with success is exact, bounded (the node budget ran out: at least `lower`,
+at most `upper` where a succeeding sequence was found) or "never" (no switch sequence succeeds: the fewest calls
+at its reward, 0, is 0). Summaries keep the bounds apart: a figure over bounded episodes is given as a low and a
+high end, never as a guess between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from bench.running.hindsight import AT_LEAST, EXACT, NEVER, Frontier
+
+REACH = (0, 1, 2, 3)
+"""The call counts at which the success reachable is reported."""
+
+
+def frontier_frame(frontiers: Sequence[Frontier], max_steps: int) -> pd.DataFrame:
+    """One row per episode: its minimum's bounds in calls and as a DEEPTHINK fraction of its steps (a bounded
+    episode's fraction is at least `lower` over the step limit `max_steps`)."""
+    rows = []
+    for f in frontiers:
+        if f.status == NEVER:
+            low = high = 0.0  # nothing succeeds: the fewest calls at its reward (none) is none
+            low_fraction = high_fraction = 0.0
+        elif f.status == EXACT:
+            low = high = float(f.min_calls)
+            low_fraction = high_fraction = f.min_calls / max(1, f.min_steps)
+        else:
+            low = float(f.lower)
+            high = float("nan") if f.upper is None else float(f.upper)
+            low_fraction = f.lower / max_steps
+            high_fraction = float("nan") if f.upper is None else f.upper / max(1, f.min_steps)
+        rows.append({"env_seed": f.env_seed, "level": f.level, "status": f.status, "calls_low": low,
+                     "calls_high": high, "fraction_low": low_fraction, "fraction_high": high_fraction,
+                     "deepthink_success": float(f.deepthink_success), "deepthink_reward": f.deepthink_reward,
+                     "deepthink_differs": f.deepthink_calls, "nodes": f.nodes, "seconds": f.seconds,
+                     **{f"success_{k}_calls": float(f.status == EXACT and f.min_calls <= k) for k in REACH}})
+    return pd.DataFrame(rows)
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per level and over all episodes: how many were searched exactly, the minimum in calls per episode and as a
+    DEEPTHINK fraction (low and high end), the success reachable with at most k calls (a low end where the
+    search was bounded) next to DEEPTHINK-only's, and the search's cost."""
+    groups = [("all", frame), *((level, part) for level, part in frame.groupby("level", sort=True))]
+    rows = []
+    for name, part in groups:
+        row = {"level": name, "episodes": len(part), "exact": int((part.status == EXACT).sum()),
+               "at_least": int((part.status == AT_LEAST).sum()), "never": int((part.status == NEVER).sum()),
+               "calls_low": part.calls_low.mean(), "calls_high": part.calls_high.mean(skipna=False),
+               "fraction_low": part.fraction_low.mean(), "fraction_high": part.fraction_high.mean(skipna=False),
+               "deepthink_success": part.deepthink_success.mean(),
+               "deepthink_differs": part.deepthink_differs.mean()}
+        for k in REACH:
+            row[f"success_{k}_calls"] = part[f"success_{k}_calls"].mean()
+            share = row[f"success_{k}_calls"] / row["deepthink_success"] if row["deepthink_success"] else np.nan
+            row[f"share_of_deepthink_{k}"] = share
+        row["seconds_per_episode"] = part.seconds.mean()
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_markdown(table: pd.DataFrame, task: str) -> str:
+    def bounds(low: float, high: float, digits: int) -> str:
+        if np.isnan(high):
+            return f">= {low:.{digits}f}"
+        return f"{low:.{digits}f}" if abs(high - low) < 10 ** -digits else f"{low:.{digits}f} - {high:.{digits}f}"
+
+    header = ("| level | episodes | exact / at least / never | calls per episode | DEEPTHINK fraction | "
+              + " | ".join(f"success with <= {k}" for k in REACH) + " | DEEPTHINK-only success | search s / episode |")
+    lines = [f"### {task}: the hindsight minimum", "", header, "|" + "---|" * (header.count("|") - 1)]
+    for r in table.itertuples():
+        reach = " | ".join(f"{getattr(r, f'success_{k}_calls'):.3f} ({getattr(r, f'share_of_deepthink_{k}'):.0%})"
+                           for k in REACH)
+        lines.append(f"| {r.level} | {r.episodes} | {r.exact} / {r.at_least} / {r.never} | "
+                     f"{bounds(r.calls_low, r.calls_high, 2)} | {bounds(r.fraction_low, r.fraction_high, 3)} | "
+                     f"{reach} | {r.deepthink_success:.3f} | {r.seconds_per_episode:.1f} |")
+    return "\n".join(lines) + "\n"
