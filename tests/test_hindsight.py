@@ -302,3 +302,29 @@ def test_bad_input_is_one_error_line_and_exit_2(args, message, londi_cache, tmp_
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert status == 2 and len(errors) == 1 and message in errors[0], err
     assert not (tmp_path / "s").exists()
+
+
+def test_regret_is_calls_above_the_minimum_at_the_reward_and_reward_below_the_frontier_at_the_calls() -> None:
+    import pandas as pd
+
+    from bench.reporting.hindsight import regret_frame, regret_summary
+
+    found = [Frontier(env_seed=1, level="A", best=[0.0, 0.5, 0.8], best_steps=[64, 20, 10], min_calls=1, lower=1,
+                      upper=1, min_steps=20),
+             Frontier(env_seed=2, level="A", best=[0.6, 0.6], best_steps=[30, 30], min_calls=0, lower=0, upper=0,
+                      min_steps=30, status=AT_LEAST)]
+    episodes = pd.DataFrame({"router": ["r"] * 4 + ["q"] * 2, "seed": [0, 0, 1, 1, 0, 1],
+                             "env_seed": [1, 2, 1, 2, 1, 3], "reward": [0.5, 0.6, 0.9, 0.0, 0.0, 0.4],
+                             "deepthink_calls": [3, 1, 5, 0, 0, 0]})
+    regret = regret_frame(episodes, found)
+    assert len(regret) == 5  # env seed 3 was not searched: left out
+    r = regret[regret.router == "r"]
+    # 0.5 needs 1 call (3 paid: 2 above); 0.6 on episode 2 needs none; 0.9 is beyond the levels searched on
+    # episode 1: at least 3 (bounded); a failure needs none.
+    assert r.min_calls.tolist() == [1, 0, 3, 0] and r.bounded.tolist() == [False, False, True, False]
+    assert r.calls_above.tolist() == [2, 1, 2, 0]
+    assert r.reward_below.tolist() == pytest.approx([0.8 - 0.5, 0.0, 0.8 - 0.9, 0.6 - 0.0])
+    table = regret_summary(regret).set_index("router")
+    assert table.loc["r", "calls_ratio"] == pytest.approx((3 + 1 + 5 + 0) / (1 + 0 + 3 + 0))
+    assert table.loc["r", "bounded"] == 1 and table.loc["q", "episodes"] == 1
+    assert table.loc["q", "reward_below"] == pytest.approx(0.0)  # QUICK's failure on episode 1 is all 0 calls buy

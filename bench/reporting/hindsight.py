@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from bench.common.stats import seed_mean_ci, seed_ratio_ci
 from bench.running.hindsight import AT_LEAST, EXACT, NEVER, Frontier
 
 REACH = (0, 1, 2, 3)
@@ -81,3 +82,41 @@ def summary_markdown(table: pd.DataFrame, task: str) -> str:
                      f"{bounds(r.calls_low, r.calls_high, 2)} | {bounds(r.fraction_low, r.fraction_high, 3)} | "
                      f"{reach} | {r.deepthink_success:.3f} | {r.seconds_per_episode:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def regret_frame(episodes: pd.DataFrame, frontiers: Sequence[Frontier]) -> pd.DataFrame:
+    """Each router episode against its episode's frontier (joined on the env seed; episodes the search did not cover
+    are left out): `min_calls`, the fewest DEEPTHINK calls with which its reward was reachable (`bounded` where the
+    levels searched do not reach it: then at least that many), `calls_above` (its DEEPTHINK calls minus that) and
+    `reward_below` (the best reward reachable with its calls minus its reward; a lower bound beyond the levels
+    searched)."""
+    by_seed = {f.env_seed: f for f in frontiers}
+    part = episodes[episodes.env_seed.isin(list(by_seed))].copy()
+    minimum, bounded, best = [], [], []
+    for seed, reward, calls in zip(part.env_seed, part.reward, part.deepthink_calls, strict=True):
+        frontier = by_seed[int(seed)]
+        needed = frontier.calls_for(float(reward))
+        bounded.append(needed is None)
+        minimum.append(float(len(frontier.best) if needed is None else needed))
+        best.append(frontier.reward_with(int(calls)))
+    part["min_calls"], part["bounded"] = minimum, bounded
+    part["calls_above"] = part.deepthink_calls - part.min_calls
+    part["reward_below"] = np.asarray(best) - part.reward
+    return part
+
+
+def regret_summary(regret: pd.DataFrame) -> pd.DataFrame:
+    """Per router: its DEEPTHINK calls per episode against the minimum at its rewards (the ratio, with its two-level
+    interval: run seeds, then episodes), the reward it left below the frontier at its calls, and how many of its
+    episodes had only a bound."""
+    rows = []
+    for router, part in regret.groupby("router", sort=True):
+        seeds = part.seed.to_numpy()
+        ratio = seed_ratio_ci(part.deepthink_calls.to_numpy(), part.min_calls.to_numpy(), seeds)
+        below = seed_mean_ci(part.reward_below.to_numpy(), seeds)
+        rows.append({"router": router, "episodes": len(part), "reward": part.reward.mean(),
+                     "calls": part.deepthink_calls.mean(), "min_calls": part.min_calls.mean(),
+                     "calls_ratio": ratio.mean, "calls_ratio_low": ratio.low, "calls_ratio_high": ratio.high,
+                     "reward_below": below.mean, "reward_below_low": below.low, "reward_below_high": below.high,
+                     "bounded": int(part.bounded.sum())})
+    return pd.DataFrame(rows)
