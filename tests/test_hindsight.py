@@ -326,5 +326,6 @@ def test_regret_is_calls_above_the_minimum_at_the_reward_and_reward_below_the_fr
     assert r.reward_below.tolist() == pytest.approx([0.8 - 0.5, 0.0, 0.8 - 0.9, 0.6 - 0.0])
     table = regret_summary(regret).set_index("router")
     assert table.loc["r", "calls_ratio"] == pytest.approx((3 + 1 + 5 + 0) / (1 + 0 + 3 + 0))
+    assert table.loc["r", "needed_share"] == pytest.approx(4 / 9)
     assert table.loc["r", "bounded"] == 1 and table.loc["q", "episodes"] == 1
     assert table.loc["q", "reward_below"] == pytest.approx(0.0)  # QUICK's failure on episode 1 is all 0 calls buy

@@ -107,16 +107,20 @@ def regret_frame(episodes: pd.DataFrame, frontiers: Sequence[Frontier]) -> pd.Da
 
 def regret_summary(regret: pd.DataFrame) -> pd.DataFrame:
     """Per router: its DEEPTHINK calls per episode against the minimum at its rewards (the ratio, with its two-level
-    interval: run seeds, then episodes), the reward it left below the frontier at its calls, and how many of its
-    episodes had only a bound."""
+    interval: run seeds, then episodes; `needed_share` is its inverse, the share of its calls the minimum needed),
+    the reward it left below the frontier at its calls, and how many of its episodes had only a bound."""
     rows = []
     for router, part in regret.groupby("router", sort=True):
         seeds = part.seed.to_numpy()
-        ratio = seed_ratio_ci(part.deepthink_calls.to_numpy(), part.min_calls.to_numpy(), seeds)
+        # Bootstrapped as the share of its calls the minimum needed (its calls are rarely 0 in a resample; the
+        # minimum often is), then inverted: a share whose interval reaches 0 is a ratio whose interval reaches inf.
+        share = seed_ratio_ci(part.min_calls.to_numpy(), part.deepthink_calls.to_numpy(), seeds)
+        ratio = [float(np.divide(1.0, x)) if x == x else float("nan") for x in (share.mean, share.high, share.low)]
         below = seed_mean_ci(part.reward_below.to_numpy(), seeds)
         rows.append({"router": router, "episodes": len(part), "reward": part.reward.mean(),
                      "calls": part.deepthink_calls.mean(), "min_calls": part.min_calls.mean(),
-                     "calls_ratio": ratio.mean, "calls_ratio_low": ratio.low, "calls_ratio_high": ratio.high,
+                     "calls_ratio": ratio[0], "calls_ratio_low": ratio[1], "calls_ratio_high": ratio[2],
+                     "needed_share": share.mean,
                      "reward_below": below.mean, "reward_below_low": below.low, "reward_below_high": below.high,
                      "bounded": int(part.bounded.sum())})
     return pd.DataFrame(rows)
