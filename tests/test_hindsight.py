@@ -329,3 +329,16 @@ def test_regret_is_calls_above_the_minimum_at_the_reward_and_reward_below_the_fr
     assert table.loc["r", "needed_share"] == pytest.approx(4 / 9)
     assert table.loc["r", "bounded"] == 1 and table.loc["q", "episodes"] == 1
     assert table.loc["q", "reward_below"] == pytest.approx(0.0)  # QUICK's failure on episode 1 is all 0 calls buy
+
+
+def test_the_task_frontier_places_calls_where_they_buy_most_reward() -> None:
+    from bench.reporting.hindsight import task_frontier
+
+    def episode(best: list[float]) -> Frontier:
+        return Frontier(env_seed=len(best), level="A", best=best, best_steps=[1] * len(best), min_calls=None,
+                        lower=0, upper=None, min_steps=None)
+
+    # Episode a: 2 calls buy 0.8 (0.4 a call, the hull skips k=1); episode b: 1 call buys 0.5, the second 0.1.
+    points = task_frontier([episode([0.0, 0.1, 0.8]), episode([0.2, 0.7, 0.8])])
+    assert points == [pytest.approx(p) for p in [(0.0, 0.1), (0.5, 0.35), (1.5, 0.75), (2.0, 0.8)]]
+    assert task_frontier([]) == []

@@ -9,6 +9,8 @@ high end, never as a guess between them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -124,3 +126,60 @@ def regret_summary(regret: pd.DataFrame) -> pd.DataFrame:
                      "reward_below": below.mean, "reward_below_low": below.low, "reward_below_high": below.high,
                      "bounded": int(part.bounded.sum())})
     return pd.DataFrame(rows)
+
+
+def _hull(best: Sequence[float]) -> list[tuple[int, float]]:
+    """The upper concave hull of an episode's frontier points (k, best[k]), from k = 0."""
+    hull: list[tuple[int, float]] = []
+    for point in enumerate(best):
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (y2 - y1) * (point[0] - x1) <= (point[1] - y1) * (x2 - x1):  # the middle point is on or below
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    return hull
+
+
+def task_frontier(frontiers: Sequence[Frontier]) -> list[tuple[float, float]]:
+    """The best mean reward reachable with a mean of C DEEPTHINK calls per episode, calls placed in hindsight across
+    the episodes: each episode's frontier as its concave hull, the hull segments taken steepest first (exact at the
+    returned points, which join the segments). Points (calls per episode, reward per episode) from 0 calls."""
+    if not frontiers:
+        return []
+    n = len(frontiers)
+    segments = []
+    for f in frontiers:
+        hull = _hull(f.best)
+        segments += [((y2 - y1) / (x2 - x1), x2 - x1, y2 - y1) for (x1, y1), (x2, y2) in pairwise(hull)
+                     if y2 > y1]
+    calls, reward = 0.0, sum(f.best[0] for f in frontiers if f.best) / n
+    points = [(calls, reward)]
+    for _, dk, dr in sorted(segments, key=lambda s: -s[0]):
+        calls, reward = calls + dk / n, reward + dr / n
+        points.append((calls, reward))
+    return points
+
+
+def plot_frontier(frontiers: Sequence[Frontier], routers: pd.DataFrame, path: Path, title: str) -> Path:
+    """Reward against DEEPTHINK calls per episode: the hindsight frontier as a curve, each router as a point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = np.asarray(task_frontier(frontiers))
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    ax.plot(points[:, 0], points[:, 1], "-", color="black", label="hindsight frontier (calls placed in hindsight)")
+    for family, part in routers.groupby(routers.router.str.split("[").str[0]):
+        ax.scatter(part.calls, part.reward, label=family, s=22)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("DEEPTHINK calls per episode")
+    ax.set_ylabel("reward per episode")
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
