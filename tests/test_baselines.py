@@ -233,3 +233,23 @@ def test_router_spec_options_are_typed_and_named() -> None:
 def test_router_spec_errors_name_the_problem(spec: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(")):
         router_spec(spec).make()
+
+
+# ---------------------------------------------------------------- stuck rule
+def test_stuck_rule_calls_deepthink_exactly_where_the_episode_shows_it_is_stuck(cpu_models: ModelPair) -> None:
+    from baselines.stuck_rule import StuckRule, stuck
+
+    far = "go to the red ball\nyou see a wall 2 steps forward"
+    near = "go to the red ball\nyou see a red ball 1 step forward"
+    assert not stuck(EpisodeHistory(observations=[far]), seen=1, still=True)
+    assert stuck(EpisodeHistory(observations=[far, far], actions=["go forward"]), seen=0, still=True)
+    assert not stuck(EpisodeHistory(observations=[far, far], actions=["go forward"]), seen=0, still=False)
+    looped = EpisodeHistory(observations=[far, near, far, near, far], actions=["turn left"] * 4)
+    assert stuck(looped, seen=2, still=False) and not stuck(looped, seen=3, still=False)
+    with pytest.raises(ValueError, match="seen must be >= 0"):
+        StuckRule(seen=-1)
+
+    played = [s for result in run(StuckRule(seen=1), cpu_models, episodes=4) for s in states(result)]
+    called = [model == "deepthink" for _, model in played]
+    assert called == [stuck(history, seen=1, still=True) for history, _ in played]
+    assert 0 < sum(called) < len(called)  # the cpu pair gets stuck, and not everywhere
