@@ -327,3 +327,49 @@ def test_behind_a_proxy_the_hub_is_not_probed_directly(monkeypatch: pytest.Monke
     assert hub_unavailable("google/flan-t5-small-not-cached-here") is not None
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")  # the download will say; a direct probe cannot
     assert hub_unavailable("google/flan-t5-small-not-cached-here") is None
+
+
+def test_a_sampled_policy_draws_from_the_softened_scores_with_its_own_seeded_generator(
+        smoke_models: ModelPair, smoke_demos: list[Demo]) -> None:
+    from scipy.stats import chisquare
+
+    from baselines.quick_only import QuickOnly
+    from bench.envs.tasks import get_task
+    from bench.models.lm import SampledPolicy, softmax
+    from bench.running.runner import run_episodes
+
+    quick = smoke_models.quick
+    prompts = _prompts(quick, smoke_demos, n=4)
+    candidates = [ACTIONS] * len(prompts)
+    greedy, greedy_cost = quick.decide(prompts, candidates)
+    cold = SampledPolicy(quick, temperature=1e-4, role="quick")
+    assert cold.decide(prompts, candidates)[0].actions == greedy.actions  # no temperature: the argmax
+    assert cold.name == f"{quick.name}@t=0.0001" and cold.context == quick.context and cold.size == quick.size
+
+    warm = SampledPolicy(quick, temperature=2.0, role="quick")
+    warm.seed(3)
+    draws = [warm.decide(prompts[:1] * 200, [ACTIONS] * 200)[0].actions for _ in range(3)]
+    counts = np.array([sum(d.count(a) for d in draws) for a in ACTIONS])
+    probs = softmax(np.asarray(greedy.scores[0], dtype=np.float64) / 2.0)
+    expected = probs / probs.sum() * counts.sum()
+    assert chisquare(counts, expected).pvalue > 1e-3  # the draws follow softmax(scores / T)
+    assert (counts > 0).sum() >= 2  # and they are not the argmax alone
+    _, cost = warm.decide(prompts, candidates)
+    assert np.array_equal(cost.flops, greedy_cost.flops)  # a sampled call costs what the model's call costs
+
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        SampledPolicy(quick, temperature=0.0)
+    with pytest.raises(ValueError, match="choose among candidate actions"):
+        warm.decide(prompts, None)
+
+    # Through the runner: the run seed fixes the draws; the greedy pair plays other episodes.
+    task = get_task("babyai/GoToLocal")
+    seeds = task.eval_episode_seeds(0, 4)
+
+    def play(pair: ModelPair, seed: int) -> list[tuple[str, ...]]:
+        results, _ = run_episodes(QuickOnly(), task, pair, seeds, batch_size=4, seed=seed, progress=False)
+        return [tuple(step["action"] for step in r.trace) for r in sorted(results, key=lambda r: r.index)]
+
+    sampled = ModelPair(SampledPolicy(quick, temperature=1.0, role="quick"), smoke_models.deepthink)
+    assert play(sampled, 0) == play(sampled, 0) != play(sampled, 1)
+    assert play(sampled, 0) != play(smoke_models, 0)

@@ -342,6 +342,39 @@ class RandomPolicy:
         return 0.0
 
 
+class SampledPolicy:
+    """A model's actions sampled instead of taken by argmax: its candidates' likelihoods, softened by `temperature`,
+    drawn from its own generator (seeded by the runner with the run seed, like the random policy). The control for
+    "mixing two greedy models helps because it breaks loops": if any noise breaks them, a sampled single model does
+    as well. Everything else (cost, FLOPs, context, name for the meter) is the wrapped model's. Tasks whose models
+    generate their actions are refused: a sampled generation would draw from torch's global generator."""
+
+    def __init__(self, lm: ActionLM, temperature: float, role: str = "model") -> None:
+        if not temperature > 0:
+            raise ValueError(f"sampling temperature must be > 0 (argmax is the model itself), got {temperature}")
+        self.lm, self.temperature, self.role = lm, float(temperature), role
+        self.name = f"{lm.name}@t={self.temperature:g}"
+        self.rng = generator(0, f"sampled_policy:{role}")
+
+    def __getattr__(self, name: str) -> object:  # cost, size, context, device, meta: the wrapped model's
+        if name == "lm":  # not set yet (a copy being built): no recursion through the lookup below
+            raise AttributeError(name)
+        return getattr(self.lm, name)
+
+    def seed(self, seed: int) -> None:
+        self.rng = generator(seed, f"sampled_policy:{self.role}")
+
+    def decide(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]] | None) -> tuple[Decision, CallCost]:
+        if candidates is None:
+            raise ValueError("a sampled policy needs a task whose models choose among candidate actions (BabyAI-Text)")
+        greedy, cost = self.lm.decide(prompts, candidates)
+        actions = []
+        for row, options in zip(greedy.scores, candidates, strict=True):
+            probs = softmax(np.asarray(row, dtype=np.float64) / self.temperature)
+            actions.append(options[int(self.rng.choice(len(options), p=probs))])
+        return Decision(actions, greedy.margin, greedy.entropy, greedy.scores), cost
+
+
 def load_model(name_or_path: str | Path, device: str = "cpu") -> ActionLM | RandomPolicy:
     """`random` gives the random policy; anything else a checkpoint (hub name or local path)."""
     if str(name_or_path) == RANDOM_POLICY:
