@@ -282,3 +282,21 @@ def test_ansi_render_is_the_observation() -> None:
     obs, _ = env.reset(seed=0)
     assert env.render() == obs
     env.close()
+
+
+def test_the_state_key_holds_the_missions_progress() -> None:
+    """Two ways to the same spot and view on a "X after Y and Z" mission, one of which has done a part of it:
+    equal positions, grids and memories, but not the same state (a search that merged them would lose that part)."""
+    keys = []
+    for path in (["turn left"] * 4 + ["go forward", "turn left"],
+                 ["turn left"] * 2 + ["go forward"] + ["turn left"] * 2 + ["go forward", "turn left"]):
+        env = BabyAITextEnv(["BabyAI-GoToSeqS5R2-v0"], max_steps=64)
+        env.reset(seed=1)
+        for action in path:
+            env.step(action)
+        keys.append(env.state_key())
+    assert keys[0][3:] == keys[1][3:]  # position, direction, carrying, grid, memory: all the same
+    assert keys[0] != keys[1]
+    twin = env.snapshot()
+    twin.step("turn right")
+    assert env.state_key() == keys[1] != twin.state_key()  # stepping a snapshot leaves the original as it was

@@ -146,9 +146,13 @@ def test_decisions_are_memoised_by_prompt() -> None:
     assert dataclasses.replace(again, env_seed=10, seconds=first.seconds, decisions=first.decisions) == first
 
 
-def test_a_task_whose_environments_cannot_be_copied_is_refused() -> None:
+def test_a_task_whose_environments_cannot_be_copied_or_models_that_sample_are_refused() -> None:
     with pytest.raises(ValueError, match="cannot be copied"):
         HindsightSearch(get_task("scienceworld/power-component"), corridor_pair())
+    sampling = corridor_pair()
+    sampling.quick.rng = np.random.default_rng(0)  # a sampled or random policy has a generator of its own
+    with pytest.raises(ValueError, match="needs greedy models.*quick draws from a generator"):
+        HindsightSearch(corridor_task(), sampling)
 
 
 class Sequences(Router):
@@ -250,7 +254,7 @@ def test_the_summary_keeps_bounds_apart_and_reports_the_success_reachable_per_ca
         return Frontier(**{**base, **fields})
 
     found = [episode(1, "A", EXACT, min_calls=0, lower=0, upper=0, min_steps=10),
-             episode(2, "A", EXACT, min_calls=2, lower=2, upper=2, min_steps=8),
+             episode(2, "A", EXACT, best=[0.0, 0.0, 0.8], min_calls=2, lower=2, upper=2, min_steps=8),
              episode(3, "B", NEVER, deepthink_success=False),
              episode(4, "B", AT_LEAST, lower=3, upper=5, min_steps=20)]
     table = summary(frontier_frame(found, max_steps=40)).set_index("level")
@@ -259,11 +263,20 @@ def test_the_summary_keeps_bounds_apart_and_reports_the_success_reachable_per_ca
     assert table.loc["all", "calls_high"] == pytest.approx((0 + 2 + 0 + 5) / 4)
     assert table.loc["A", "fraction_low"] == table.loc["A", "fraction_high"] == pytest.approx((0 + 2 / 8) / 2)
     assert table.loc["B", "fraction_low"] == pytest.approx((0 + 3 / 40) / 2)
-    assert table.loc["B", "fraction_high"] == pytest.approx((0 + 5 / 20) / 2)
+    assert np.isnan(table.loc["B", "fraction_high"])  # how short a success with 3-5 calls can be is unknown
     # Success with at most k calls counts only what the search proved: the bounded episode counts at no k.
     assert [table.loc["all", f"success_{k}_calls"] for k in (0, 1, 2, 3)] == [0.25, 0.25, 0.5, 0.5]
     assert table.loc["all", "deepthink_success"] == 0.75
     assert table.loc["all", "share_of_deepthink_2"] == pytest.approx(0.5 / 0.75)
+    # The budget ran out in the level that found the fewest calls (best has no entry 2): 2 calls is exact, the
+    # 8-step success found is not known to be the shortest, so its fraction is a low end.
+    cut = episode(6, "D", EXACT, best=[0.0, 0.0], min_calls=2, lower=2, upper=2, min_steps=8)
+    assert not cut.shortest and found[1].shortest
+    row = frontier_frame([cut], max_steps=40).iloc[0]
+    assert row.fraction_low == 2 / 8 and np.isnan(row.fraction_high) and row.calls_low == row.calls_high == 2
+    # A bounded episode whose found sequence succeeds with 2 calls counts as a success with at most 2 or 3.
+    proved = frontier_frame([episode(7, "D", AT_LEAST, lower=1, upper=2, min_steps=9)], max_steps=40).iloc[0]
+    assert [proved[f"success_{k}_calls"] for k in (0, 1, 2, 3)] == [0, 0, 1, 1]
     unbounded = summary(frontier_frame([episode(5, "C", AT_LEAST, lower=4)], max_steps=40))
     assert np.isnan(unbounded.calls_high[0])
     text = summary_markdown(unbounded, "test/task")

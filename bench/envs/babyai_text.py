@@ -92,6 +92,18 @@ def describe_view(image: np.ndarray, carrying: WorldObj | None) -> list[str]:
     return sentences
 
 
+def _progress(instr: object) -> tuple:
+    """What the mission's checker remembers between steps: which parts of "X and Y", "X then Y" are done, whether
+    the last step completed a clause, what was carried before it. Part of an episode's state: two positions that
+    look alike may be one part of the mission apart."""
+    if instr is None:
+        return ()
+    carried = getattr(instr, "preCarrying", None)
+    return (type(instr).__name__, *(str(getattr(instr, name, "")) for name in ("a_done", "b_done", "lastStepMatch")),
+            None if carried is None else (carried.type, carried.color),
+            _progress(getattr(instr, "instr_a", None)), _progress(getattr(instr, "instr_b", None)))
+
+
 class BabyAITextEnv(gymnasium.Env):
     """One or several BabyAI levels behind a text observation and the six named minigrid actions.
 
@@ -207,7 +219,8 @@ class BabyAITextEnv(gymnasium.Env):
         (more reward) and its time-out later. The step count is `minigrid_env.step_count`."""
         env, memory = self.minigrid_env, self._memory
         carrying = None if env.carrying is None else (env.carrying.type, env.carrying.color)
-        return (self._level, str(env.mission), tuple(int(v) for v in env.agent_pos),
+        return (self._level, str(env.mission), _progress(getattr(env, "instrs", None)),
+                tuple(int(v) for v in env.agent_pos),
                 int(env.agent_dir), carrying, env.grid.encode().tobytes(), memory.seen.tobytes(),
                 memory.blocked.tobytes(), tuple(sorted(memory.objects.items())))
 

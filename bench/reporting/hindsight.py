@@ -32,24 +32,29 @@ def frontier_frame(frontiers: Sequence[Frontier], max_steps: int) -> pd.DataFram
             low_fraction = high_fraction = 0.0
         elif f.status == EXACT:
             low = high = float(f.min_calls)
-            low_fraction = high_fraction = f.min_calls / max(1, f.min_steps)
+            # The shortest success with those calls gives the fraction; where the budget ran out in its level, the
+            # success found may be longer than the shortest: its fraction is then a low end only.
+            low_fraction = f.min_calls / max(1, f.min_steps)
+            high_fraction = low_fraction if f.shortest else float("nan")
         else:
             low = float(f.lower)
             high = float("nan") if f.upper is None else float(f.upper)
-            low_fraction = f.lower / max_steps
-            high_fraction = float("nan") if f.upper is None else f.upper / max(1, f.min_steps)
+            low_fraction = f.lower / max_steps  # at least `lower` calls in an episode no longer than the limit
+            high_fraction = float("nan")  # the shortest success with the fewest calls is unknown
+        proved = f.min_calls if f.status == EXACT else (f.upper if f.status == AT_LEAST else None)
         rows.append({"env_seed": f.env_seed, "level": f.level, "status": f.status, "calls_low": low,
                      "calls_high": high, "fraction_low": low_fraction, "fraction_high": high_fraction,
                      "deepthink_success": float(f.deepthink_success), "deepthink_reward": f.deepthink_reward,
                      "deepthink_differs": f.deepthink_calls, "nodes": f.nodes, "seconds": f.seconds,
-                     **{f"success_{k}_calls": float(f.status == EXACT and f.min_calls <= k) for k in REACH}})
+                     **{f"success_{k}_calls": float(proved is not None and proved <= k) for k in REACH}})
     return pd.DataFrame(rows)
 
 
 def summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per level and over all episodes: how many were searched exactly, the minimum in calls per episode and as a
-    DEEPTHINK fraction (low and high end), the success reachable with at most k calls (a low end where the
-    search was bounded) next to DEEPTHINK-only's, and the search's cost."""
+    DEEPTHINK fraction (low and high end; the high end is NaN where any episode's is unknown), the success proved
+    reachable with at most k calls (a low end where the search was bounded) next to DEEPTHINK-only's, and the
+    search's cost."""
     groups = [("all", frame), *((level, part) for level, part in frame.groupby("level", sort=True))]
     rows = []
     for name, part in groups:
@@ -169,6 +174,8 @@ def plot_frontier(frontiers: Sequence[Frontier], routers: pd.DataFrame, path: Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if not frontiers:
+        raise ValueError(f"no searched episodes to plot for {title}")
     points = np.asarray(task_frontier(frontiers))
     fig, ax = plt.subplots(figsize=(7.5, 5))
     ax.plot(points[:, 0], points[:, 1], "-", color="black", label="hindsight frontier (calls placed in hindsight)")

@@ -8,11 +8,14 @@ calls; from each, QUICK plays on to the end of the episode (a rollout), and ever
 state after DEEPTHINK's action into level k + 1. The first level with a successful rollout gives the fewest calls,
 exactly (every cheaper level was searched in full); the best reward of levels 0..k is the frontier at k calls.
 
-Model decisions are memoised by prompt (a decision is a function of its prompt), states reached twice by different
-switch sequences are searched once (the key is everything the future depends on: both prompts and the
-environment's state, step count included), and the models decide for a whole level in batches. A node budget
-(states decided per episode) bounds the work; where it runs out the result says so: the fewest calls is then
-"at least" the level being searched, and "at most" the calls of DEEPTHINK's own path where that succeeded.
+Model decisions are memoised by prompt (a decision is a function of its prompt: the models must be greedy), and
+the models decide for a whole level in batches. A state (the environment's, without the step count, and both
+prompts) reached again at the same or a later step with as many calls or more is dropped: from the earlier copy the
+same switches replay the same future sooner (rewards are paid at success, less the later it comes, and never
+negative). That also ends a rollout that loops. A node budget (states decided per episode) bounds the work; where
+it runs out the result says so: the fewest calls is then "at least" the level being searched, and "at most" the
+calls of DEEPTHINK's own path where that succeeded; where it runs out in the level that found the fewest calls,
+that number is exact but the episode found with it may not be the shortest (`shortest` is False).
 
 The search needs environments that can be copied and keyed (`snapshot()`, `state_key()`: BabyAI-Text has them);
 ScienceWorld's simulator lives in a JVM and cannot be copied, so it has no hindsight minimum here.
@@ -41,6 +44,9 @@ BEYOND = 2
 """Levels searched past the fewest calls with success: more calls can still shorten the episode (more reward)."""
 
 EXACT, AT_LEAST, NEVER = "exact", "at_least", "never"
+SEARCH_VERSION = 1
+"""In every store's name: a change to what the search finds (its key, its pruning) raises it, so that results of an
+earlier search are not read as this one's."""
 
 
 @dataclass
@@ -79,6 +85,11 @@ class Frontier:
     decisions: dict[str, int] = field(default_factory=dict)
     """model decisions computed per model (a prompt decided before is not counted again)"""
     seconds: float = 0.0
+
+    @property
+    def shortest(self) -> bool:
+        """Whether `min_steps` is the shortest success with `min_calls` calls: that level was searched in full."""
+        return self.status == EXACT and len(self.best) > (self.min_calls or 0)
 
     def reward_with(self, calls: int) -> float:
         """The frontier at `calls` calls: exact within the levels searched; beyond them the last level's value
@@ -129,9 +140,13 @@ class HindsightSearch:
         if not copyable:
             raise ValueError(f"task {task.name!r}: its environments cannot be copied (snapshot/state_key), so it has "
                              f"no hindsight minimum; BabyAI-Text tasks have one")
-        if node_budget < 1 or max_calls < 0 or beyond < 0:
-            raise ValueError(f"node budget must be >= 1, max calls and levels beyond >= 0, got {node_budget}, "
-                             f"{max_calls}, {beyond}")
+        greedy = [role for role in MODELS if getattr(models.get(role), "rng", None) is not None]
+        if greedy:
+            raise ValueError(f"the hindsight search needs greedy models (an episode a function of its switches); "
+                             f"{', '.join(greedy)} draws from a generator")
+        if node_budget < 1 or max_calls < 0 or beyond < 0 or batch < 1:
+            raise ValueError(f"node budget and batch must be >= 1, max calls and levels beyond >= 0, got "
+                             f"{node_budget}, {batch}, {max_calls}, {beyond}")
         self.task, self.models, self.batch = task, models, batch
         self.node_budget, self.max_calls, self.beyond = node_budget, max_calls, beyond
         self.contexts = {role: get_context(models.get(role).context) for role in MODELS}
@@ -331,8 +346,8 @@ def pair_key(models: ModelPair) -> str:
 def store_path(folder: Path, task: TaskSpec, models: ModelPair, search: HindsightSearch) -> Path:
     """Where one task's results for one pair and one search setting are kept (one JSON line per episode)."""
     slug = task.name.replace("/", "_").replace("[", "_").replace("]", "").replace(",", "_").replace("=", "-")
-    return (Path(folder) / slug / f"{pair_key(models)}-n{search.node_budget}-k{search.max_calls}-b{search.beyond}"
-            ".jsonl")
+    setting = f"v{SEARCH_VERSION}-n{search.node_budget}-k{search.max_calls}-b{search.beyond}"
+    return Path(folder) / slug / f"{pair_key(models)}-{setting}.jsonl"
 
 
 def read_store(path: Path) -> dict[int, Frontier]:
