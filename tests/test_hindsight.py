@@ -16,7 +16,16 @@ from bench.envs.tasks import TaskSpec, get_task
 from bench.models.cost import CallCost
 from bench.models.lm import Decision
 from bench.models.pair import ModelPair
-from bench.running.hindsight import AT_LEAST, EXACT, NEVER, Frontier, HindsightSearch, frontiers, store_path
+from bench.running.hindsight import (
+    AT_LEAST,
+    EXACT,
+    NEVER,
+    Frontier,
+    HindsightSearch,
+    frontiers,
+    read_store,
+    store_path,
+)
 from bench.running.router import Router, StepView
 from bench.running.runner import run_episodes
 
@@ -355,3 +364,25 @@ def test_the_task_frontier_places_calls_where_they_buy_most_reward() -> None:
     points = task_frontier([episode([0.0, 0.1, 0.8]), episode([0.2, 0.7, 0.8])])
     assert points == [pytest.approx(p) for p in [(0.0, 0.1), (0.5, 0.35), (1.5, 0.75), (2.0, 0.8)]]
     assert task_frontier([]) == []
+
+
+def test_the_committed_search_results_are_the_committed_pairs_and_search_again_the_same(cpu_models) -> None:
+    """checkpoints/cpu/hindsight holds the search of the cpu profile's Mixed test episodes for the committed pair: a
+    store for these weights and this search version exists, covers every episode the sweep evaluates on, and a few
+    of its episodes (the cheapest to search) come out the same when searched again now."""
+    from bench.models.cache import CHECKPOINTS
+    from bench.models.profiles import get_profile
+
+    profile, task = get_profile("cpu"), get_task("babyai/Mixed")
+    search = HindsightSearch(task, cpu_models)
+    path = store_path(CHECKPOINTS / "cpu" / "hindsight", task, cpu_models, search)
+    assert path.exists(), f"no committed search for the committed pair: python -m bench.hindsight --profile cpu " \
+                          f"--store {CHECKPOINTS / 'cpu' / 'hindsight'}"
+    committed = read_store(path)
+    seeds = [s for run in profile.sweep_seeds_for(task) for s in task.eval_episode_seeds(run, profile.episodes)]
+    assert set(seeds) <= set(committed)
+    cheapest = sorted(committed.values(), key=lambda f: f.nodes)[:3] + [
+        min((f for f in committed.values() if f.min_calls), key=lambda f: f.nodes)]
+    again = frontiers(search, [f.env_seed for f in cheapest], progress=False)
+    assert [comparable(f) for f in again] == [comparable(f) for f in cheapest]
+    assert any(f.min_calls for f in cheapest)  # an episode that needs a call is among them
