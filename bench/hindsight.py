@@ -38,7 +38,10 @@ class Args:
     tasks: tuple[str, ...] = ()
     """BabyAI tasks; unset: the profile's BabyAI sweep tasks"""
     split: str = "test"
-    """test (the episodes routers are reported on) or valid (where settings are chosen)"""
+    """test (the episodes routers are reported on), valid (where settings are chosen) or train (a router's training
+    episodes, `train_episodes` per sweep seed: labels for a router that learns from the search)"""
+    train_episodes: int = 40
+    """training episodes per sweep seed with --split train"""
     node_budget: int = NODE_BUDGET
     """states decided per episode before the search gives bounds instead of the exact minimum"""
     max_calls: int = MAX_CALLS
@@ -55,8 +58,10 @@ class Args:
 
 def main(args: Args) -> dict[str, str]:
     profile = get_profile(args.profile)
-    if args.split not in ("test", "valid"):
-        raise ValueError(f"--split {args.split}: give test or valid")
+    if args.split not in ("test", "valid", "train"):
+        raise ValueError(f"--split {args.split}: give test, valid or train")
+    if args.train_episodes < 1:
+        raise ValueError(f"--train-episodes must be >= 1, got {args.train_episodes}")
     names = args.tasks or tuple(t for t in profile.sweep_tasks if get_task(t).suite == "babyai")
     tasks = [get_task(name) for name in names]
     not_babyai = [t.name for t in tasks if t.suite != "babyai"]
@@ -69,10 +74,14 @@ def main(args: Args) -> dict[str, str]:
     store = cache_dir() / "hindsight" if args.store is None else args.store
     written = {}
     for task in tasks:
-        per_seed = profile.valid_episodes if args.split == "valid" else profile.episodes_for(task)
-        if per_seed < 1:
-            raise ValueError(f"profile {profile.name!r} has no {args.split} episodes for {task.name}")
-        seeds = [s for run in profile.sweep_seeds_for(task) for s in task.eval_episode_seeds(run, per_seed, args.split)]
+        runs = profile.sweep_seeds_for(task)
+        if args.split == "train":
+            seeds = [s for run in runs for s in task.router_train_seeds(run, args.train_episodes)]
+        else:
+            per_seed = profile.valid_episodes if args.split == "valid" else profile.episodes_for(task)
+            if per_seed < 1:
+                raise ValueError(f"profile {profile.name!r} has no {args.split} episodes for {task.name}")
+            seeds = [s for run in runs for s in task.eval_episode_seeds(run, per_seed, args.split)]
         search = HindsightSearch(task, models, node_budget=args.node_budget, max_calls=args.max_calls,
                                  beyond=args.beyond)
         found = frontiers(search, seeds, store=store, also=(CHECKPOINTS / profile.name / "hindsight",),

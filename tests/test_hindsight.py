@@ -312,7 +312,8 @@ def test_the_command_line_searches_the_sweeps_episodes_and_reads_them_back(londi
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--split", "train"), "--split train: give test or valid"),
+    (("--split", "dev"), "--split dev: give test, valid or train"),
+    (("--split", "train", "--train-episodes", "0"), "--train-episodes must be >= 1"),
     (("--tasks", "scienceworld/power-component"), "only BabyAI-Text tasks can"),
     (("--tasks", "babyai/Nope"), "unknown task 'babyai/Nope'"),
 ])
