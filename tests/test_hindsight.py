@@ -387,3 +387,17 @@ def test_the_committed_search_results_are_the_committed_pairs_and_search_again_t
     again = frontiers(search, [f.env_seed for f in cheapest], progress=False)
     assert [comparable(f) for f in again] == [comparable(f) for f in cheapest]
     assert any(f.min_calls for f in cheapest)  # an episode that needs a call is among them
+
+
+def test_the_frontier_plot_draws_the_curve_and_every_router(tmp_path) -> None:
+    import pandas as pd
+
+    from bench.reporting.hindsight import plot_frontier
+
+    found = [Frontier(env_seed=1, level="A", best=[0.0, 0.5, 0.8], best_steps=[64, 20, 10], min_calls=1, lower=1,
+                      upper=1, min_steps=20)]
+    routers = pd.DataFrame({"router": ["londi_sac[c=0.01]", "quick_only"], "calls": [3.0, 0.0], "reward": [0.4, 0.1]})
+    path = plot_frontier(found, routers, tmp_path / "frontier.png", "test")
+    assert path.stat().st_size > 10_000
+    with pytest.raises(ValueError, match="no searched episodes"):
+        plot_frontier([], routers, tmp_path / "none.png", "test")

@@ -179,6 +179,10 @@ def plot_frontier(frontiers: Sequence[Frontier], routers: pd.DataFrame, path: Pa
     points = np.asarray(task_frontier(frontiers))
     fig, ax = plt.subplots(figsize=(7.5, 5))
     ax.plot(points[:, 0], points[:, 1], "-", color="black", label="hindsight frontier (calls placed in hindsight)")
+    widest = max(float(routers.calls.max()) if len(routers) else 0.0, float(points[-1, 0]))
+    if widest > points[-1, 0]:  # more calls never hurt (they can go unused): flat, a low end past the levels searched
+        ax.plot([points[-1, 0], widest], [points[-1, 1]] * 2, "--", color="black",
+                label="past the levels searched (at least)")
     for family, part in routers.groupby(routers.router.str.split("[").str[0]):
         ax.scatter(part.calls, part.reward, label=family, s=22)
     ax.set_xscale("symlog", linthresh=1.0)
