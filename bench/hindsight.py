@@ -12,6 +12,7 @@ again; `checkpoints/<profile>/hindsight` holds the committed copy for the commit
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +21,13 @@ import tyro
 
 from bench.cli import resolve_device
 from bench.common.errors import user_errors
-from bench.common.provenance import cache_dir
+from bench.common.provenance import cache_dir, default_results_dir
 from bench.envs.tasks import get_task
 from bench.models.cache import CHECKPOINTS, check_models_available, ensure_models, load_pair
 from bench.models.pair import ModelPair
 from bench.models.profiles import get_profile
 from bench.reporting.hindsight import frontier_frame, summary, summary_markdown
+from bench.running.calibrate import price_books
 from bench.running.hindsight import BEYOND, MAX_CALLS, NODE_BUDGET, HindsightSearch, frontiers
 
 
@@ -50,6 +52,9 @@ class Args:
     """levels searched past the fewest calls with success (more calls can shorten the episode)"""
     store: Path | None = None
     """where searched episodes are kept; unset: hindsight/ in the cache ($LONDI_CACHE, else .cache/londi)"""
+    price: bool = True
+    """price the search's model decisions with the profile's calibration (results/<profile>/calibration.json, measured
+    when missing or stale), as a run's calls are priced"""
     device: str = "auto"
     """torch device of the models"""
     progress: bool = True
@@ -71,6 +76,10 @@ def main(args: Args) -> dict[str, str]:
     check_models_available(profile, "babyai")
     paths = ensure_models(profile, suite="babyai", progress=args.progress)
     models = ModelPair(*load_pair(*paths, device=resolve_device(args.device)))
+    if args.price:
+        models = dataclasses.replace(models, prices=price_books(profile.name, "babyai", models,
+                                                                default_results_dir(profile.name),
+                                                                progress=args.progress))
     store = cache_dir() / "hindsight" if args.store is None else args.store
     written = {}
     for task in tasks:

@@ -152,7 +152,11 @@ def test_decisions_are_memoised_by_prompt() -> None:
     again = search.episode(11)  # the same corridor: every prompt was decided before
     assert (pair.quick.calls, pair.deepthink.calls) == calls
     assert again.decisions == {"quick": 0, "deepthink": 0} and sum(first.decisions.values()) > 0
-    assert dataclasses.replace(again, env_seed=10, seconds=first.seconds, decisions=first.decisions) == first
+    # Every decision computed is metered (an unpriced pair: priced seconds NaN); one read from the memo costs nothing.
+    assert {r: c["calls"] for r, c in first.cost.items()} == first.decisions
+    assert np.isnan(first.cost["quick"]["priced_s"]) and again.cost["quick"]["calls"] == 0
+    assert dataclasses.replace(again, env_seed=10, seconds=first.seconds, decisions=first.decisions,
+                               cost=first.cost) == first
 
 
 def test_a_task_whose_environments_cannot_be_copied_or_models_that_sample_are_refused() -> None:
@@ -226,7 +230,7 @@ def test_the_frontier_is_brute_force_over_every_switch_sequence_through_the_runn
 def comparable(frontier: Frontier) -> dict:
     """A frontier without what depends on the machine (seconds) or on what was searched before (decisions)."""
     row = frontier.row()
-    del row["seconds"], row["decisions"]
+    del row["seconds"], row["decisions"], row["cost"]
     return row
 
 
@@ -297,7 +301,7 @@ def test_the_command_line_searches_the_sweeps_episodes_and_reads_them_back(londi
     from tests.test_cli import run_module
 
     store = tmp_path / "store"
-    args = ("--profile", "smoke", "--tasks", SHORT, "--store", str(store), "--no-progress")
+    args = ("--profile", "smoke", "--tasks", SHORT, "--store", str(store), "--no-progress", "--no-price")
     done = run_module("bench.hindsight", *args)
     assert done.returncode == 0, done.stderr
     profile = get_profile("smoke")
@@ -401,3 +405,11 @@ def test_the_frontier_plot_draws_the_curve_and_every_router(tmp_path) -> None:
     assert path.stat().st_size > 10_000
     with pytest.raises(ValueError, match="no searched episodes"):
         plot_frontier([], routers, tmp_path / "none.png", "test")
+
+
+def test_the_search_prices_its_decisions_as_a_run_prices_its_calls(priced_smoke_models) -> None:
+    frontier = HindsightSearch(get_task(SHORT), priced_smoke_models).episode(SHORT_SEEDS[0])
+    for role in ("quick", "deepthink"):
+        cost = frontier.cost[role]
+        assert cost["calls"] == frontier.decisions[role] > 0
+        assert cost["flops"] > 0 and 0 < cost["priced_s"] < np.inf and cost["projected_gpu_s"] > 0

@@ -46,6 +46,8 @@ def frontier_frame(frontiers: Sequence[Frontier], max_steps: int) -> pd.DataFram
                      "calls_high": high, "fraction_low": low_fraction, "fraction_high": high_fraction,
                      "deepthink_success": float(f.deepthink_success), "deepthink_reward": f.deepthink_reward,
                      "deepthink_differs": f.deepthink_calls, "nodes": f.nodes, "seconds": f.seconds,
+                     "priced_s": sum(c["priced_s"] for c in f.cost.values()) if f.cost else float("nan"),
+                     "flops": sum(c["flops"] for c in f.cost.values()) if f.cost else float("nan"),
                      **{f"success_{k}_calls": float(proved is not None and proved <= k) for k in REACH}})
     return pd.DataFrame(rows)
 
@@ -69,6 +71,8 @@ def summary(frame: pd.DataFrame) -> pd.DataFrame:
             share = row[f"success_{k}_calls"] / row["deepthink_success"] if row["deepthink_success"] else np.nan
             row[f"share_of_deepthink_{k}"] = share
         row["seconds_per_episode"] = part.seconds.mean()
+        row["priced_s_per_episode"] = part.priced_s.mean(skipna=False)
+        row["flops_per_episode"] = part.flops.mean(skipna=False)
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -80,14 +84,16 @@ def summary_markdown(table: pd.DataFrame, task: str) -> str:
         return f"{low:.{digits}f}" if abs(high - low) < 10 ** -digits else f"{low:.{digits}f} - {high:.{digits}f}"
 
     header = ("| level | episodes | exact / at least / never | calls per episode | DEEPTHINK fraction | "
-              + " | ".join(f"success with <= {k}" for k in REACH) + " | DEEPTHINK-only success | search s / episode |")
+              + " | ".join(f"success with <= {k}" for k in REACH)
+              + " | DEEPTHINK-only success | search: priced s / episode (wall clock, secondary) |")
     lines = [f"### {task}: the hindsight minimum", "", header, "|" + "---|" * (header.count("|") - 1)]
     for r in table.itertuples():
         reach = " | ".join(f"{getattr(r, f'success_{k}_calls'):.3f} ({getattr(r, f'share_of_deepthink_{k}'):.0%})"
                            for k in REACH)
         lines.append(f"| {r.level} | {r.episodes} | {r.exact} / {r.at_least} / {r.never} | "
                      f"{bounds(r.calls_low, r.calls_high, 2)} | {bounds(r.fraction_low, r.fraction_high, 3)} | "
-                     f"{reach} | {r.deepthink_success:.3f} | {r.seconds_per_episode:.1f} |")
+                     f"{reach} | {r.deepthink_success:.3f} | "
+                     f"{r.priced_s_per_episode:.1f} ({r.seconds_per_episode:.1f}) |")
     return "\n".join(lines) + "\n"
 
 

@@ -35,6 +35,7 @@ from tqdm import tqdm
 from bench.envs.contexts import EpisodeHistory, get_context
 from bench.envs.tasks import TaskSpec
 from bench.models.pair import MODELS, ModelPair
+from bench.running.metering import Meter, Usage
 
 NODE_BUDGET = 4000
 """States decided per episode before the search stops and reports bounds instead of the exact minimum."""
@@ -85,6 +86,10 @@ class Frontier:
     decisions: dict[str, int] = field(default_factory=dict)
     """model decisions computed per model (a prompt decided before is not counted again)"""
     seconds: float = 0.0
+    cost: dict[str, dict[str, float]] = field(default_factory=dict)
+    """per model, what the decisions computed for this episode cost: calls (prompts decided), FLOPs, priced seconds
+    (NaN for an unpriced pair), projected GPU-seconds and the wall clock inside the calls (empty: searched before
+    the search was metered)"""
 
     @property
     def shortest(self) -> bool:
@@ -151,6 +156,9 @@ class HindsightSearch:
         self.node_budget, self.max_calls, self.beyond = node_budget, max_calls, beyond
         self.contexts = {role: get_context(models.get(role).context) for role in MODELS}
         self.memo: dict[str, dict[str, str]] = {role: {} for role in MODELS}
+        # Every decision computed is metered as a run's calls are (tokens, FLOPs, seconds priced by the pair's books):
+        # what a router that learns from the search pays for its labels.
+        self.meter = Meter(1, prices=models.prices)
         self.computed = {role: 0 for role in MODELS}
 
     # --- decisions, memoised by prompt and batched ------------------------------------------------------------
@@ -164,7 +172,9 @@ class HindsightSearch:
             lm = self.models.get(role)
             for start in range(0, len(missing), self.batch):
                 chunk = missing[start:start + self.batch]
-                decision, _ = lm.decide(chunk, None if candidates is None else [candidates] * len(chunk))
+                listing = None if candidates is None else [candidates] * len(chunk)
+                decision = self.meter.call(role, [0] * len(chunk),
+                                           lambda lm=lm, chunk=chunk, listing=listing: lm.decide(chunk, listing))
                 memo.update(zip(chunk, decision.actions, strict=True))
             self.computed[role] += len(missing)
         return [memo[p] for p in prompts]
@@ -199,6 +209,7 @@ class HindsightSearch:
     def episode(self, env_seed: int) -> Frontier:
         started = time.perf_counter()
         computed_before = dict(self.computed)
+        self.meter.take(0)
         env = self.task.make_env()
         obs, info = env.reset(seed=int(env_seed))
         root = _Node(env, EpisodeHistory(observations=[obs], memories=[info.get("memory", [])]), 0, ())
@@ -251,6 +262,7 @@ class HindsightSearch:
                         deepthink_reward=own.ret, deepthink_success=own.success, deepthink_steps=own.steps(),
                         deepthink_calls=own.calls,
                         decisions={r: self.computed[r] - computed_before[r] for r in MODELS},
+                        cost=_cost(self.meter.take(0)),
                         seconds=time.perf_counter() - started)
 
     def _follow_deepthink(self, root: _Node) -> _Node:
@@ -333,6 +345,11 @@ class HindsightSearch:
             else:
                 following.append(child)
         return {"complete": True, "nodes": nodes, "best": best, "success": success, "next": following}
+
+
+def _cost(usage: dict[str, Usage]) -> dict[str, dict[str, float]]:
+    return {role: {"calls": u.calls, "flops": u.flops, "priced_s": u.priced_s, "projected_gpu_s": u.projected_gpu_s,
+                   "compute_s": u.compute_s} for role, u in usage.items() if role in MODELS}
 
 
 # --- the search over a set of episodes, cached -------------------------------------------------------------------
