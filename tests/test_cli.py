@@ -81,6 +81,7 @@ def test_baseline_help_shows_every_option(capsys: pytest.CaptureFixture[str]) ->
     ("baselines.confidence_cascade", ("--measure", "--threshold")),
     ("baselines.oracle", ()),
     ("baselines.stuck_rule", ("--seen", "--still")),
+    ("algos.hindsight_supervised", ("--labels", "--threshold", "--epochs", "--train-episodes")),
     ("baselines.swiftsage", ("--warmup", "--patience", "--window", "--max-deepthink")),
     ("algos.londi_sac", ("--c", "--train-episodes", "--encoder", "--load")),
     ("algos.londi_b", ("--budget", "--penalty", "--c", "--train-episodes", "--encoder", "--load")),

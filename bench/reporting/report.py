@@ -117,13 +117,14 @@ def training_frame(sweep: str, tracking_uri: str | None = None, experiment: str 
         # its training costs its episodes' model calls alone. One that does and was not priced stays NaN.
         updates = 0.0 if "router_update_flops" not in m else float("nan")
 
-        def total(name: str, update: str, m: dict = m, updates: float = updates) -> float:
-            return float(m.get(name, float("nan")) + m.get(update, updates))
+        def total(name: str, update: str, search: str = "", m: dict = m, updates: float = updates) -> float:
+            # A router that learns from the hindsight search also pays for the search on its training episodes.
+            return float(m.get(name, float("nan")) + m.get(update, updates) + m.get(search, 0.0))
 
         rows.append({"task": p["task"], "router": p["exp_name"], "seed": int(p["seed"]),
                      "train_episodes": int(p["train_episodes"]),
-                     "train_priced_s": total("total_priced_s", "router_update_priced_s"),
-                     "train_flops": total("total_flops", "router_update_flops"),
+                     "train_priced_s": total("total_priced_s", "router_update_priced_s", "router_search_priced_s"),
+                     "train_flops": total("total_flops", "router_update_flops", "router_search_flops"),
                      "train_compute_s": total("total_compute_s", "router_update_s"),
                      "train_deepthink_calls": float(m.get("total_deepthink_calls", float("nan")))})
     return pd.DataFrame(rows, columns=list(TRAINING_COLUMNS))
