@@ -129,6 +129,8 @@ class _Node:
     ret: float = 0.0
     done: bool = False
     success: bool = False
+    prompts: dict[str, str] = field(default_factory=dict)
+    """each model's prompt at this state, once built"""
 
     def steps(self) -> int:
         return len(self.history.actions)
@@ -159,11 +161,16 @@ class HindsightSearch:
         # Every decision computed is metered as a run's calls are (tokens, FLOPs, seconds priced by the pair's books):
         # what a router that learns from the search pays for its labels.
         self.meter = Meter(1, prices=models.prices)
-        self.computed = {role: 0 for role in MODELS}
 
     # --- decisions, memoised by prompt and batched ------------------------------------------------------------
+    def _prompt(self, node: _Node, role: str) -> str:
+        """`role`'s prompt at the node's state, built once per state (the decision and the state's key both read it)."""
+        if role not in node.prompts:
+            node.prompts[role] = self.contexts[role](node.history)
+        return node.prompts[role]
+
     def _actions(self, role: str, nodes: Sequence[_Node]) -> list[str]:
-        prompts = [self.contexts[role](n.history) for n in nodes]
+        prompts = [self._prompt(n, role) for n in nodes]
         memo = self.memo[role]
         missing = list(dict.fromkeys(p for p in prompts if p not in memo))
         if missing:
@@ -176,12 +183,11 @@ class HindsightSearch:
                 decision = self.meter.call(role, [0] * len(chunk),
                                            lambda lm=lm, chunk=chunk, listing=listing: lm.decide(chunk, listing))
                 memo.update(zip(chunk, decision.actions, strict=True))
-            self.computed[role] += len(missing)
         return [memo[p] for p in prompts]
 
     def _key(self, node: _Node) -> tuple:
         """The state without its step count: the environment's state and both models' prompts."""
-        return (node.env.state_key(), *(self.contexts[role](node.history) for role in MODELS))
+        return (node.env.state_key(), *(self._prompt(node, role) for role in MODELS))
 
     def _dominated(self, node: _Node, seen: dict[tuple, int]) -> bool:
         """Whether the search already holds this state at the same step or an earlier one, reached with as few calls
@@ -201,6 +207,7 @@ class HindsightSearch:
         node.history = EpisodeHistory(observations=node.history.observations + [obs],
                                       actions=node.history.actions + [action],
                                       memories=node.history.memories + [info.get("memory", [])])
+        node.prompts = {}
         node.done, node.success = bool(terminated or truncated), bool(info.get("success"))
         if node.done:
             node.env.close()
@@ -208,7 +215,6 @@ class HindsightSearch:
     # --- the search of one episode ----------------------------------------------------------------------------
     def episode(self, env_seed: int) -> Frontier:
         started = time.perf_counter()
-        computed_before = dict(self.computed)
         self.meter.take(0)
         env = self.task.make_env()
         obs, info = env.reset(seed=int(env_seed))
@@ -248,6 +254,7 @@ class HindsightSearch:
             if not node.done:
                 node.env.close()
         env.close()
+        cost = _cost(self.meter.take(0))
         if found is not None:
             min_calls, lower, status = found[0], found[0], EXACT
             upper, min_steps, switches = found[0], found[1], found[2]
@@ -261,8 +268,7 @@ class HindsightSearch:
                         status=status, exhaustive=exhaustive, nodes=nodes,
                         deepthink_reward=own.ret, deepthink_success=own.success, deepthink_steps=own.steps(),
                         deepthink_calls=own.calls,
-                        decisions={r: self.computed[r] - computed_before[r] for r in MODELS},
-                        cost=_cost(self.meter.take(0)),
+                        decisions={r: int(c["calls"]) for r, c in cost.items()}, cost=cost,
                         seconds=time.perf_counter() - started)
 
     def _follow_deepthink(self, root: _Node) -> _Node:
@@ -362,9 +368,13 @@ def pair_key(models: ModelPair) -> str:
 
 def store_path(folder: Path, task: TaskSpec, models: ModelPair, search: HindsightSearch) -> Path:
     """Where one task's results for one pair and one search setting are kept (one JSON line per episode)."""
+    return _store_file(folder, task, pair_key(models), search)
+
+
+def _store_file(folder: Path, task: TaskSpec, key: str, search: HindsightSearch) -> Path:
     slug = task.name.replace("/", "_").replace("[", "_").replace("]", "").replace(",", "_").replace("=", "-")
     setting = f"v{SEARCH_VERSION}-n{search.node_budget}-k{search.max_calls}-b{search.beyond}"
-    return Path(folder) / slug / f"{pair_key(models)}-{setting}.jsonl"
+    return Path(folder) / slug / f"{key}-{setting}.jsonl"
 
 
 def read_store(path: Path) -> dict[int, Frontier]:
@@ -385,12 +395,12 @@ def frontiers(search: HindsightSearch, env_seeds: Sequence[int], store: Path | N
     """Each episode's frontier, in `env_seeds` order: read from `store` or the read-only folders `also` (a committed
     copy) where the same pair and search setting searched it before; otherwise searched now and appended to `store`
     at once (a stopped run keeps every episode it finished)."""
-    task, models = search.task, search.models
+    task, key = search.task, pair_key(search.models)  # the weights hashed once
     known: dict[int, Frontier] = {}
     for folder in (*also, *([store] if store is not None else [])):
-        known.update(read_store(store_path(folder, task, models, search)))
+        known.update(read_store(_store_file(folder, task, key, search)))
     missing = [seed for seed in dict.fromkeys(int(s) for s in env_seeds) if seed not in known]
-    target = None if store is None else store_path(store, task, models, search)
+    target = None if store is None else _store_file(store, task, key, search)
     if target is not None and missing:
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists() and not target.read_bytes().endswith(b"\n") and target.stat().st_size:
