@@ -62,7 +62,7 @@ class HindsightSupervised(Router):
     LR = 3e-3
 
     def __init__(self, labels: str = "", train_episodes: int = 40, threshold: float = 0.5, epochs: int = 30,
-                 features: int = 256, hidden: int = 64, max_steps: int = 64, cues: bool = True) -> None:
+                 features: int = 256, hidden: int = 64, max_steps: int = 0, cues: bool = True) -> None:
         if not 0 <= threshold <= 1:
             raise ValueError(f"{self.name}: threshold must be a probability in [0, 1], got {threshold}")
         if train_episodes < 1 or epochs < 1:
@@ -112,6 +112,9 @@ class HindsightSupervised(Router):
         if not self.fitted and not self.states:
             self.net = self._network(seed)
         self.batches = generator(seed, "hindsight_supervised")
+
+    def prepare(self, task) -> None:
+        self.encoder.prepare(task)
 
     def needs_training(self) -> bool:
         return not self.fitted
@@ -209,7 +212,8 @@ class HindsightSupervised(Router):
 
     def params(self) -> dict:
         return {"labels": self.labels, "train_episodes": self.train_episodes, "threshold": self.threshold,
-                "epochs": self.epochs, "features": self.features, "hidden": self.hidden, "cues": self.cues}
+                "epochs": self.epochs, "features": self.features, "hidden": self.hidden, "max_steps": self.max_steps,
+                "cues": self.cues}
 
 
 if __name__ == "__main__":

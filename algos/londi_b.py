@@ -31,8 +31,9 @@ class Args(SACArgs):
 
     budget: int = 4
     """DEEPTHINK calls allowed per episode"""
-    penalty: float = 1.0
-    """training penalty for choosing DEEPTHINK with no call left"""
+    penalty: float = 0.25
+    """training penalty for choosing DEEPTHINK with no call left (1 taught some Switchers never to call:
+    tests/test_londi_exact.py)"""
     c: float = 0.0
     """cost of one DEEPTHINK call in the Switcher's reward; 0: the budget alone limits the calls"""
 
@@ -40,9 +41,9 @@ class Args(SACArgs):
 class LondiB(LondiSAC):
     name = "londi_b"
 
-    def __init__(self, budget: int = 4, penalty: float = 1.0, c: float = 0.0, train_episodes: int = 200,
+    def __init__(self, budget: int = 4, penalty: float = 0.25, c: float = 0.0, train_episodes: int = 200,
                  encoder: str = "words", features: int = 256, tokens: int = 96, hidden: int = 64, gamma: float = 0.99,
-                 max_steps: int = 64, cues: bool = True, greedy: bool = True, load: str = "") -> None:
+                 max_steps: int = 0, cues: bool = True, greedy: bool = True, load: str = "") -> None:
         if budget < 0:
             raise ValueError(f"londi_b: budget must be >= 0 DEEPTHINK calls per episode, got {budget}")
         if penalty < 0:

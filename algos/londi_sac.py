@@ -20,7 +20,8 @@ file supplies `route`, which it calls before every step, and `observe`, which it
   default encoder (`encoder=words`) is cheap on purpose, since the Switcher's own compute counts
   against its savings: a hashed bag of words (`features` buckets, log counts). The paper's
   (`encoder=transformer`) is a small transformer over the first `tokens` words (hashed ids),
-  mean-pooled (algos/switcher_sac.py: TokenSwitcherNet). Both add the episode's progress and,
+  mean-pooled (algos/switcher_sac.py: TokenSwitcherNet). Both add the episode's progress (steps taken over
+  the task's step limit, which the runner gives: a time-out is then a terminal the state foresees) and,
   with `cues`, four cheap cues (the current observation seen before, the last action changed
   nothing, the last actions repeat, the share of the mission's words in view), into a 2-layer MLP.
 - action: g in {0 = QUICK acts, 1 = DEEPTHINK acts}.
@@ -119,18 +120,22 @@ class LondiSAC(Router):
     name = "londi_sac"
 
     def __init__(self, c: float = 0.01, train_episodes: int = 200, encoder: str = "words", features: int = 256,
-                 tokens: int = 96, hidden: int = 64, gamma: float = 0.99, max_steps: int = 64, cues: bool = True,
+                 tokens: int = 96, hidden: int = 64, gamma: float = 0.99, max_steps: int = 0, cues: bool = True,
                  greedy: bool = True, load: str = "") -> None:
         if c < 0:
             raise ValueError(f"{self.name}: the DEEPTHINK cost c must be >= 0, got {c}")
         if train_episodes < 0:
             raise ValueError(f"{self.name}: train_episodes must be >= 0, got {train_episodes}")
+        if max_steps < 0:
+            raise ValueError(f"{self.name}: max_steps must be >= 0 (0: the task's step limit), got {max_steps}")
         if encoder not in ENCODERS:
             raise ValueError(f"{self.name}: unknown encoder {encoder!r}; choose one of {', '.join(ENCODERS)}")
         self.c, self.train_episodes, self.encoder = c, train_episodes, encoder
         self.features, self.tokens = features, tokens
         self.hidden, self.gamma, self.max_steps, self.cues, self.greedy, self.load = (
             hidden, gamma, max_steps, cues, greedy, load)
+        self.limit = max_steps or None  # the step limit progress is measured against: set by prepare(task)
+        self.trained_limit: int | None = None  # a loaded Switcher's
         self.training = False
         self.stats = {"updates": 0, "transitions": 0, "optimizer_steps": 0, "update_flops": 0.0}
         self.update_s = 0.0  # wall seconds inside updates: a secondary figure, apart from the stats a rerun repeats
@@ -177,6 +182,15 @@ class LondiSAC(Router):
         if not self.load and self.stats["transitions"] == 0:
             self.sac = self._new_sac(seed)
 
+    def prepare(self, task) -> None:
+        """The task's step limit becomes the progress feature's denominator (unless max_steps was given); a loaded
+        Switcher must have been trained with the same one."""
+        self.limit = self.max_steps or task.max_steps
+        if self.trained_limit is not None and self.trained_limit != self.limit:
+            raise ValueError(f"{self.name}: the Switcher at {self.load} measured progress against "
+                             f"{self.trained_limit} steps, this task has {self.limit} ({task.name}): train one for "
+                             f"it, or give max_steps={self.trained_limit}")
+
     def needs_training(self) -> bool:
         return not self.load and self.train_episodes > 0
 
@@ -186,10 +200,16 @@ class LondiSAC(Router):
         text = " ".join([mission, last, *view])
         parts = [hashed_words(text, self.features) if self.encoder == "words"
                  else token_ids(text, self.features, self.tokens),
-                 np.array([len(history.actions) / self.max_steps], np.float32)]
+                 np.array([len(history.actions) / self._limit()], np.float32)]
         if self.cues:
             parts.append(cue_features(history))
         return np.concatenate(parts + self.extra_state(slot))
+
+    def _limit(self) -> int:
+        if self.limit is None:
+            raise RuntimeError(f"{self.name}: no step limit for the progress feature: the runner gives the task's "
+                               f"(prepare(task)); give max_steps to use the router outside it")
+        return self.limit
 
     def start_episode(self, slot: int, seed: int) -> None:
         self.pending.pop(slot, None)
@@ -221,7 +241,8 @@ class LondiSAC(Router):
             state, g, penalty = self.pending.pop(t.slot)
             reward = t.reward - self.c * t.deepthink - penalty
             next_state = self.state(t.next_history, t.slot)
-            self.sac.buffer.add(state, g, reward, next_state, t.terminated, np.ones(2, np.float32))
+            # Progress is in the state, so a time-out is an end the state foresees: no bootstrapping through it.
+            self.sac.buffer.add(state, g, reward, next_state, t.terminated or t.truncated, np.ones(2, np.float32))
             self.stats["transitions"] += 1
         started = time.perf_counter()
         for _ in range(max(1, len(transitions) // 2)):
@@ -234,7 +255,8 @@ class LondiSAC(Router):
     def params(self) -> dict:
         return {"c": self.c, "train_episodes": self.train_episodes, "encoder": self.encoder, "features": self.features,
                 "tokens": self.tokens, "hidden": self.hidden,
-                "gamma": self.gamma, "cues": self.cues, "greedy": self.greedy, "load": self.load,
+                "gamma": self.gamma, "max_steps": self.max_steps, "cues": self.cues, "greedy": self.greedy,
+                "load": self.load,
                 "switcher_params": self.switcher_params}
 
     SHAPE_KEYS = ("c", "encoder", "features", "tokens", "hidden", "cues")
@@ -246,7 +268,7 @@ class LondiSAC(Router):
                     "q2": self.sac.q2.state_dict(), "log_alpha": self.sac.log_alpha.detach()},
                    path / "switcher.pt")
         (path / "switcher.json").write_text(json.dumps({
-            "router": self.name, **{k: v for k, v in self.params().items() if k != "load"},
+            "router": self.name, **{k: v for k, v in self.params().items() if k != "load"}, "limit": self.limit,
             "sac": asdict(self.sac.config), "stats": self.stats}, indent=1))
         return path
 
@@ -261,6 +283,7 @@ class LondiSAC(Router):
             if meta.get(key) != getattr(self, key):
                 raise ValueError(f"the Switcher at {path} was trained with {key}={meta.get(key)}, "
                                  f"not {getattr(self, key)}")
+        self.trained_limit = meta.get("limit")
         state = torch.load(path / "switcher.pt", weights_only=True)
         self.sac.actor.load_state_dict(state["actor"])
         self.sac.q1.load_state_dict(state["q1"])

@@ -92,7 +92,7 @@ def test_switcher_decision_cost(benchmark: pytest.FixtureRequest, cpu_pair: dict
     with the default hashed-words encoder and with the paper's small transformer, next to a QUICK call."""
     from algos.londi_sac import LondiSAC
 
-    router = LondiSAC(encoder=encoder)
+    router = LondiSAC(encoder=encoder, max_steps=64)
     histories = _histories(batch)
     quick_flops = float(cpu_pair["quick"].score(_prompts(cpu_pair["quick"], batch), ACTIONS)[1].flops.mean())
     benchmark.extra_info.update(batch=batch, encoder=encoder, switcher_params=router.switcher_params,

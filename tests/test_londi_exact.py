@@ -22,16 +22,18 @@ so a cell reached with and without a detour before it is a different state to it
 goal within 7 + 2 + 4 = 13 steps whatever the Switcher does, and the step limit is 20: no episode is ever
 truncated, and neither the dynamics nor the reward depend on time, so the optimal choice depends on (position,
 calls left) alone and the Switcher must learn to ignore the rest. Covered besides: 8 slots in lockstep, whose
-episodes end at different steps (the hand-off per slot). Not covered: time-outs (LondiSAC stores done = terminated
-only, so it bootstraps through a truncation: issue 17, item 4), stochastic QUICK errors (tests/test_switcher_sac.py),
-the transformer encoder, greedy=False evaluation.
+episodes end at different steps (the hand-off per slot), and time-outs on their own (a 5-step limit that every
+episode hits: the transition into the limit is stored as an end, since the progress feature foresees it, and the
+runner gives the router the task's limit). Not covered: stochastic QUICK errors (tests/test_switcher_sac.py), the
+transformer encoder, greedy=False evaluation.
 
 Every state the Switcher can meet is checked, not only those on the optimal path: the histories come from the
 runner itself (a recording router plays each of the 4 ways past the two rocks; the Switcher's choice elsewhere does
 not change the history), each with every number of calls left it can have (LONDI-B), and the greedy choice there is
 built as `route` builds it (`state`, `masks`, `sac.greedy`). Evaluation episodes through the runner must then call
 DEEPTHINK exactly where the DP does. Run seeds were checked beyond the ones kept here: LondiSAC matched exactly on
-run seeds 0-5 for each c (150 training episodes); LondiB with penalty 0.25 on run seeds 0-6 (200 episodes).
+run seeds 0-5 for each c (150 training episodes); LondiB with penalty 0.25 (its default) on run seeds 0-6 (200
+episodes); with the earlier default penalty 1, run seeds 2 and 4 never learned to make their call (kept as a test).
 """
 
 from __future__ import annotations
@@ -100,9 +102,9 @@ def view(node: Node) -> str:
 
 
 class Detours(gymnasium.Env):
-    def __init__(self) -> None:
+    def __init__(self, max_steps: int = MAX_STEPS) -> None:
         self.node: Node = (0, 0)
-        self.steps = 0
+        self.steps, self.max_steps = 0, max_steps
 
     def _obs(self) -> str:
         return f"{MISSION}\n{view(self.node)}"
@@ -117,7 +119,7 @@ class Detours(gymnasium.Env):
         success = after is None
         if after is not None:
             self.node = after
-        truncated = self.steps >= MAX_STEPS and not success
+        truncated = self.steps >= self.max_steps and not success
         return self._obs(), float(success), success, truncated, {"node": self.node, "success": success,
                                                                   "level": "detours"}
 
@@ -316,11 +318,11 @@ def test_londi_sac_trained_through_the_runner_is_the_dp_optimum_on_every_state(c
 
 
 def test_londi_b_trained_through_the_runner_spends_its_one_call_where_the_dp_does() -> None:
-    """Budget 1 for two rocks. The training penalty is 0.25 rather than the default 1 (the DP's policy is the same
-    for any penalty > 0); with the default see the xfail below."""
+    """Budget 1 for two rocks, LONDI-B's default over-budget penalty (the DP's policy is the same for any
+    penalty > 0)."""
     seed = 0
-    router = LondiB(budget=1, penalty=0.25, c=BUDGET_C, train_episodes=TRAIN_EPISODES["londi_b"], gamma=GAMMA,
-                    max_steps=MAX_STEPS)
+    router = LondiB(budget=1, c=BUDGET_C, train_episodes=TRAIN_EPISODES["londi_b"], gamma=GAMMA, max_steps=MAX_STEPS)
+    assert router.penalty == 0.25
     router.seed(seed)
     optimum = solve(BUDGET_C, router.gamma, budget=1, penalty=router.penalty)
     assert mismatches(router, optimum) == [((4, 0), 1, 6, 1)]  # untrained: it never calls
@@ -330,18 +332,35 @@ def test_londi_b_trained_through_the_runner_spends_its_one_call_where_the_dp_doe
     assert evaluated_calls(router, seed) == [[(4, 0)]] * 2
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "LONDI-B with its default over-budget penalty 1 stops exploring before it learns where its call pays. In the "
-    "first updates the buffer holds an untrained Switcher's ~50% calls, many with no call left (reward -1); "
-    "Q(DEEPTHINK) falls to about -0.5 at every state, those with a call left too (the calls left are 3 of 264 "
-    "inputs), and P(DEEPTHINK) to 0 everywhere within ~40 updates. Run seeds 2 and 4 then meet (cell 4, 1 call left) "
-    "115 and 155 times in 200 episodes and never try the call there (seed 2 learns Q = 0.53 QUICK, 0.42 DEEPTHINK; "
-    "exact 0.53, 0.71), so they walk around both rocks; they still do after 300 episodes. Of run seeds 0-6, 0, 1 and "
-    "3 match at 200 episodes (5 and 6 only by 300); with penalty 0.25 all seven match at 200."))
-def test_londi_b_with_the_default_penalty_matches_the_dp() -> None:
+def test_londi_b_default_penalty_learns_the_call_where_penalty_1_did_not() -> None:
+    """With penalty 1 (the default before issue 17) run seeds 2 and 4 stopped exploring before they learned where
+    their call pays: in the first updates the buffer holds an untrained Switcher's ~50% calls, many with no call left
+    (reward -1); Q(DEEPTHINK) fell to about -0.5 at every state, those with a call left too, P(DEEPTHINK) to 0
+    within ~40 updates, and they walked around both rocks (seed 2 learned Q = 0.53 QUICK, 0.42 DEEPTHINK at
+    (cell 4, 1 call left); exact 0.53, 0.71). The default 0.25 learns the DP's policy on both."""
     for seed in (2, 4):
         router = LondiB(budget=1, c=BUDGET_C, train_episodes=TRAIN_EPISODES["londi_b"], gamma=GAMMA,
                         max_steps=MAX_STEPS)
         router.seed(seed)
         train(router, seed)
         assert mismatches(router, solve(BUDGET_C, router.gamma, budget=1, penalty=router.penalty)) == [], seed
+
+
+def test_a_time_out_is_stored_as_the_end_of_the_episode_and_the_limit_comes_from_the_task() -> None:
+    """A 5-step limit: 7 cells take at least 7 steps, so every episode is truncated. The Switcher's state holds the
+    progress (steps / the task's limit, which the runner gives it), so the step into the limit must not bootstrap."""
+    short = TaskSpec(name="test/detours[max_steps=5]", suite="test", make_env=lambda: Detours(5), max_steps=5,
+                     train_seeds=range(0, 100_000), eval_seeds=range(100_000, 100_100))
+    router = LondiSAC(c=0.05, train_episodes=4, gamma=GAMMA)  # no max_steps: the task's
+    router.seed(0)
+    router.training = True
+    try:
+        results, _ = run_episodes(router, short, MODELS, short.router_train_seeds(0, 4), batch_size=2, seed=0,
+                                  progress=False)
+    finally:
+        router.training = False
+    assert router.limit == 5 and all(r.steps == 5 and not r.success for r in results)
+    buffer = router.sac.buffer
+    progress = buffer.s2[:buffer.count, router.features]  # the feature after the hashed words
+    assert buffer.count == 20 and sorted(set(np.round(progress, 3))) == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert (buffer.done[:buffer.count] == (progress == 1.0)).all()  # done exactly at the time-out, 4 of 20

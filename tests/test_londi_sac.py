@@ -32,7 +32,7 @@ def runs(uri: str, kind: str) -> list:
 def trained(smoke_models: ModelPair, tmp_path_factory: pytest.TempPathFactory) -> tuple[LondiSAC, str, Path]:
     uri = f"sqlite:///{tmp_path_factory.mktemp('londi-store') / 'mlflow.db'}"
     saved = tmp_path_factory.mktemp("switcher") / "switcher"
-    router = LondiSAC(c=0.05, train_episodes=6, max_steps=TASK.max_steps)
+    router = LondiSAC(c=0.05, train_episodes=6)  # the step limit comes from the task, through the runner
     router.seed(0)
     train_router(router, TASK, smoke_models, 0, batch_size=3, profile="smoke", sweep="londi-test",
                  exp_name="londi_sac[c=0.05]", tracking_uri=uri, progress=False, save_dir=saved)
@@ -62,7 +62,8 @@ def test_evaluation_is_greedy_metered_and_reproducible_from_the_saved_switcher(
     for result in first:
         assert result.usage["router"].calls == result.steps
         assert result.usage["router"].flops == pytest.approx(2.0 * params * result.steps)
-    reloaded = LondiSAC(c=0.05, train_episodes=6, max_steps=TASK.max_steps, load=str(saved))
+    assert router.limit == TASK.max_steps
+    reloaded = LondiSAC(c=0.05, train_episodes=6, load=str(saved))
     assert not reloaded.needs_training()
     again = evaluate(reloaded, TASK, smoke_models, 0, 4, 2, "smoke", "eval", tracking_uri=uri, progress=False)
     assert [[s["model"] for s in r.trace] for r in again] == [[s["model"] for s in r.trace] for r in first]
@@ -100,10 +101,18 @@ def test_hashed_words_are_stable_log_counts() -> None:
     assert (v == hashed_words("you SEE a red ball you see a red key 2", 64)).all()
 
 
-def test_loading_a_switcher_trained_with_other_options_is_refused(trained: tuple) -> None:
+def test_loading_a_switcher_trained_with_other_options_is_refused(trained: tuple, smoke_models: ModelPair,
+                                                                  tmp_path: Path) -> None:
     _, _, saved = trained
     with pytest.raises(ValueError, match="was trained with c=0.05, not 0.3"):
         LondiSAC(c=0.3, load=str(saved))
+    # Its progress feature was measured against the task's 64 steps: a 20-step variant is refused before any episode.
+    shorter = get_task("babyai/GoToLocal[max_steps=20]")
+    with pytest.raises(ValueError, match="measured progress against 64 steps, this task has 20"):
+        evaluate(LondiSAC(c=0.05, load=str(saved)), shorter, smoke_models, 0, 2, 2, "smoke", "eval",
+                 tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", progress=False)
+    with pytest.raises(RuntimeError, match="no step limit for the progress feature"):
+        LondiSAC().state(EpisodeHistory(observations=["go to the red ball\nYou see a wall"]))
 
 
 def test_cues_say_when_the_agent_is_stuck_and_whether_the_mission_is_in_sight() -> None:

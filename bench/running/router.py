@@ -19,6 +19,7 @@ import numpy as np
 
 from bench.common.seeding import generator
 from bench.envs.contexts import EpisodeHistory
+from bench.envs.tasks import TaskSpec
 from bench.running.metering import Meter
 
 
@@ -125,6 +126,10 @@ class Router:
     def route(self, view: StepView) -> np.ndarray:
         """Boolean mask over `view.slots`: True where DEEPTHINK acts this step."""
         raise NotImplementedError
+
+    def prepare(self, task: TaskSpec) -> None:
+        """Called by the runner with the task before any episode (and before `seed`): a router that reads the task
+        (LONDI's progress feature divides the steps taken by the task's step limit) takes it here."""
 
     def start_episode(self, slot: int, seed: int) -> None:
         """A new episode (env seed `seed`) begins in `slot`; reset any per-episode state."""

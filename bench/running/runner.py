@@ -259,6 +259,7 @@ def run_episodes(
     environments with the actions they played.
     """
     n_slots = min(batch_size, len(env_seeds), task.max_slots or batch_size)
+    router.prepare(task)
     resume = LoopCheckpoint(checkpoint, fingerprint={
         "task": task.name, "router": router.name, "router_params": repr(router.params()),
         "env_seeds": [int(s) for s in env_seeds], "seed": seed, "slots": n_slots,
