@@ -12,10 +12,14 @@ candidates; where the models generate their actions (ScienceWorld) it is each ge
 taking the least sure token (bench.models.lm.Decision).
 
 `fraction=f` calibrates the threshold instead of taking it (RouteLLM's calibration): on
-`train_episodes` training episodes QUICK acts alone and its confidence is recorded at every step,
-and the threshold becomes the quantile that sends a share f of those steps to DEEPTHINK. Its
-training (QUICK's calls on those episodes) is in its bill like a learned router's; `make
-reproduce` runs it at each LONDI setting's own DEEPTHINK fraction, to compare at equal fraction.
+`train_episodes` training episodes the cascade plays with its current threshold, QUICK's confidence
+is recorded at every step, and after every step the threshold becomes the quantile of all the
+confidences recorded that sends a share f of them to DEEPTHINK. Calibrating on the cascade's own
+episodes matters: on episodes QUICK plays alone it loops, and the quantile of those states sent 93%
+of the steps of the cascade's own episodes to DEEPTHINK where 25% was asked (the cpu sweep before
+issue 17). Its training (the calls on those episodes) is in its bill like a learned router's; `make
+reproduce` runs it at each LONDI setting's own DEEPTHINK fraction on the validation episodes, to
+compare at equal fraction; the report shows both fractions.
 
     python -m baselines.confidence_cascade --task babyai/Mixed --measure margin --threshold 0.3
 """
@@ -75,10 +79,14 @@ class ConfidenceCascade(Router):
 
     def route(self, view: StepView) -> np.ndarray:
         confidence = self.confidence(view)
-        if self.training:  # calibrating: QUICK acts, its confidence is recorded
+        if self.training:  # calibrating on its own episodes: it plays with the threshold so far, then recalibrates
+            escalate = self.escalate(confidence)
             self.seen += [float(c) for c in confidence]
             self.calibrate()
-            return np.zeros(len(confidence), dtype=bool)
+            return escalate
+        return self.escalate(confidence)
+
+    def escalate(self, confidence: np.ndarray) -> np.ndarray:
         if self.measure == "margin":
             return confidence < self.threshold
         return confidence > self.threshold

@@ -61,7 +61,7 @@ class Args:
     profile: str = "cpu"
     """smoke (seconds, for tests), cpu (default; 2 cores, no GPU, no hub) or paper (Flan-T5 on a GPU)"""
     routers: tuple[str, ...] = (
-        "quick_only", "deepthink_only", "oracle", "swiftsage",
+        "quick_only", "deepthink_only", "follow_deepthink_where_they_differ", "swiftsage",
         "random_switch[p=0.25]", "random_switch[p=0.5]", "random_switch[p=0.75]",
         "confidence_cascade[threshold=0.2]", "confidence_cascade[threshold=0.5]", "confidence_cascade[threshold=0.8]",
     )
@@ -275,8 +275,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                                                                     progress=args.progress))
     learned_results: dict[tuple[str, str], list] = {}
 
-    def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair | None = None, label: str | None = None) -> list:
-        """Every seed of one setting on one task (trained first if it learns); its episodes."""
+    def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair | None = None, label: str | None = None,
+            valid_out: list | None = None) -> list:
+        """Every seed of one setting on one task (trained first if it learns); its test episodes (its validation
+        episodes into `valid_out`)."""
         results = []
         for seed in plan.seeds_for(task):
             router = spec.make()
@@ -286,7 +288,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                                           profile.batch_size, profile.name, sweep, label or spec.label,
                                           tracking_uri=args.tracking_uri, experiment=args.experiment,
                                           progress=args.progress, state=state,
-                                          valid_episodes=plan.valid_episodes_for(task))
+                                          valid_episodes=plan.valid_episodes_for(task), valid_out=valid_out)
         return results
 
     for task in tasks:
@@ -295,9 +297,15 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     for task in sweep_tasks:
         matched: set[str] = {spec.label for spec in routers} if task in tasks else set()
         for spec in plan.learned_for(task):
-            results = run(spec, task)
+            validation: list = []
+            results = run(spec, task, valid_out=validation)
             learned_results[(task.name, spec.label)] = results
-            p = sum(r.deepthink_acted for r in results) / max(1, sum(r.steps for r in results))
+            if not spec.cls.name.startswith("londi"):
+                continue  # the controls are matched to LONDI's settings
+            # The controls are matched to the fraction on the validation episodes (the test episodes are only
+            # reported on); a sweep without them matches on the test episodes, and its report has no verdict.
+            matched_on = validation or results
+            p = sum(r.deepthink_acted for r in matched_on) / max(1, sum(r.steps for r in matched_on))
             controls = ([f"random_switch[p={p:.3f}]"] if args.match_random else []) + (
                 [f"confidence_cascade[fraction={p:.3f},train_episodes={CASCADE_CALIBRATION_EPISODES}]"]
                 if args.match_cascade else [])

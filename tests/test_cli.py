@@ -79,7 +79,7 @@ def test_baseline_help_shows_every_option(capsys: pytest.CaptureFixture[str]) ->
 @pytest.mark.parametrize(("module", "options"), [
     ("baselines.random_switch", ("--p",)),
     ("baselines.confidence_cascade", ("--measure", "--threshold")),
-    ("baselines.oracle", ()),
+    ("baselines.follow_deepthink_where_they_differ", ()),
     ("baselines.stuck_rule", ("--seen", "--still")),
     ("algos.hindsight_supervised", ("--labels", "--threshold", "--epochs", "--train-episodes")),
     ("baselines.swiftsage", ("--warmup", "--patience", "--window", "--max-deepthink")),
@@ -381,7 +381,8 @@ def test_a_router_command_names_its_setting_as_reproduce_names_the_spec(module: 
     assert setting_label(expected.cls, args, argv) == expected.label
 
 
-@pytest.mark.parametrize("module", ["baselines.quick_only", "baselines.deepthink_only", "baselines.oracle",
+@pytest.mark.parametrize("module", ["baselines.quick_only", "baselines.deepthink_only",
+                                    "baselines.follow_deepthink_where_they_differ",
                                     "baselines.random_switch", "baselines.confidence_cascade", "baselines.swiftsage",
                                     "algos.londi_sac", "algos.londi_b"])
 def test_every_router_command_says_what_it_is_in_its_help(module: str, capsys: pytest.CaptureFixture[str]) -> None:

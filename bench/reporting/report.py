@@ -216,7 +216,7 @@ def summarize(episodes: pd.DataFrame, training: pd.DataFrame | None = None, spli
             if _has(group, metric):
                 values[metric] = seed_mean_ci(group[metric].to_numpy(), seeds)
         # Pooled: all DEEPTHINK calls (or steps where DEEPTHINK's action was taken) over all steps. They
-        # differ for a router that consults DEEPTHINK without always following it (the oracle).
+        # differ for a router that consults DEEPTHINK without always following it (follow_deepthink_where_they_differ).
         values["deepthink_fraction"] = seed_ratio_ci(group["deepthink_calls"].to_numpy(), group["steps"].to_numpy(),
                                                      seeds)
         values["deepthink_acted_fraction"] = seed_ratio_ci(group["deepthink_acted"].to_numpy(),
@@ -450,7 +450,7 @@ AIM_SAVING = 0.50
 """This project's aim: at least 50% less priced compute, training amortised over VERDICT_EPISODES episodes."""
 RETAINED = 0.95
 """'The same performance': the lower 95% bound of reward retained against DEEPTHINK-only is at least this."""
-REFERENCES = ("deepthink_only", "quick_only", "oracle")
+REFERENCES = ("deepthink_only", "quick_only", "follow_deepthink_where_they_differ")
 """Settings that are references, not deployable routers: never chosen."""
 LONDI_PREFIX = "londi"
 MATCH_TOLERANCE = 0.02

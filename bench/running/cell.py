@@ -16,10 +16,12 @@ from bench.running.runner import EpisodeResult, ModelPair
 def train_and_evaluate(router: Router, task: TaskSpec, models: ModelPair, seed: int, episodes: int, batch_size: int,
                        profile: str, sweep: str, exp_name: str, tracking_uri: str | None = None,
                        experiment: str = DEFAULT_EXPERIMENT, progress: bool = True,
-                       state: SweepState | None = None, valid_episodes: int = 0) -> list[EpisodeResult]:
+                       state: SweepState | None = None, valid_episodes: int = 0,
+                       valid_out: list[EpisodeResult] | None = None) -> list[EpisodeResult]:
     """One run seed of a router: trained first if it learns (its own MLflow run), then evaluated: on
     `valid_episodes` validation episodes first where asked (where its setting is chosen), then on the test episodes
-    (its own runs, split "valid" and "test"). Returns the test episodes.
+    (its own runs, split "valid" and "test"). Returns the test episodes; the validation episodes are added to
+    `valid_out` where given (what a control is matched to: never the test episodes).
 
     With `state` (a sweep that can be resumed) a part already finished is not run again (a trained router is
     restored, evaluated episodes are returned) and a stopped part continues from its checkpoint."""
@@ -46,5 +48,7 @@ def train_and_evaluate(router: Router, task: TaskSpec, models: ModelPair, seed: 
                                  checkpoint=checkpoint(kind), split=split)
             if state is not None:
                 state.mark_done(task.name, exp_name, seed, kind, evaluated)
+        if split == "valid" and valid_out is not None:
+            valid_out.extend(evaluated)
         results = evaluated
     return results

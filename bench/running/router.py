@@ -2,7 +2,7 @@
 
 A router is one class with `route(view) -> mask` (True = DEEPTHINK acts). The `StepView` it
 receives lets it look at the episodes and, if it needs to, ask either model for its scores
-before deciding (a confidence cascade asks QUICK; an oracle asks both). Those calls are metered
+before deciding (a confidence cascade asks QUICK; follow_deepthink_where_they_differ asks both). Those calls are metered
 and cached, so the runner reuses them instead of paying twice. A learned router gets every
 transition through `observe`. Nothing in bench/ knows a particular router.
 """
