@@ -38,7 +38,7 @@ from algos.switcher_sac import mlp
 from bench.cli import EvalArgs, run_cli
 from bench.common.seeding import generator
 from bench.models.cost import CallCost
-from bench.running.hindsight import AT_LEAST, EXACT, NEVER, Frontier, read_store
+from bench.running.hindsight import AT_LEAST, EXACT, NEVER, Frontier, read_store, task_folder
 from bench.running.router import Router, StepView, Transition
 
 
@@ -47,7 +47,8 @@ class Args(EvalArgs):
     """LONDI's encoder trained by supervised learning on the hindsight search's labels (where DEEPTHINK was needed)."""
 
     labels: str = ""
-    """the search's store for the task's training episodes (python -m bench.hindsight --split train)"""
+    """the search's results for the task's training episodes (python -m bench.hindsight --split train): the store's
+    file, or a store folder holding one file for the task (checkpoints/cpu/hindsight)"""
     train_episodes: int = 40
     """training episodes (each needs the search's result in `labels`)"""
     threshold: float = 0.5
@@ -115,6 +116,18 @@ class HindsightSupervised(Router):
 
     def prepare(self, task) -> None:
         self.encoder.prepare(task)
+        self.task = task
+
+    def _labels_file(self) -> Path:
+        """`labels` itself, or the one store file for this task in the folder `labels`."""
+        path = Path(self.labels)
+        if not path.is_dir() or getattr(self, "task", None) is None:
+            return path
+        found = sorted(task_folder(path, self.task).glob("*.jsonl"))
+        if len(found) != 1:
+            raise ValueError(f"{self.name}: the store {path} holds {len(found)} result files for {self.task.name} "
+                             f"({', '.join(p.name for p in found) or 'none'}): give labels= the one for this pair")
+        return found[0]
 
     def needs_training(self) -> bool:
         return not self.fitted
@@ -149,7 +162,7 @@ class HindsightSupervised(Router):
     # --- the router contract ------------------------------------------------------------------------------------
     def _labels(self) -> dict[int, Frontier]:
         if self.store is None:
-            path = Path(self.labels)
+            path = self._labels_file()
             if not self.labels or not path.is_file():
                 raise FileNotFoundError(f"{self.name}: no search results at {self.labels or '(labels not given)'}; "
                                         f"make them with python -m bench.hindsight --split train --store S and "

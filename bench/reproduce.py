@@ -25,16 +25,18 @@ import tyro
 
 from bench.cli import check_run_options, resolve_device
 from bench.common.errors import user_errors
-from bench.common.provenance import REPO_ROOT, default_results_dir, git_commit
+from bench.common.provenance import REPO_ROOT, cache_dir, default_results_dir, git_commit
 from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, artifact_progress, check_tracking, metric_key
 from bench.envs.tasks import BABYAI_LEVELS, TaskSpec, get_task
-from bench.models.cache import check_models_available, ensure_models, load_pair
-from bench.models.lm import ActionLM, RandomPolicy
+from bench.models.cache import CHECKPOINTS, check_models_available, ensure_models, load_pair
+from bench.models.lm import ActionLM, RandomPolicy, SampledPolicy
 from bench.models.pair import ModelPair
 from bench.models.profiles import Profile, get_profile
+from bench.reporting.hindsight import write_frontiers
 from bench.reporting.pair import write_pair_report
 from bench.reporting.report import (
     ABLATION,
+    SAMPLED,
     Cell,
     episodes_frame,
     plot_where_deepthink,
@@ -44,6 +46,7 @@ from bench.reporting.report import (
 )
 from bench.running.calibrate import price_books
 from bench.running.cell import train_and_evaluate
+from bench.running.hindsight import HindsightSearch, frontiers
 from bench.running.resume import SweepState, default_state_dir
 from bench.running.routers import RouterSpec, router_spec
 
@@ -77,6 +80,16 @@ class Args:
     match_cascade: bool = True
     """after each learned setting, the confidence cascade calibrated to its DEEPTHINK fraction (the threshold a
     quantile of QUICK's confidence on 20 training episodes), on the same episodes"""
+    controls: tuple[str, ...] | None = None
+    """controls of LONDI run on the BabyAI `sweep_tasks` after the learned settings (not matched); unset: the
+    profile's (Profile.controls); a bare --controls: none"""
+    sampled: tuple[float, ...] | None = None
+    """temperatures at which quick_only and deepthink_only run again with sampled actions on the BabyAI `sweep_tasks`
+    (settings `quick_only@sampled[t=T]`; each family's temperature chosen on validation); unset: the profile's"""
+    hindsight: bool | None = None
+    """search the BabyAI sweep tasks' test episodes for the fewest DEEPTHINK calls that succeed (kept per pair in the
+    cache; the committed pair's in checkpoints/<profile>/hindsight) and judge every router against it; unset: the
+    profile's"""
     ablation: tuple[str, ...] | None = None
     """routers run again on `sweep_tasks` with QUICK replaced by a random policy (the paper's ablation); unset:
     quick_only and the first londi_sac setting of the task's learned ones; a bare --ablation: none"""
@@ -165,6 +178,17 @@ class Plan:
         specs = self.profile.learned_for(task) if self.args.learned is None else self.args.learned
         return [router_spec(spec) for spec in specs]
 
+    def controls_for(self, task: TaskSpec) -> list[RouterSpec]:
+        if task.suite != "babyai":
+            return []
+        specs = self.profile.controls_for(task) if self.args.controls is None else self.args.controls
+        return [router_spec(spec) for spec in specs]
+
+    def sampled_for(self, task: TaskSpec) -> tuple[float, ...]:
+        if task.suite != "babyai":
+            return ()
+        return self.profile.sampled_for(task) if self.args.sampled is None else self.args.sampled
+
     def ablation_for(self, task: TaskSpec) -> list[RouterSpec]:
         if self.args.ablation is not None:
             return [router_spec(spec) for spec in self.args.ablation]
@@ -213,13 +237,19 @@ def main(args: Args) -> list[Cell]:
     routers = [router_spec(spec) for spec in args.routers]
     given = [("--routers", routers)] + [(f"--learned on {task.name}", plan.learned_for(task)) for task in sweep_tasks]
     given += [(f"--ablation on {task.name}", plan.ablation_for(task)) for task in sweep_tasks]
+    given += [(f"--controls on {task.name}", plan.learned_for(task) + plan.controls_for(task)) for task in sweep_tasks]
     for option, specs in given:
         labels = [spec.label for spec in specs]
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(f"{option} gives {', '.join(twice)} more than once: each setting runs once, give it once")
-    for spec in routers + [s for task in sweep_tasks for s in plan.learned_for(task) + plan.ablation_for(task)]:
+    for spec in routers + [s for task in sweep_tasks
+                           for s in plan.learned_for(task) + plan.controls_for(task) + plan.ablation_for(task)]:
         spec.make()  # a cost, budget or saved-Switcher path that makes no sense fails here, before any run
+    for task in sweep_tasks:
+        for t in plan.sampled_for(task):
+            if not t > 0:
+                raise ValueError(f"--sampled {t}: a sampling temperature must be > 0 (argmax is the model itself)")
     for task in tasks + sweep_tasks:
         if plan.train_episodes_for(task) < 1:
             raise ValueError(f"--train-episodes must be >= 1, got {plan.train_episodes_for(task)}")
@@ -313,6 +343,14 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                 if control.label not in matched:
                     matched.add(control.label)
                     run(control, task)
+        for spec in plan.controls_for(task):
+            learned_results[(task.name, spec.label)] = run(spec, task)
+        for temperature in plan.sampled_for(task):
+            models = pairs[task.suite]
+            sampled = dataclasses.replace(models, quick=SampledPolicy(models.quick, temperature, "quick"),
+                                          deepthink=SampledPolicy(models.deepthink, temperature, "deepthink"))
+            for name in ("quick_only", "deepthink_only"):
+                run(router_spec(name), task, sampled, label=f"{name}{SAMPLED}[t={temperature:g}]")
         if plan.ablation_for(task):
             models = pairs[task.suite]
             random_quick = dataclasses.replace(models, quick=RandomPolicy(context=models.quick.context))
@@ -353,8 +391,18 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             context["levels the pair never saw (not among its demonstrations or DAgger rounds)"] = ", ".join(
                 dict.fromkeys(unseen))
         stem = suite if args.report_as is None else args.report_as + (f"_{suite}" if len(suites) > 1 else "")
+        searched = [t for t in sweep_tasks if t.suite == suite == "babyai"]
+        limits: list[Path] = []
+        if searched and (profile.hindsight if args.hindsight is None else args.hindsight):
+            out_dir.mkdir(parents=True, exist_ok=True)
+            limits = [write_frontiers({task.name: frontiers(
+                HindsightSearch(task, models),
+                [s for run in plan.seeds_for(task) for s in task.eval_episode_seeds(run, plan.episodes_for(task))],
+                store=cache_dir() / "hindsight", also=(CHECKPOINTS / profile.name / "hindsight",),
+                progress=args.progress) for task in searched}, out_dir, stem)]
         paths, report = write_results(episodes_table, training[training["task"].str.startswith(f"{suite}/")],
                                       out_dir, stem, context)
+        paths += limits
         cells = report.cells
         all_cells += cells
         pair_text, pair_metrics = "", {}

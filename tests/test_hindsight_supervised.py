@@ -3,6 +3,7 @@ real runner with the committed cpu pair on short BabyAI episodes."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def trained(labels: Path, models: ModelPair, **options: object) -> tuple[Hindsig
 
 def test_it_plays_the_searchs_sequences_in_training_and_learns_where_they_call(labelled, cpu_models) -> None:
     labels, found = labelled
-    router, results = trained(labels, cpu_models)
+    router, results = trained(labels.parent.parent, cpu_models)  # the store's folder: its one file for the task
     for result in results:
         frontier = found[result.env_seed]
         called = {step["step"] for step in result.trace if step["model"] == "deepthink"}
@@ -83,6 +84,16 @@ def test_without_the_searchs_results_it_says_how_to_make_them(labelled, cpu_mode
     with pytest.raises(RuntimeError, match="evaluated before training"):
         run_episodes(HindsightSupervised(labels=str(labels)), task, cpu_models, task.eval_episode_seeds(0, 1),
                      batch_size=1, progress=False)
+
+
+def test_a_store_folder_with_several_files_for_the_task_is_refused(labelled, cpu_models, tmp_path) -> None:
+    labels, _ = labelled
+    folder = tmp_path / "store" / labels.parent.name
+    folder.mkdir(parents=True)
+    for name in ("a.jsonl", "b.jsonl"):
+        shutil.copy(labels, folder / name)
+    with pytest.raises(ValueError, match="holds 2 result files for babyai/GoToLocal.*give labels= the one"):
+        trained(tmp_path / "store", cpu_models)
 
 
 def test_the_training_bill_includes_the_search_on_its_training_episodes(tracking_uri: str) -> None:

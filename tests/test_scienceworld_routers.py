@@ -34,8 +34,8 @@ def short_task():
 
 
 # quick_only, deepthink_only and londi_b also run in test_reproduce_covers_scienceworld_with_its_own_report.
-ROUTERS = ["follow_deepthink_where_they_differ", "swiftsage[warmup=1]", "random_switch[p=0.5]", "confidence_cascade[threshold=0.5]",
-           "londi_sac[train_episodes=2]"]
+ROUTERS = ["follow_deepthink_where_they_differ", "swiftsage[warmup=1]", "random_switch[p=0.5]",
+           "confidence_cascade[threshold=0.5]", "londi_sac[train_episodes=2]"]
 
 
 @pytest.mark.parametrize("spec", ROUTERS)
@@ -57,11 +57,12 @@ def test_every_router_runs_on_scienceworld(spec: str, short_task, sw_smoke_model
             assert step["room"] and step["action"]  # where it happened and what was played
 
 
-def test_follow_deepthink_plays_deepthinks_generated_action_where_the_two_differ(short_task, sw_smoke_models: ModelPair) -> None:
+def test_follow_deepthink_plays_deepthinks_generated_action_where_the_two_differ(short_task,
+                                                                                 sw_smoke_models: ModelPair) -> None:
     quick_only, _ = run_episodes(router_spec("quick_only").make(), short_task, sw_smoke_models, [15], batch_size=1,
                                  progress=False)
-    followed, _ = run_episodes(router_spec("follow_deepthink_where_they_differ").make(), short_task, sw_smoke_models, [15], batch_size=1,
-                             progress=False)
+    followed, _ = run_episodes(router_spec("follow_deepthink_where_they_differ").make(), short_task, sw_smoke_models,
+                               [15], batch_size=1, progress=False)
     first_quick, first_followed = quick_only[0].trace[0], followed[0].trace[0]
     assert first_followed["observation"] == first_quick["observation"]
     # At the first step both see the same state: the router acted as QUICK exactly where they agreed.

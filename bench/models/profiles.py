@@ -25,6 +25,16 @@ sweep at 52330e1 showed add no point to the curve (c = 0.1: DEEPTHINK on 1.9% of
 QUICK-only's 0.372; budget 6: 3.2 calls used on average), so that 5 seeds of every setting fit the time of 3."""
 
 
+CPU_CONTROLS = (
+    "londi_sac[c=0.01,cues=false]", "londi_sac[c=0]", "stuck_rule",
+    "hindsight_supervised[labels=checkpoints/cpu/hindsight,train_episodes=40,threshold=0.5]",
+    "hindsight_supervised[labels=checkpoints/cpu/hindsight,train_episodes=40,threshold=0.8]",
+)
+"""The cpu profile's controls on babyai/Mixed (issue 17): LONDI without the hand-made cues (at the c of the
+verdicts' middle setting) and at c = 0, the "DEEPTHINK when stuck" rule, and the supervised router on the committed
+search's labels of the sweep's router training episodes (40 per seed; its threshold chosen on validation)."""
+
+
 @dataclass(frozen=True)
 class Profile:
     name: str
@@ -77,6 +87,15 @@ class Profile:
     so the paper's c of 0.1-0.5 already prices DEEPTHINK out)."""
     sw_learned: tuple[str, ...] = ("londi_sac[c=0.01]", "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]")
     """Learned router settings on the ScienceWorld sweep tasks (LONDI-B's budgets: the paper's picture)."""
+    hindsight: bool = False
+    """Judge the routers on the BabyAI sweep tasks against the hindsight minimum of their test episodes (searched once
+    per pair and kept: bench.running.hindsight; the cpu pair's is committed in checkpoints/cpu/hindsight)."""
+    controls: tuple[str, ...] = ()
+    """The controls of LONDI on the BabyAI sweep tasks (issue 17): LONDI without its cues and at c = 0, the stuck
+    rule, the supervised router on the hindsight search's labels; run like the learned settings, not matched."""
+    sampled: tuple[float, ...] = ()
+    """Temperatures of QUICK-only and DEEPTHINK-only with sampled actions on the BabyAI sweep tasks (each family's
+    temperature chosen on the validation episodes): does any noise break the loops that mixing breaks?"""
 
 
     def episodes_for(self, task: TaskSpec) -> int:
@@ -104,6 +123,12 @@ class Profile:
 
     def learned_for(self, task: TaskSpec) -> tuple[str, ...]:
         return self.sw_learned if task.suite == "scienceworld" else self.learned
+
+    def controls_for(self, task: TaskSpec) -> tuple[str, ...]:
+        return self.controls if task.suite == "babyai" else ()
+
+    def sampled_for(self, task: TaskSpec) -> tuple[float, ...]:
+        return self.sampled if task.suite == "babyai" else ()  # ScienceWorld's models generate: nothing to sample
 
 
 BABYAI_TASKS = tuple(task_names("babyai"))
@@ -194,6 +219,9 @@ PROFILES: dict[str, Profile] = {
         sw_valid_episodes=8,
         learned=CPU_LONDI,
         sw_learned=("londi_sac[c=0.01]", "londi_b[budget=2]", "londi_b[budget=4]"),
+        controls=CPU_CONTROLS,
+        sampled=(0.3, 1.0),
+        hindsight=True,
     ),
     "paper": Profile(
         name="paper",

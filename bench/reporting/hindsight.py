@@ -200,3 +200,169 @@ def plot_frontier(frontiers: Sequence[Frontier], routers: pd.DataFrame, path: Pa
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+# --- the report's section: the minimum, every router's regret against it, LONDI's verdict, the area per family ------
+CALLS_GOAL = 1.5
+"""Issue 17's goal: LONDI's DEEPTHINK calls within this multiple of the hindsight minimum at its reward."""
+CALLS_AIM = 1.2
+"""... and its aim."""
+
+
+def calls_verdict(ratio: float, low: float, high: float, goal: float = CALLS_GOAL) -> str:
+    """`met` where the whole interval of calls over the minimum is within `goal`, `missed` where all of it is above,
+    `undecided` where it spans the goal; `n/a` where the ratio was not measured."""
+    if not ratio == ratio:
+        return "n/a"
+    if high <= goal:
+        return "met"
+    if low > goal:
+        return "missed"
+    return "undecided"
+
+
+def frontiers_path(out_dir: Path, stem: str) -> Path:
+    return out_dir / f"{stem}_hindsight.jsonl"
+
+
+def write_frontiers(frontiers: dict[str, Sequence[Frontier]], out_dir: Path, stem: str) -> Path:
+    """The search's result for every test episode the report judges against, one JSON line each (with its task):
+    what the hindsight section is rebuilt from."""
+    import json
+
+    path = frontiers_path(out_dir, stem)
+    path.write_text("".join(json.dumps({"task": task, **f.row()}) + "\n" for task, found in sorted(frontiers.items())
+                            for f in found))
+    return path
+
+
+def read_frontiers(out_dir: Path, stem: str) -> dict[str, list[Frontier]]:
+    import json
+
+    path = frontiers_path(out_dir, stem)
+    found: dict[str, list[Frontier]] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            found.setdefault(row.pop("task"), []).append(Frontier.from_row(row))
+    return found
+
+
+def regret_markdown(table: pd.DataFrame, task: str, londi: str | None) -> str:
+    lines = [f"### {task}: every router against the minimum", "",
+             "Per router on the test episodes: its DEEPTHINK calls per episode, the fewest with which its rewards were "
+             "reachable (the minimum at its reward, episode by episode), their ratio with its two-level 95% interval "
+             "(run seeds, then episodes), and the reward it left below the frontier at its calls. "
+             f"Goal for LONDI (its setting chosen on validation: {f'`{londi}`' if londi else 'none passed'}): calls "
+             f"within {CALLS_GOAL}x the minimum "
+             f"(aim {CALLS_AIM}x); `met` needs the whole interval within it, `missed` the whole interval above.", "",
+             "| router | reward | calls / episode | minimum at its reward | calls / minimum [95%] | "
+             "reward below the frontier [95%] | episodes with a bound only | within 1.5x |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        ratio = f"{r.calls_ratio:.2f} [{r.calls_ratio_low:.2f}, {r.calls_ratio_high:.2f}]"
+        lines.append(f"| {r.router} | {r.reward:.3f} | {r.calls:.2f} | {r.min_calls:.2f} | {ratio} | "
+                     f"{r.reward_below:.3f} [{r.reward_below_low:.3f}, {r.reward_below_high:.3f}] | {r.bounded} | "
+                     f"{r.within} |")
+    return "\n".join(lines) + "\n"
+
+
+def family_areas(episodes: pd.DataFrame, family_of: callable, cost: str = "priced_s") -> pd.DataFrame:
+    """The area of each router family on one task's test episodes (bench.reporting.area), on the episodes every
+    setting and both references share. Families without QUICK-only and DEEPTHINK-only there: none."""
+    from bench.reporting.area import family_area
+
+    if cost not in episodes or episodes[cost].isna().all():
+        cost = "flops"
+    table = episodes.set_index(["seed", "env_seed"])
+    routers = sorted(set(episodes.router))
+    if not {"quick_only", "deepthink_only"} <= set(routers):
+        return pd.DataFrame()
+    shared = None
+    for router in routers:
+        index = table[table.router == router].index
+        shared = index if shared is None else shared.intersection(index)
+    shared = shared.sort_values()
+
+    def columns(router: str) -> tuple[np.ndarray, np.ndarray]:
+        part = table[table.router == router].loc[shared]
+        return part[cost].to_numpy(dtype=float), part["reward"].to_numpy(dtype=float)
+
+    seeds = shared.get_level_values("seed").to_numpy()
+    rows = []
+    families: dict[str, list[str]] = {}
+    for router in routers:
+        families.setdefault(family_of(router), []).append(router)
+    for name, members in sorted(families.items()):
+        if name in ("quick_only", "deepthink_only"):
+            continue
+        area = family_area({m: columns(m) for m in members}, columns("quick_only"), columns("deepthink_only"), seeds)
+        rows.append({"family": name, "settings": len(members), "area": area.mean, "area_low": area.low,
+                     "area_high": area.high, "cost": cost})
+    return pd.DataFrame(rows).sort_values("area", ascending=False, na_position="last")
+
+
+def area_markdown(areas: pd.DataFrame, task: str) -> str:
+    if areas.empty:
+        return ""
+    lines = [f"### {task}: one number per router family", "",
+             "The area under the family's non-decreasing concave hull of reward against priced cost, both normalised "
+             "so that QUICK-only is (0, 0) and DEEPTHINK-only (1, 1) (in the spirit of RouterBench's AIQ): 0.5 is "
+             "mixing the two models by episode, above it the family routes better than that; 95% two-level interval. "
+             "Ranked by the area.", "", "| family | settings | area [95%] |", "|---|---|---|"]
+    for r in areas.itertuples():
+        lines.append(f"| {r.family} | {r.settings} | {r.area:.3f} [{r.area_low:.3f}, {r.area_high:.3f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def hindsight_section(episodes: pd.DataFrame, frontiers: dict[str, Sequence[Frontier]], max_steps: dict[str, int],
+                      londi: dict[str, str | None], family_of: callable, out_dir: Path, stem: str
+                      ) -> tuple[str, dict, list[Path]]:
+    """The report's section for every task with searched episodes: the minimum per level, every router's regret
+    against it with LONDI's verdict, the area per family, and the frontier plot. `episodes`: the test episodes of the
+    real pair; `londi`: per task, LONDI's setting chosen on validation (None: none passed)."""
+    parts, data, paths = [], {}, []
+    for task, found in sorted(frontiers.items()):
+        here = episodes[episodes.task == task]
+        table = summary(frontier_frame(found, max_steps[task]))
+        regret = regret_summary(regret_frame(here, found)) if len(here) else pd.DataFrame()
+        if len(regret):
+            regret["within"] = [calls_verdict(r.calls_ratio, r.calls_ratio_low, r.calls_ratio_high)
+                                for r in regret.itertuples()]
+        chosen = londi.get(task)
+        verdict = None
+        if chosen is not None and len(regret) and chosen in set(regret.router):
+            r = regret[regret.router == chosen].iloc[0]
+            verdict = {"setting": chosen, "calls_ratio": r.calls_ratio, "low": r.calls_ratio_low,
+                       "high": r.calls_ratio_high, "goal": CALLS_GOAL, "aim": CALLS_AIM,
+                       "goal_verdict": calls_verdict(r.calls_ratio, r.calls_ratio_low, r.calls_ratio_high),
+                       "aim_verdict": calls_verdict(r.calls_ratio, r.calls_ratio_low, r.calls_ratio_high, CALLS_AIM)}
+        areas = family_areas(here, family_of)
+        text = [summary_markdown(table, task)]
+        if verdict is not None:
+            text.append(f"LONDI (`{chosen}`, chosen on validation) calls DEEPTHINK {verdict['calls_ratio']:.2f}x "
+                        f"[{verdict['low']:.2f}, {verdict['high']:.2f}] as often as the minimum at its reward: "
+                        f"within {CALLS_GOAL}x **{verdict['goal_verdict']}**, within {CALLS_AIM}x "
+                        f"**{verdict['aim_verdict']}**.\n")
+        if len(regret):
+            text.append(regret_markdown(regret, task, chosen))
+        text.append(area_markdown(areas, task))
+        if len(regret):
+            slug = task.replace("/", "_")
+            points = regret[["router", "calls", "reward"]]
+            paths.append(plot_frontier(found, points, out_dir / f"{stem}_hindsight_{slug}.png",
+                                       f"{task}: reward against DEEPTHINK calls, and the hindsight frontier"))
+            text.append(f"![frontier]({paths[-1].name})\n")
+        parts.append("\n".join(filter(None, text)))
+        data[task] = {"summary": table.to_dict(orient="records"), "regret": regret.to_dict(orient="records"),
+                      "londi": verdict, "areas": areas.to_dict(orient="records"),
+                      "frontier": [list(p) for p in task_frontier(found)]}
+    if not parts:
+        return "", {}, []
+    head = ("## The physical limit: the fewest DEEPTHINK calls that could work\n\n"
+            "Both models act by argmax and BabyAI-Text is deterministic for a seed, so an episode's trajectory is a "
+            "function of where DEEPTHINK acts. The hindsight search (bench/running/hindsight.py) finds, per test "
+            "episode, the fewest DEEPTHINK calls with which it succeeds and the best reward reachable with k calls "
+            "(exact, or bounds where its node budget ran out). A router cannot know in advance what the search knows "
+            "in hindsight: the minimum is a floor, not a target.\n\n")
+    return head + "\n".join(parts), data, paths

@@ -41,6 +41,9 @@ TABLE_METRICS = ("reward", "success", "steps", "deepthink_calls", "deepthink_fra
 REFERENCE = "deepthink_only"
 ABLATION = "@quick=random"
 """Suffix of a setting run with QUICK replaced by a random policy (the paper's ablation): not in the verdicts."""
+SAMPLED = "@sampled"
+"""Marks a setting whose models sample their actions (`quick_only@sampled[t=0.3]`): a control, its own family."""
+NO_CUES = "cues=false"
 AMORTISED = (100, 1000, 10000)
 """Deployment episodes a learned router's training is spread over; the verdict uses VERDICT_EPISODES."""
 VERDICT_EPISODES = 1000
@@ -454,16 +457,24 @@ REFERENCES = ("deepthink_only", "quick_only", "follow_deepthink_where_they_diffe
 """Settings that are references, not deployable routers: never chosen."""
 LONDI_PREFIX = "londi"
 MATCH_TOLERANCE = 0.02
-"""A random_switch setting is 'at the same DEEPTHINK fraction' as a LONDI setting within this much."""
+"""Two settings are 'at the same DEEPTHINK fraction' within this much."""
+MEETS_LONDI = ("swiftsage", "confidence_cascade", "stuck_rule", "hindsight_supervised", "londi_sac[cues=false]",
+               "quick_only@sampled", "deepthink_only@sampled")
+"""Families each of whose settings meets the LONDI setting nearest its DEEPTHINK fraction in the head-to-head."""
 
 
 def is_londi(router: str) -> bool:
-    return router.startswith(LONDI_PREFIX) and not router.endswith(ABLATION)
+    """LONDI as configured (its cues on), not its ablation or its no-cues control."""
+    return router.startswith(LONDI_PREFIX) and not router.endswith(ABLATION) and NO_CUES not in router.lower()
 
 
 def family(router: str) -> str:
-    """The router a setting belongs to: `londi_sac[c=0.1]` -> londi_sac (ablation runs form their own)."""
-    return router.removesuffix(ABLATION).split("[")[0] + (ABLATION if router.endswith(ABLATION) else "")
+    """The router a setting belongs to: `londi_sac[c=0.1]` -> londi_sac (ablation runs form their own, and so do
+    LONDI without its cues, `londi_sac[cues=false]`, and the sampled single models, `quick_only@sampled`)."""
+    name = router.removesuffix(ABLATION).split("[")[0]
+    if NO_CUES in router.lower():
+        name += f"[{NO_CUES}]"
+    return name + (ABLATION if router.endswith(ABLATION) else "")
 
 
 def deployable(router: str) -> bool:
@@ -515,7 +526,7 @@ def verdicts(cells: list[Cell], selection: list[dict]) -> list[dict]:
         for row in (r for r in selection if r["task"] == task):
             cell = by_key.get((task, row["chosen"])) if row["chosen"] else None
             families.append({"family": row["family"], "chosen": row["chosen"], **_judged(cell)})
-        londi_families = {r["family"] for r in selection if r["task"] == task and r["family"].startswith(LONDI_PREFIX)}
+        londi_families = {r["family"] for r in selection if r["task"] == task and is_londi(r["family"])}
         londi = _chosen(selection, task, londi_families)
         best = _chosen(selection, task)
         rows.append({"task": task, "families": families,
@@ -656,7 +667,7 @@ def head_to_head(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
                 if abs(_p(nearest) - frac[cell.router]) <= MATCH_TOLERANCE:
                     pairs.append((cell.router, nearest))
         for other in here:
-            if londi and other.startswith(("swiftsage", "confidence_cascade")) and not other.endswith(ABLATION):
+            if londi and family(other).startswith(MEETS_LONDI) and not other.endswith(ABLATION):
                 pairs.append((min(londi, key=lambda c: abs(frac[c.router] - frac[other])).router, other))
         on_task = episodes[episodes.task == task]
         for mine, theirs in pairs:
@@ -674,6 +685,8 @@ def head_to_head(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
             diff = row["reward_diff"]
             row["verdict"] = "LONDI better" if diff["low"] > 0 else "LONDI worse" if diff["high"] < 0 \
                 else "no clear difference"
+            # Only a pair within MATCH_TOLERANCE is at the same DEEPTHINK fraction; the rest are shown, not judged so.
+            row["same_fraction"] = bool(abs(frac[mine] - frac[theirs]) <= MATCH_TOLERANCE)
             rows.append(row)
     return rows
 
@@ -683,14 +696,18 @@ def head_to_head_markdown(rows: list[dict]) -> str:
         return ""
     lines = ["## LONDI head to head at the same DEEPTHINK fraction", "",
              "Same test episodes (paired on run seed and env seed); difference = LONDI - other, 95% two-level "
-             "interval (run seeds, then episodes). Random switching is matched to each LONDI setting's fraction; "
-             "SwiftSage and the cascade meet the LONDI setting nearest theirs.", "",
+             "interval (run seeds, then episodes). Random switching and the calibrated cascade are matched to each "
+             "LONDI setting's fraction on the validation episodes; every other control meets the LONDI setting "
+             f"nearest its fraction. Both fractions are the test episodes'; a pair more than {MATCH_TOLERANCE} apart "
+             "is not at the same fraction and its verdict says so.", "",
              "| task | LONDI setting | fraction | other | fraction | reward LONDI | reward other | reward difference "
              "| success difference | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        verdict = r["verdict"] if r.get("same_fraction", True) else \
+            f"{r['verdict']} (fractions differ by {abs(r['londi_fraction'] - r['other_fraction']):.3f})"
         lines.append(f"| {r['task']} | {r['londi']} | {r['londi_fraction']:.3f} | {r['other']} | "
                      f"{r['other_fraction']:.3f} | {r['reward_londi']:.3f} | {r['reward_other']:.3f} | "
-                     f"{Estimate(**r['reward_diff'])} | {Estimate(**r['success_diff'])} | {r['verdict']} |")
+                     f"{Estimate(**r['reward_diff'])} | {Estimate(**r['success_diff'])} | {verdict} |")
     return "\n".join(lines)
 
 
@@ -883,6 +900,9 @@ def write_report(episodes: pd.DataFrame, training: pd.DataFrame, out_dir: Path, 
         + "\n" + "\n\n".join(filter(None, sections)) + "\n"
     )
     paths = [out_dir / f"{stem}.md", out_dir / f"{stem}.csv", out_dir / f"{stem}.json"]
+    hindsight_text, hindsight, hindsight_plots = limit_section(episodes, report, out_dir, stem)
+    if hindsight_text:
+        markdown += "\n" + hindsight_text
     paths[0].write_text(markdown)
     pd.DataFrame(cells_records(report.cells)).to_csv(paths[1], index=False)
     paths[2].write_text(json.dumps(
@@ -893,9 +913,29 @@ def write_report(episodes: pd.DataFrame, training: pd.DataFrame, out_dir: Path, 
          "claims": [{"task": row["task"], "claim": claim, "verdict": verdict, "evidence": evidence}
                     for row in report.verdicts for claim, verdict, evidence in claim_sentences(row)],
          "head_to_head": report.head_to_head, "budgets": report.budgets, "ablation": report.ablation,
-         "model_costs": report.costs.to_dict(orient="records")}, indent=1, default=_json_default))
+         "model_costs": report.costs.to_dict(orient="records"), "hindsight": hindsight}, indent=1,
+        default=_json_default))
     paths.append(plot_cost_reward(report.cells, out_dir / f"{stem}_cost_reward.png"))
-    return paths, report
+    return paths + hindsight_plots, report
+
+
+def limit_section(episodes: pd.DataFrame, report: SuiteReport, out_dir: Path, stem: str) -> tuple[str, dict, list]:
+    """The hindsight section, where the search's results for this suite's test episodes lie beside its tables
+    (`<stem>_hindsight.jsonl`, written by bench.reproduce): the minimum, each router's regret, LONDI's verdict against
+    the minimum, the area per family, the frontier plot."""
+    from bench.envs.tasks import get_task
+    from bench.reporting.hindsight import hindsight_section, read_frontiers
+
+    frontiers = read_frontiers(out_dir, stem)
+    if not frontiers:
+        return "", {}, []
+    test = episodes[episodes["split"].fillna("test") == "test"] if "split" in episodes else episodes
+    # Sampled models leave the deterministic space the search covers: their episodes are not judged against it.
+    test = real_pair(test)
+    test = test[~test.router.str.contains(SAMPLED, regex=False)]
+    londi = {row["task"]: row["londi"]["chosen"] for row in report.verdicts}
+    return hindsight_section(test, frontiers, {task: get_task(task).max_steps for task in frontiers}, londi, family,
+                             out_dir, stem)
 
 
 def _json_default(value: object) -> object:

@@ -371,10 +371,15 @@ def store_path(folder: Path, task: TaskSpec, models: ModelPair, search: Hindsigh
     return _store_file(folder, task, pair_key(models), search)
 
 
-def _store_file(folder: Path, task: TaskSpec, key: str, search: HindsightSearch) -> Path:
+def task_folder(folder: Path, task: TaskSpec) -> Path:
+    """The folder of a store that holds one task's results (one file per pair and search setting)."""
     slug = task.name.replace("/", "_").replace("[", "_").replace("]", "").replace(",", "_").replace("=", "-")
+    return Path(folder) / slug
+
+
+def _store_file(folder: Path, task: TaskSpec, key: str, search: HindsightSearch) -> Path:
     setting = f"v{SEARCH_VERSION}-n{search.node_budget}-k{search.max_calls}-b{search.beyond}"
-    return Path(folder) / slug / f"{key}-{setting}.jsonl"
+    return task_folder(folder, task) / f"{key}-{setting}.jsonl"
 
 
 def read_store(path: Path) -> dict[int, Frontier]:
