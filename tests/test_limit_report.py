@@ -33,8 +33,9 @@ def frontier(env_seed: int) -> Frontier:
 
 
 def episodes(calls: dict[str, int]) -> pd.DataFrame:
-    """Each router's episodes: `calls` DEEPTHINK calls per episode (one more in a fifth of them), reward 0.8 where it called at
-    all; QUICK-only (0 calls, reward 0) and DEEPTHINK-only (12 calls, 0.9) beside them; priced cost 1 + calls."""
+    """Each router's episodes: `calls` DEEPTHINK calls per episode (one more in a fifth of them), reward 0.8 where it
+    called at all; QUICK-only (0 calls, reward 0) and DEEPTHINK-only (12 calls, 0.9) beside them; priced cost 1 +
+    calls."""
     rng = np.random.default_rng(0)
     rows = []
     for router, k in {"quick_only": 0, "deepthink_only": 12, **calls}.items():
