@@ -115,19 +115,20 @@ class HindsightSupervised(Router):
         self.batches = generator(seed, "hindsight_supervised")
 
     def prepare(self, task) -> None:
+        """The encoder's step limit, and the store file for this task where `labels` is a store folder (the file's
+        path is kept, not the task: a router is pickled with a sweep's state)."""
         self.encoder.prepare(task)
-        self.task = task
+        path = Path(self.labels)
+        if path.is_dir():
+            found = sorted(task_folder(path, task).glob("*.jsonl"))
+            if len(found) != 1:
+                raise ValueError(f"{self.name}: the store {path} holds {len(found)} result files for {task.name} "
+                                 f"({', '.join(p.name for p in found) or 'none'}): give labels= the one for this pair")
+            self.labels_file = str(found[0])
 
     def _labels_file(self) -> Path:
-        """`labels` itself, or the one store file for this task in the folder `labels`."""
-        path = Path(self.labels)
-        if not path.is_dir() or getattr(self, "task", None) is None:
-            return path
-        found = sorted(task_folder(path, self.task).glob("*.jsonl"))
-        if len(found) != 1:
-            raise ValueError(f"{self.name}: the store {path} holds {len(found)} result files for {self.task.name} "
-                             f"({', '.join(p.name for p in found) or 'none'}): give labels= the one for this pair")
-        return found[0]
+        """`labels` itself, or the one store file for the task in the folder `labels` (found by `prepare`)."""
+        return Path(getattr(self, "labels_file", None) or self.labels)
 
     def needs_training(self) -> bool:
         return not self.fitted

@@ -184,12 +184,13 @@ class LondiSAC(Router):
 
     def prepare(self, task) -> None:
         """The task's step limit becomes the progress feature's denominator (unless max_steps was given); a loaded
-        Switcher must have been trained with the same one."""
+        Switcher must have been trained with the same one. (The task itself is not kept: a router is pickled.)"""
         self.limit = self.max_steps or task.max_steps
-        if self.trained_limit is not None and self.trained_limit != self.limit:
+        trained = getattr(self, "trained_limit", None)  # a Switcher pickled before issue 17 has none
+        if trained is not None and trained != self.limit:
             raise ValueError(f"{self.name}: the Switcher at {self.load} measured progress against "
-                             f"{self.trained_limit} steps, this task has {self.limit} ({task.name}): train one for "
-                             f"it, or give max_steps={self.trained_limit}")
+                             f"{trained} steps, this task has {self.limit} ({task.name}): train one for "
+                             f"it, or give max_steps={trained}")
 
     def needs_training(self) -> bool:
         return not self.load and self.train_episodes > 0
@@ -283,7 +284,7 @@ class LondiSAC(Router):
             if meta.get(key) != getattr(self, key):
                 raise ValueError(f"the Switcher at {path} was trained with {key}={meta.get(key)}, "
                                  f"not {getattr(self, key)}")
-        self.trained_limit = meta.get("limit")
+        self.trained_limit = meta.get("limit", 64)  # saved before issue 17: trained with the old default, 64
         state = torch.load(path / "switcher.pt", weights_only=True)
         self.sac.actor.load_state_dict(state["actor"])
         self.sac.q1.load_state_dict(state["q1"])

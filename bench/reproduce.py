@@ -32,7 +32,7 @@ from bench.models.cache import CHECKPOINTS, check_models_available, ensure_model
 from bench.models.lm import ActionLM, RandomPolicy, SampledPolicy
 from bench.models.pair import ModelPair
 from bench.models.profiles import Profile, get_profile
-from bench.reporting.hindsight import write_frontiers
+from bench.reporting.hindsight import frontiers_path, write_frontiers
 from bench.reporting.pair import write_pair_report
 from bench.reporting.report import (
     ABLATION,
@@ -46,7 +46,7 @@ from bench.reporting.report import (
 )
 from bench.running.calibrate import price_books
 from bench.running.cell import train_and_evaluate
-from bench.running.hindsight import HindsightSearch, frontiers
+from bench.running.hindsight import HindsightSearch, frontiers, pair_key
 from bench.running.resume import SweepState, default_state_dir
 from bench.running.routers import RouterSpec, router_spec
 
@@ -76,7 +76,8 @@ class Args:
     sweep_tasks: tuple[str, ...] | None = None
     """tasks of the learned routers, their matched random switching and the ablation; unset: the profile's"""
     match_random: bool = True
-    """after each learned setting, random_switch with p = its DEEPTHINK fraction, on the same episodes"""
+    """after each learned setting, random_switch with p = its DEEPTHINK fraction on the validation episodes (the test
+    episodes where there are none), on the same episodes"""
     match_cascade: bool = True
     """after each learned setting, the confidence cascade calibrated to its DEEPTHINK fraction (the threshold a
     quantile of QUICK's confidence on 20 training episodes), on the same episodes"""
@@ -393,13 +394,14 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         stem = suite if args.report_as is None else args.report_as + (f"_{suite}" if len(suites) > 1 else "")
         searched = [t for t in sweep_tasks if t.suite == suite == "babyai"]
         limits: list[Path] = []
+        frontiers_path(out_dir, stem).unlink(missing_ok=True)  # never judge against another sweep's search
         if searched and (profile.hindsight if args.hindsight is None else args.hindsight):
             out_dir.mkdir(parents=True, exist_ok=True)
             limits = [write_frontiers({task.name: frontiers(
                 HindsightSearch(task, models),
                 [s for run in plan.seeds_for(task) for s in task.eval_episode_seeds(run, plan.episodes_for(task))],
                 store=cache_dir() / "hindsight", also=(CHECKPOINTS / profile.name / "hindsight",),
-                progress=args.progress) for task in searched}, out_dir, stem)]
+                progress=args.progress) for task in searched}, out_dir, stem, pair=pair_key(models))]
         paths, report = write_results(episodes_table, training[training["task"].str.startswith(f"{suite}/")],
                                       out_dir, stem, context)
         paths += limits

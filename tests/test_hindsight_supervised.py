@@ -3,6 +3,7 @@ real runner with the committed cpu pair on short BabyAI episodes."""
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,9 @@ def test_it_plays_the_searchs_sequences_in_training_and_learns_where_they_call(l
     p = router.probability(np.stack(router.states))
     targets = np.asarray(router.targets, dtype=bool)
     assert p[targets].mean() > p[~targets].mean() + 0.2
+    # A sweep keeps a trained router by pickling it (bench.running.resume): nothing it holds may refuse.
+    again = pickle.loads(pickle.dumps(router))
+    assert again.labels_file == router.labels_file and again.fitted
 
 
 def test_at_evaluation_the_threshold_decides(labelled, cpu_models) -> None:

@@ -17,7 +17,7 @@ from bench.reporting.hindsight import (
     read_frontiers,
     write_frontiers,
 )
-from bench.reporting.report import family, head_to_head_markdown, is_londi
+from bench.reporting.report import _fraction_option, _matched, _p, family, head_to_head_markdown, is_londi
 from bench.running.hindsight import Frontier
 
 TASK = "babyai/Mixed"
@@ -101,7 +101,10 @@ def test_the_searched_episodes_round_trip_through_the_results_folder(tmp_path: P
 
 def test_the_no_cues_control_and_the_sampled_models_are_families_of_their_own() -> None:
     assert family("londi_sac[c=0.01,cues=False]") == "londi_sac[cues=false]" != family("londi_sac[c=0.01]")
-    assert not is_londi("londi_sac[c=0.01,cues=False]") and is_londi("londi_sac[c=0]")
+    assert family("londi_sac[c=0]") == family("londi_sac[c=0.0,train_episodes=4]") == "londi_sac[c=0]"
+    assert family("londi_sac[c=0.001]") == "londi_sac" and family("londi_b[budget=2,c=0]") == "londi_b"
+    assert not is_londi("londi_sac[c=0.01,cues=False]") and not is_londi("londi_sac[c=0]")
+    assert is_londi("londi_sac[c=0.001]") and is_londi("londi_b[budget=2]")
     assert family("quick_only@sampled[t=0.3]") == family("quick_only@sampled[t=1]") == "quick_only@sampled"
     assert family("londi_sac[c=0.01]@quick=random") == "londi_sac@quick=random"
 
@@ -114,3 +117,29 @@ def test_the_head_to_head_says_when_a_pair_is_not_at_the_same_fraction() -> None
             for other, fraction in (("random_switch[p=0.25]", 0.25), ("confidence_cascade[fraction=0.25]", 0.93))]
     text = head_to_head_markdown(rows)
     assert "| LONDI better |" in text and "LONDI better (fractions differ by 0.680)" in text
+
+
+def test_without_a_londi_setting_chosen_the_best_on_validation_is_judged_and_labelled(tmp_path: Path) -> None:
+    label = "londi_sac[c=0.001] (no LONDI setting kept the reward on validation: the best reward retained there)"
+    text, data = section({"londi_sac[c=0.001]": 3}, label, tmp_path)
+    assert data["londi"]["setting"] == "londi_sac[c=0.001]" and data["londi"]["goal_verdict"] == "missed"
+    assert "(no LONDI setting kept the reward on validation" in text
+
+
+def test_an_unpriced_episode_makes_the_area_fall_back_to_flops_not_count_as_free(tmp_path: Path) -> None:
+    frame = episodes({"londi_sac[c=0.01]": 1})
+    frame["flops"] = frame["priced_s"] * 1e9
+    frame.loc[(frame.router == "londi_sac[c=0.01]") & (frame.env_seed == 10), "priced_s"] = np.nan
+    frame = pd.concat([frame, frame[frame.router == "quick_only"].head(3)])  # a duplicated row is read once
+    found = {TASK: [frontier(s) for s in EPISODES]}
+    _, data, _ = hindsight_section(frame, found, {TASK: 64}, {TASK: None}, family, tmp_path, "babyai")
+    (area,) = data[TASK]["areas"]
+    assert area["cost"] == "flops" and area["episodes"] == len(SEEDS) * len(EPISODES)
+
+
+def test_each_londi_setting_meets_the_controls_made_at_its_validation_fraction() -> None:
+    randoms = ["random_switch[p=0.25]", "random_switch[p=0.137]", "random_switch[p=0.5]"]
+    cascades = ["confidence_cascade[fraction=0.137,train_episodes=20]", "confidence_cascade[threshold=0.5]"]
+    assert _matched(0.13749, randoms, _p) == "random_switch[p=0.137]"  # printed to 3 decimals by bench.reproduce
+    assert _matched(0.13749, cascades, _fraction_option) == cascades[0]
+    assert _matched(0.139, randoms, _p) is None and _matched(0.2, cascades, _fraction_option) is None

@@ -94,8 +94,9 @@ class Profile:
     """The controls of LONDI on the BabyAI sweep tasks (issue 17): LONDI without its cues and at c = 0, the stuck
     rule, the supervised router on the hindsight search's labels; run like the learned settings, not matched."""
     sampled: tuple[float, ...] = ()
-    """Temperatures of QUICK-only and DEEPTHINK-only with sampled actions on the BabyAI sweep tasks (each family's
-    temperature chosen on the validation episodes): does any noise break the loops that mixing breaks?"""
+    """Temperatures of QUICK-only and DEEPTHINK-only with sampled actions on the BabyAI sweep tasks (each a family
+    whose temperature is chosen on validation like any setting, where one keeps the reward there; every temperature
+    meets LONDI in the head-to-head): does any noise break the loops that mixing breaks?"""
 
 
     def episodes_for(self, task: TaskSpec) -> int:

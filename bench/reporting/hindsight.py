@@ -114,7 +114,9 @@ def regret_frame(episodes: pd.DataFrame, frontiers: Sequence[Frontier]) -> pd.Da
         best.append(frontier.reward_with(int(calls)))
     part["min_calls"], part["bounded"] = minimum, bounded
     part["calls_above"] = part.deepthink_calls - part.min_calls
-    part["reward_below"] = np.asarray(best) - part.reward
+    # Past the levels searched the frontier is a low end, but a router's own switch sequence is one of those searched
+    # over: the true gap is >= 0, so a negative one is clipped to 0 (a low end all the same).
+    part["reward_below"] = np.maximum(np.asarray(best) - part.reward, 0.0)
     return part
 
 
@@ -225,14 +227,14 @@ def frontiers_path(out_dir: Path, stem: str) -> Path:
     return out_dir / f"{stem}_hindsight.jsonl"
 
 
-def write_frontiers(frontiers: dict[str, Sequence[Frontier]], out_dir: Path, stem: str) -> Path:
-    """The search's result for every test episode the report judges against, one JSON line each (with its task):
-    what the hindsight section is rebuilt from."""
+def write_frontiers(frontiers: dict[str, Sequence[Frontier]], out_dir: Path, stem: str, pair: str = "") -> Path:
+    """The search's result for every test episode the report judges against, one JSON line each (with its task and
+    the pair's key, bench.running.hindsight.pair_key): what the hindsight section is rebuilt from."""
     import json
 
     path = frontiers_path(out_dir, stem)
-    path.write_text("".join(json.dumps({"task": task, **f.row()}) + "\n" for task, found in sorted(frontiers.items())
-                            for f in found))
+    path.write_text("".join(json.dumps({"task": task, "pair": pair, **f.row()}) + "\n"
+                            for task, found in sorted(frontiers.items()) for f in found))
     return path
 
 
@@ -244,6 +246,7 @@ def read_frontiers(out_dir: Path, stem: str) -> dict[str, list[Frontier]]:
     if path.exists():
         for line in path.read_text().splitlines():
             row = json.loads(line)
+            row.pop("pair", None)
             found.setdefault(row.pop("task"), []).append(Frontier.from_row(row))
     return found
 
@@ -267,38 +270,43 @@ def regret_markdown(table: pd.DataFrame, task: str, londi: str | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def family_areas(episodes: pd.DataFrame, family_of: callable, cost: str = "priced_s") -> pd.DataFrame:
-    """The area of each router family on one task's test episodes (bench.reporting.area), on the episodes every
-    setting and both references share. Families without QUICK-only and DEEPTHINK-only there: none."""
+def family_areas(episodes: pd.DataFrame, family_of: callable, include: callable = lambda family: True,
+                 cost: str = "priced_s") -> pd.DataFrame:
+    """The area of each router family (those `include` keeps) on one task's test episodes (bench.reporting.area):
+    per family, on the episodes (run seed, env seed) its settings and both references share, `episodes` of them.
+    The cost is priced seconds where every episode used is priced, else FLOPs (never the clock); `cost` says which.
+    Without QUICK-only and DEEPTHINK-only on the task: no rows."""
     from bench.reporting.area import family_area
 
-    if cost not in episodes or episodes[cost].isna().all():
-        cost = "flops"
-    table = episodes.set_index(["seed", "env_seed"])
-    routers = sorted(set(episodes.router))
-    if not {"quick_only", "deepthink_only"} <= set(routers):
+    by_router = {router: part.drop_duplicates(["seed", "env_seed"], keep="last").set_index(["seed", "env_seed"])
+                 for router, part in episodes.groupby("router", sort=True)}
+    references = ("quick_only", "deepthink_only")
+    if not set(references) <= set(by_router):
         return pd.DataFrame()
-    shared = None
-    for router in routers:
-        index = table[table.router == router].index
-        shared = index if shared is None else shared.intersection(index)
-    shared = shared.sort_values()
-
-    def columns(router: str) -> tuple[np.ndarray, np.ndarray]:
-        part = table[table.router == router].loc[shared]
-        return part[cost].to_numpy(dtype=float), part["reward"].to_numpy(dtype=float)
-
-    seeds = shared.get_level_values("seed").to_numpy()
-    rows = []
     families: dict[str, list[str]] = {}
-    for router in routers:
-        families.setdefault(family_of(router), []).append(router)
+    for router in by_router:
+        name = family_of(router)
+        if name not in references and include(name):
+            families.setdefault(name, []).append(router)
+    rows = []
     for name, members in sorted(families.items()):
-        if name in ("quick_only", "deepthink_only"):
-            continue
-        area = family_area({m: columns(m) for m in members}, columns("quick_only"), columns("deepthink_only"), seeds)
-        rows.append({"family": name, "settings": len(members), "area": area.mean, "area_low": area.low,
-                     "area_high": area.high, "cost": cost})
+        shared = by_router[references[0]].index
+        for router in (*members, references[1]):
+            shared = shared.intersection(by_router[router].index)
+        shared = shared.sort_values()
+        used = [by_router[r].loc[shared] for r in (*members, *references)]
+        measure = cost if cost in episodes and all(part[cost].notna().all() for part in used) else "flops"
+
+        def columns(router: str, shared: pd.Index = shared, measure: str = measure) -> tuple[np.ndarray, np.ndarray]:
+            part = by_router[router].loc[shared]
+            return part[measure].to_numpy(dtype=float), part["reward"].to_numpy(dtype=float)
+
+        seeds = shared.get_level_values("seed").to_numpy()
+        area = family_area({m: columns(m) for m in members}, columns(references[0]), columns(references[1]), seeds)
+        rows.append({"family": name, "settings": len(members), "episodes": len(shared), "area": area.mean,
+                     "area_low": area.low, "area_high": area.high, "cost": measure})
+    if not rows:
+        return pd.DataFrame()
     return pd.DataFrame(rows).sort_values("area", ascending=False, na_position="last")
 
 
@@ -309,15 +317,17 @@ def area_markdown(areas: pd.DataFrame, task: str) -> str:
              "The area under the family's non-decreasing concave hull of reward against priced cost, both normalised "
              "so that QUICK-only is (0, 0) and DEEPTHINK-only (1, 1) (in the spirit of RouterBench's AIQ): 0.5 is "
              "mixing the two models by episode, above it the family routes better than that; 95% two-level interval. "
-             "Ranked by the area.", "", "| family | settings | area [95%] |", "|---|---|---|"]
+             "Ranked by the area; the cost is priced seconds unless the row says FLOPs (an unpriced episode).", "",
+             "| family | settings | episodes | cost | area [95%] |", "|---|---|---|---|---|"]
     for r in areas.itertuples():
-        lines.append(f"| {r.family} | {r.settings} | {r.area:.3f} [{r.area_low:.3f}, {r.area_high:.3f}] |")
+        lines.append(f"| {r.family} | {r.settings} | {r.episodes} | {'priced s' if r.cost == 'priced_s' else r.cost} "
+                     f"| {r.area:.3f} [{r.area_low:.3f}, {r.area_high:.3f}] |")
     return "\n".join(lines) + "\n"
 
 
 def hindsight_section(episodes: pd.DataFrame, frontiers: dict[str, Sequence[Frontier]], max_steps: dict[str, int],
-                      londi: dict[str, str | None], family_of: callable, out_dir: Path, stem: str
-                      ) -> tuple[str, dict, list[Path]]:
+                      londi: dict[str, str | None], family_of: callable, out_dir: Path, stem: str,
+                      include: callable = lambda family: True) -> tuple[str, dict, list[Path]]:
     """The report's section for every task with searched episodes: the minimum per level, every router's regret
     against it with LONDI's verdict, the area per family, and the frontier plot. `episodes`: the test episodes of the
     real pair; `londi`: per task, LONDI's setting chosen on validation (None: none passed)."""
@@ -329,18 +339,20 @@ def hindsight_section(episodes: pd.DataFrame, frontiers: dict[str, Sequence[Fron
         if len(regret):
             regret["within"] = [calls_verdict(r.calls_ratio, r.calls_ratio_low, r.calls_ratio_high)
                                 for r in regret.itertuples()]
-        chosen = londi.get(task)
+        chosen, _, how = (londi.get(task) or "").partition(" (")
+        chosen = chosen or None
+        how = f"({how}" if how else "chosen on validation"
         verdict = None
         if chosen is not None and len(regret) and chosen in set(regret.router):
             r = regret[regret.router == chosen].iloc[0]
-            verdict = {"setting": chosen, "calls_ratio": r.calls_ratio, "low": r.calls_ratio_low,
+            verdict = {"setting": chosen, "how": how, "calls_ratio": r.calls_ratio, "low": r.calls_ratio_low,
                        "high": r.calls_ratio_high, "goal": CALLS_GOAL, "aim": CALLS_AIM,
                        "goal_verdict": calls_verdict(r.calls_ratio, r.calls_ratio_low, r.calls_ratio_high),
                        "aim_verdict": calls_verdict(r.calls_ratio, r.calls_ratio_low, r.calls_ratio_high, CALLS_AIM)}
-        areas = family_areas(here, family_of)
+        areas = family_areas(here, family_of, include)
         text = [summary_markdown(table, task)]
         if verdict is not None:
-            text.append(f"LONDI (`{chosen}`, chosen on validation) calls DEEPTHINK {verdict['calls_ratio']:.2f}x "
+            text.append(f"LONDI (`{chosen}`, {how}) calls DEEPTHINK {verdict['calls_ratio']:.2f}x "
                         f"[{verdict['low']:.2f}, {verdict['high']:.2f}] as often as the minimum at its reward: "
                         f"within {CALLS_GOAL}x **{verdict['goal_verdict']}**, within {CALLS_AIM}x "
                         f"**{verdict['aim_verdict']}**.\n")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,9 @@ ABLATION = "@quick=random"
 SAMPLED = "@sampled"
 """Marks a setting whose models sample their actions (`quick_only@sampled[t=0.3]`): a control, its own family."""
 NO_CUES = "cues=false"
+BEST_EFFORT = " (no LONDI setting kept the reward on validation: the best reward retained there)"
+FREE_CALLS = re.compile(r"[\[,]c=0(?:\.0*)?[,\]]")
+"""LONDI-SAC at c = 0 (DEEPTHINK calls free to the Switcher): a control, a family of its own."""
 AMORTISED = (100, 1000, 10000)
 """Deployment episodes a learned router's training is spread over; the verdict uses VERDICT_EPISODES."""
 VERDICT_EPISODES = 1000
@@ -464,8 +468,9 @@ MEETS_LONDI = ("swiftsage", "confidence_cascade", "stuck_rule", "hindsight_super
 
 
 def is_londi(router: str) -> bool:
-    """LONDI as configured (its cues on), not its ablation or its no-cues control."""
-    return router.startswith(LONDI_PREFIX) and not router.endswith(ABLATION) and NO_CUES not in router.lower()
+    """LONDI as configured (its cues on, calls priced), not its ablation or its controls (no cues, c = 0)."""
+    return router.startswith(LONDI_PREFIX) and not router.endswith(ABLATION) and family(router) in ("londi_sac",
+                                                                                                    "londi_b")
 
 
 def family(router: str) -> str:
@@ -474,6 +479,8 @@ def family(router: str) -> str:
     name = router.removesuffix(ABLATION).split("[")[0]
     if NO_CUES in router.lower():
         name += f"[{NO_CUES}]"
+    elif name == "londi_sac" and FREE_CALLS.search(router):  # LONDI-B at c = 0 is LONDI-B: its budget limits it
+        name += "[c=0]"
     return name + (ABLATION if router.endswith(ABLATION) else "")
 
 
@@ -645,29 +652,51 @@ def _p(router: str) -> float | None:
     return float(match[1]) if match else None
 
 
-def head_to_head(episodes: pd.DataFrame, cells: list[Cell]) -> list[dict]:
-    """LONDI against the deployable baselines at (nearly) the same DEEPTHINK fraction, on the same test episodes.
+def _matched(fraction: float, names: list[str], value: Callable[[str], float | None]) -> str | None:
+    """The setting among `names` made for `fraction` (its option printed to 3 decimals by bench.reproduce)."""
+    made = [n for n in names if value(n) is not None and abs(value(n) - fraction) <= 0.0005 + 1e-9]
+    return made[0] if made else None
 
-    Each LONDI setting meets the random_switch setting whose p is nearest its acted fraction (within
-    MATCH_TOLERANCE; `make reproduce` runs one at exactly its fraction); each SwiftSage and confidence-cascade
-    setting meets the LONDI setting nearest its fraction. The differences (LONDI - other) of reward and success pair
-    the episodes on (run seed, env seed) and carry two-level 95% intervals (run seeds, then episodes)."""
+
+def _fraction_option(router: str) -> float | None:
+    match = re.fullmatch(r"confidence_cascade\[fraction=([0-9.]+)(?:,.*)?\]", router)
+    return float(match[1]) if match else None
+
+
+def head_to_head(episodes: pd.DataFrame, cells: list[Cell], valid_cells: list[Cell] | None = None) -> list[dict]:
+    """LONDI against the deployable baselines and the controls, on the same test episodes.
+
+    Each LONDI setting meets the random_switch setting and the calibrated cascade that `make reproduce` ran for it:
+    made at its DEEPTHINK fraction on the validation episodes (found by their options; without validation episodes,
+    the random setting whose p is nearest its test fraction within MATCH_TOLERANCE). Every other setting of a
+    MEETS_LONDI family meets the LONDI setting nearest its test fraction. `same_fraction` says whether the two test
+    fractions are within MATCH_TOLERANCE. The differences (LONDI - other) of reward and success pair the episodes on
+    (run seed, env seed) and carry two-level 95% intervals (run seeds, then episodes)."""
     if "split" in episodes:
         episodes = episodes[episodes["split"].fillna("test") == "test"]
+    valid = {(c.task, c.router): c.values["deepthink_acted_fraction"].mean for c in valid_cells or []
+             if "deepthink_acted_fraction" in c.values}
     rows = []
     for task in sorted({c.task for c in cells}):
         here = {c.router: c for c in cells if c.task == task}
         londi = [c for c in here.values() if is_londi(c.router)]
         frac = {name: c.values["deepthink_acted_fraction"].mean for name, c in here.items()}
-        pairs = []
+        pairs, made = [], set()
         randoms = [name for name in here if _p(name) is not None]
+        cascades = [name for name in here if _fraction_option(name) is not None]
         for cell in londi:
-            if randoms:
+            target = valid.get((task, cell.router))
+            if target is not None:
+                for other in (_matched(target, randoms, _p), _matched(target, cascades, _fraction_option)):
+                    if other is not None:
+                        pairs.append((cell.router, other))
+                        made.add(other)
+            elif randoms:
                 nearest = min(randoms, key=lambda name: abs(_p(name) - frac[cell.router]))
                 if abs(_p(nearest) - frac[cell.router]) <= MATCH_TOLERANCE:
                     pairs.append((cell.router, nearest))
         for other in here:
-            if londi and family(other).startswith(MEETS_LONDI) and not other.endswith(ABLATION):
+            if londi and other not in made and family(other).startswith(MEETS_LONDI) and not other.endswith(ABLATION):
                 pairs.append((min(londi, key=lambda c: abs(frac[c.router] - frac[other])).router, other))
         on_task = episodes[episodes.task == task]
         for mine, theirs in pairs:
@@ -696,10 +725,11 @@ def head_to_head_markdown(rows: list[dict]) -> str:
         return ""
     lines = ["## LONDI head to head at the same DEEPTHINK fraction", "",
              "Same test episodes (paired on run seed and env seed); difference = LONDI - other, 95% two-level "
-             "interval (run seeds, then episodes). Random switching and the calibrated cascade are matched to each "
-             "LONDI setting's fraction on the validation episodes; every other control meets the LONDI setting "
-             f"nearest its fraction. Both fractions are the test episodes'; a pair more than {MATCH_TOLERANCE} apart "
-             "is not at the same fraction and its verdict says so.", "",
+             "interval (run seeds, then episodes). The random switching and the calibrated cascade made for each "
+             "LONDI setting (at its DEEPTHINK fraction on the validation episodes) meet it; every other setting of "
+             f"the other families meets the LONDI setting nearest its fraction. Both fractions are the test "
+             f"episodes'; a pair more than {MATCH_TOLERANCE} apart is not at the same fraction and its verdict says "
+             "so.", "",
              "| task | LONDI setting | fraction | other | fraction | reward LONDI | reward other | reward difference "
              "| success difference | verdict |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -859,7 +889,8 @@ def analyse(episodes: pd.DataFrame, training: pd.DataFrame) -> SuiteReport:
     cells = summarize(episodes, training)
     valid_cells = summarize(episodes, split="valid")
     selection = select_settings(valid_cells)
-    return SuiteReport(cells, valid_cells, selection, verdicts(cells, selection), head_to_head(episodes, cells),
+    return SuiteReport(cells, valid_cells, selection, verdicts(cells, selection),
+                       head_to_head(episodes, cells, valid_cells),
                        budget_rows(episodes), ablation_rows(episodes, cells), model_costs(episodes))
 
 
@@ -934,8 +965,14 @@ def limit_section(episodes: pd.DataFrame, report: SuiteReport, out_dir: Path, st
     test = real_pair(test)
     test = test[~test.router.str.contains(SAMPLED, regex=False)]
     londi = {row["task"]: row["londi"]["chosen"] for row in report.verdicts}
+    for task in frontiers:  # none kept the reward on validation: the best there is judged, and labelled so
+        if londi.get(task) is None:
+            tried = [c for c in report.valid_cells if c.task == task and is_londi(c.router)
+                     and "reward_retained" in c.values]
+            if tried:
+                londi[task] = max(tried, key=lambda c: c.values["reward_retained"].mean).router + BEST_EFFORT
     return hindsight_section(test, frontiers, {task: get_task(task).max_steps for task in frontiers}, londi, family,
-                             out_dir, stem)
+                             out_dir, stem, include=lambda name: name not in REFERENCES)
 
 
 def _json_default(value: object) -> object:

@@ -16,6 +16,7 @@ test suite fails when REPRODUCE.md differs from what the results say.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import tyro
 
 from bench.common.provenance import REPO_ROOT
 from bench.models.profiles import get_profile
-from bench.reporting.report import PAPER_SAVING
+from bench.reporting.report import PAPER_SAVING, family, is_londi
 
 ROOT = REPO_ROOT
 TEMPLATE = Path(__file__).resolve().parent / "REPRODUCE.md.j2"
@@ -170,7 +171,8 @@ def _task_claims(r: Results, suite: str, task: str) -> list[dict[str, Any]]:
 
 
 def _londi_settings(r: Results, suite: str, task: str) -> list[dict[str, Any]]:
-    return [c for c in r.cells(suite, task) if c["router"].startswith("londi") and "@" not in c["router"]]
+    """LONDI as configured (not its controls: no cues, c = 0; not the ablation)."""
+    return [c for c in r.cells(suite, task) if is_londi(c["router"])]
 
 
 def _claim_h2h(r: Results) -> str:
@@ -213,8 +215,9 @@ def _verdict_budget(r: Results) -> str:
 
 
 def _costs(r: Results) -> list[tuple[float, dict[str, Any]]]:
-    cells = [c for c in _londi_settings(r, "babyai", "babyai/Mixed") if c["router"].startswith("londi_sac[c=")]
-    return sorted((float(c["router"].split("=")[1].rstrip("]")), c) for c in cells)
+    cells = [c for c in _londi_settings(r, "babyai", "babyai/Mixed") if family(c["router"]) == "londi_sac"]
+    costs = [(re.search(r"\bc=([0-9.eE+-]+)", c["router"]), c) for c in cells]
+    return sorted(((float(m[1]), c) for m, c in costs if m), key=lambda t: t[0])
 
 
 def _claim_cost(r: Results) -> str:
@@ -279,7 +282,7 @@ def _claim_limit(r: Results) -> str:
     if not data or not data.get("londi"):
         return "not measured: no hindsight results (or no LONDI setting chosen) in results/cpu/babyai.json"
     v = data["londi"]
-    return (f"`{v['setting']}` (chosen on validation) calls DEEPTHINK {num(v['calls_ratio'], 2)}x "
+    return (f"`{v['setting']}` ({v.get('how', 'chosen on validation')}) calls DEEPTHINK {num(v['calls_ratio'], 2)}x "
             f"[{num(v['low'], 2)}, {num(v['high'], 2)}] the minimum at its reward on Mixed")
 
 
@@ -372,19 +375,19 @@ def baseline_findings(r: Results, suite: str, task: str) -> str:
     if not rows:
         return "- No validation episodes on this task: no setting is chosen and nothing is judged here."
     lines = []
-    for family in rows[0]["families"]:
-        if family["family"].startswith("londi"):
+    for fam in rows[0]["families"]:
+        if fam["family"].startswith("londi"):
             continue
-        if family["chosen"] is None:
-            lines.append(f"- `{family['family']}`: no setting kept a lower bound of reward retained >= 0.95 on the "
+        if fam["chosen"] is None:
+            lines.append(f"- `{fam['family']}`: no setting kept a lower bound of reward retained >= 0.95 on the "
                          f"validation episodes.")
             continue
-        lines.append(f"- `{family['family']}`, chosen on validation: `{family['chosen']}`; on the test episodes it "
-                     f"keeps {interval(family['reward_retained'])} of DEEPTHINK-only's reward (non-inferior: "
-                     f"{'yes' if family['non_inferior'] else 'no'}) with {_share(family['saving'])} less priced "
+        lines.append(f"- `{fam['family']}`, chosen on validation: `{fam['chosen']}`; on the test episodes it "
+                     f"keeps {interval(fam['reward_retained'])} of DEEPTHINK-only's reward (non-inferior: "
+                     f"{'yes' if fam['non_inferior'] else 'no'}) with {_share(fam['saving'])} less priced "
                      f"compute "
-                     f"({_share(family['saving_flops'])} fewer FLOPs; wall clock, secondary: "
-                     f"{_share(family['saving_compute_s'])}).")
+                     f"({_share(fam['saving_flops'])} fewer FLOPs; wall clock, secondary: "
+                     f"{_share(fam['saving_compute_s'])}).")
     try:
         followed = r.cell(suite, task, "follow_deepthink_where_they_differ")
         lines.append(f"- `follow_deepthink_where_they_differ` (a reference, not a router) runs both models at every "
@@ -413,7 +416,8 @@ def londi_findings(r: Results, suite: str, task: str) -> str:
         for row in (h for h in data["head_to_head"] if h["task"] == task and h["londi"] == chosen):
             lines.append(f"- Against `{row['other']}` (DEEPTHINK fraction {num(row['other_fraction'])} against "
                          f"{num(row['londi_fraction'])}), same episodes: reward difference "
-                         f"{interval(row['reward_diff'])}: {row['verdict']}.")
+                         f"{interval(row['reward_diff'])}: {row['verdict']}"
+                         f"{'' if row.get('same_fraction', True) else ' (not at the same fraction)'}.")
     for b in (b for b in data["budgets"] if b["task"] == task):
         lines.append(f"- `{b['router']}` used {num(b['mean_calls'], 2)} DEEPTHINK calls per episode on average, at "
                      f"most {b['max_calls']}, of a budget of {b['budget']} (kept: {'yes' if b['kept'] else 'no'}).")
@@ -456,7 +460,7 @@ def router_table(r: Results, suite: str, task: str, routers: list[str] | None = 
         cells = [r.cell(suite, task, name) for name in routers]
     else:  # the baselines: not LONDI, not the ablation, not the random switching matched to a LONDI setting
         matched = {row["other"] for row in r.suite(suite)["head_to_head"] if row["other"].startswith("random_switch")}
-        cells = [c for c in cells if not c["router"].startswith("londi") and "@" not in c["router"]
+        cells = [c for c in cells if not c["router"].startswith("londi") and "@quick=random" not in c["router"]
                  and c["router"] not in matched]
     head = ("| router | reward | success | DEEPTHINK acts | calls / episode | saving (priced) | saving (FLOPs) "
             "| saving (wall clock, secondary) | reward retained [95% interval] |")

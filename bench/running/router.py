@@ -129,7 +129,8 @@ class Router:
 
     def prepare(self, task: TaskSpec) -> None:
         """Called by the runner with the task before any episode (and before `seed`): a router that reads the task
-        (LONDI's progress feature divides the steps taken by the task's step limit) takes it here."""
+        (LONDI's progress feature divides the steps taken by the task's step limit) takes what it needs here, and
+        keeps no reference to the task: a sweep pickles its routers, and a task's environment builder cannot be."""
 
     def start_episode(self, slot: int, seed: int) -> None:
         """A new episode (env seed `seed`) begins in `slot`; reset any per-episode state."""
