@@ -17,7 +17,7 @@ from bench.reporting.hindsight import (
     read_frontiers,
     write_frontiers,
 )
-from bench.reporting.report import _fraction_option, _matched, _p, family, head_to_head_markdown, is_londi
+from bench.reporting.report import BEST_EFFORT, _fraction_option, _matched, _p, family, head_to_head_markdown, is_londi
 from bench.running.hindsight import Frontier
 
 TASK = "babyai/Mixed"
@@ -120,10 +120,11 @@ def test_the_head_to_head_says_when_a_pair_is_not_at_the_same_fraction() -> None
 
 
 def test_without_a_londi_setting_chosen_the_best_on_validation_is_judged_and_labelled(tmp_path: Path) -> None:
-    label = "londi_sac[c=0.001] (no LONDI setting kept the reward on validation: the best reward retained there)"
+    label = "londi_sac[c=0.001]" + BEST_EFFORT
     text, data = section({"londi_sac[c=0.001]": 3}, label, tmp_path)
     assert data["londi"]["setting"] == "londi_sac[c=0.001]" and data["londi"]["goal_verdict"] == "missed"
-    assert "(no LONDI setting kept the reward on validation" in text
+    assert "(`londi_sac[c=0.001]`, the best reward retained on validation, where no LONDI setting kept" in text
+    assert data["londi"]["how"] == BEST_EFFORT.strip()[1:-1]
 
 
 def test_an_unpriced_episode_makes_the_area_fall_back_to_flops_not_count_as_free(tmp_path: Path) -> None:

@@ -251,12 +251,12 @@ def read_frontiers(out_dir: Path, stem: str) -> dict[str, list[Frontier]]:
     return found
 
 
-def regret_markdown(table: pd.DataFrame, task: str, londi: str | None) -> str:
+def regret_markdown(table: pd.DataFrame, task: str, londi: str | None, how: str = "chosen on validation") -> str:
     lines = [f"### {task}: every router against the minimum", "",
              "Per router on the test episodes: its DEEPTHINK calls per episode, the fewest with which its rewards were "
              "reachable (the minimum at its reward, episode by episode), their ratio with its two-level 95% interval "
              "(run seeds, then episodes), and the reward it left below the frontier at its calls. "
-             f"Goal for LONDI (its setting chosen on validation: {f'`{londi}`' if londi else 'none passed'}): calls "
+             f"Goal for LONDI ({f'`{londi}`, {how}' if londi else 'no setting ran'}): calls "
              f"within {CALLS_GOAL}x the minimum "
              f"(aim {CALLS_AIM}x); `met` needs the whole interval within it, `missed` the whole interval above.", "",
              "| router | reward | calls / episode | minimum at its reward | calls / minimum [95%] | "
@@ -341,7 +341,7 @@ def hindsight_section(episodes: pd.DataFrame, frontiers: dict[str, Sequence[Fron
                                 for r in regret.itertuples()]
         chosen, _, how = (londi.get(task) or "").partition(" (")
         chosen = chosen or None
-        how = f"({how}" if how else "chosen on validation"
+        how = how.removesuffix(")") or "chosen on validation"
         verdict = None
         if chosen is not None and len(regret) and chosen in set(regret.router):
             r = regret[regret.router == chosen].iloc[0]
@@ -357,7 +357,7 @@ def hindsight_section(episodes: pd.DataFrame, frontiers: dict[str, Sequence[Fron
                         f"within {CALLS_GOAL}x **{verdict['goal_verdict']}**, within {CALLS_AIM}x "
                         f"**{verdict['aim_verdict']}**.\n")
         if len(regret):
-            text.append(regret_markdown(regret, task, chosen))
+            text.append(regret_markdown(regret, task, chosen, how))
         text.append(area_markdown(areas, task))
         if len(regret):
             slug = task.replace("/", "_")

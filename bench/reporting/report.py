@@ -45,7 +45,7 @@ ABLATION = "@quick=random"
 SAMPLED = "@sampled"
 """Marks a setting whose models sample their actions (`quick_only@sampled[t=0.3]`): a control, its own family."""
 NO_CUES = "cues=false"
-BEST_EFFORT = " (no LONDI setting kept the reward on validation: the best reward retained there)"
+BEST_EFFORT = " (the best reward retained on validation, where no LONDI setting kept the reward)"
 FREE_CALLS = re.compile(r"[\[,]c=0(?:\.0*)?[,\]]")
 """LONDI-SAC at c = 0 (DEEPTHINK calls free to the Switcher): a control, a family of its own."""
 AMORTISED = (100, 1000, 10000)

@@ -175,25 +175,33 @@ def _londi_settings(r: Results, suite: str, task: str) -> list[dict[str, Any]]:
     return [c for c in r.cells(suite, task) if is_londi(c["router"])]
 
 
-def _claim_h2h(r: Results) -> str:
+def _h2h_random(r: Results) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """LONDI against the random switching made for it: every row, and those at the same test fraction."""
     rows = [row for row in r.suite("babyai")["head_to_head"] if row["other"].startswith("random_switch")]
+    return rows, [row for row in rows if row.get("same_fraction", True)]
+
+
+def _claim_h2h(r: Results) -> str:
+    rows, same = _h2h_random(r)
     if not rows:
         return "no LONDI setting was matched with random switching"
-    ahead = [row for row in rows if row["reward_diff"]["low"] > 0]
-    best = max(rows, key=lambda row: row["reward_diff"]["mean"])
+    ahead = [row for row in same if row["reward_diff"]["low"] > 0]
     named = ", ".join(f"`{row['londi']}` +{num(row['reward_diff']['mean'])}" for row in ahead)
-    return (f"babyai/Mixed, paired on episodes: ahead of random switching at its own DEEPTHINK fraction in "
-            f"{sum(row['reward_diff']['mean'] > 0 for row in rows)} of {len(rows)} settings, with an interval above 0 "
-            f"in {len(ahead)}{f' ({named})' if named else ''}; largest: `{best['londi']}` "
-            f"{interval(best['reward_diff'])}")
+    apart = [f"`{row['londi']}` {num(row['londi_fraction'])} against {num(row['other_fraction'])}"
+             for row in rows if row not in same]
+    return (f"babyai/Mixed, paired on episodes, random switching made at each setting's DEEPTHINK fraction on the "
+            f"validation episodes: {len(same)} of {len(rows)} pairs are at the same fraction on the test episodes "
+            f"(within 0.02), LONDI is ahead with an interval above 0 in {len(ahead)} of them"
+            f"{f' ({named})' if named else ''}"
+            f"{'; not at the same fraction (judged apart): ' + ', '.join(apart) if apart else ''}")
 
 
 def _verdict_h2h(r: Results) -> str:
-    rows = [row for row in r.suite("babyai")["head_to_head"] if row["other"].startswith("random_switch")]
     if not judged(r, "babyai"):
         return "not judged yet"
-    ahead = sum(row["reward_diff"]["low"] > 0 for row in rows)
-    return "**yes**" if rows and ahead > len(rows) / 2 else ("partly" if ahead else "no")
+    _, same = _h2h_random(r)
+    ahead = sum(row["reward_diff"]["low"] > 0 for row in same)
+    return "**yes**" if same and ahead > len(same) / 2 else ("partly" if ahead else "no")
 
 
 def _claim_budget(r: Results) -> str:
@@ -282,7 +290,7 @@ def _claim_limit(r: Results) -> str:
     if not data or not data.get("londi"):
         return "not measured: no hindsight results (or no LONDI setting chosen) in results/cpu/babyai.json"
     v = data["londi"]
-    return (f"`{v['setting']}` ({v.get('how', 'chosen on validation')}) calls DEEPTHINK {num(v['calls_ratio'], 2)}x "
+    return (f"`{v['setting']}`, {v.get('how', 'chosen on validation')}, calls DEEPTHINK {num(v['calls_ratio'], 2)}x "
             f"[{num(v['low'], 2)}, {num(v['high'], 2)}] the minimum at its reward on Mixed")
 
 
@@ -304,9 +312,10 @@ def limit_tables(r: Results, suite: str = "babyai", task: str = "babyai/Mixed") 
     if not data:
         return "No hindsight results in results/ yet: `make reproduce` searches them (or reads the committed ones)."
     chosen = data["londi"]["setting"] if data.get("londi") else None
+    how = data["londi"].get("how", "chosen on validation") if data.get("londi") else ""
     parts = [summary_markdown(pd.DataFrame(data["summary"]), task)]
     if data["regret"]:
-        parts.append(regret_markdown(pd.DataFrame(data["regret"]), task, chosen))
+        parts.append(regret_markdown(pd.DataFrame(data["regret"]), task, chosen, how))
     if data["areas"]:
         parts.append(area_markdown(pd.DataFrame(data["areas"]), task))
     return "\n".join(parts).rstrip("\n")
