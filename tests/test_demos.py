@@ -202,3 +202,37 @@ def test_pairs_accept_a_context_variant(goto_demos: list[Demo], monkeypatch: pyt
     assert max(len(demo.actions) for demo in goto_demos) >= 4
     assert any("Before 3:" in prompt for prompt in prompts)
     assert len(prompts) == sum(len(demo.actions) for demo in goto_demos)
+
+
+# ---------------------------------------------------------------- renaming (issue 18)
+def _circuit(target: str) -> Demo:
+    task = f"Your task is to turn on the {target}. First, focus on the {target}."
+    room = ("This room is called the workshop. In it, you see: a electric buzzer, which is off; a electric motor, "
+            "which is off; a red light bulb, which is off; a green light bulb, which is off")
+    return Demo("power-component", 3, [f"{task}\n{room}", f"{task}\nYou focus on the {target}."],
+                ["look around", f"focus on {target}", f"connect black wire terminal 2 to cathode in {target}"], 1.0)
+
+
+def test_a_swap_renames_both_objects_everywhere_and_keeps_the_scene() -> None:
+    from bench.models.demos import swap_names
+
+    demo = _circuit("red light bulb")
+    swapped = swap_names(demo, "red light bulb", "electric motor")
+    assert swapped.observations[0].startswith("Your task is to turn on the electric motor. First, focus on the "
+                                              "electric motor.")
+    assert "a red light bulb, which is off" in swapped.observations[0]  # the motor's place now holds the bulb
+    assert "a electric motor, which is off; a electric motor" not in swapped.observations[0]
+    assert swapped.actions == ["look around", "focus on electric motor",
+                               "connect black wire terminal 2 to cathode in electric motor"]
+    assert swap_names(swapped, "electric motor", "red light bulb") == demo  # a swap undone is the demonstration
+    with pytest.raises(ValueError, match="two different object names"):
+        swap_names(demo, "red light bulb", "red light bulb")
+
+
+def test_renamed_copies_swap_the_target_with_every_other_object_of_its_kind_in_view() -> None:
+    from bench.models.demos import renamed
+
+    copies = renamed([_circuit("green light bulb"), Demo("find-living-thing", 0, ["Your task is x"], ["look"], 1.0)])
+    targets = sorted(c.actions[1].removeprefix("focus on ") for c in copies)
+    assert targets == ["electric buzzer", "electric motor", "red light bulb"]  # not the absent blue, orange, violet
+    assert all(c.level == "power-component" and c.reward == 1.0 for c in copies)

@@ -168,3 +168,46 @@ def pairs(demos: Sequence[Demo], context: str) -> Iterator[tuple[str, str]]:
             history = EpisodeHistory(observations=demo.observations[: t + 1], actions=demo.actions[:t],
                                      memories=demo.memories[: t + 1])
             yield build(history), action
+
+
+# --- renaming: so that the task's text is the only way to know which object to use (issue 18) --------------------
+SAME_KIND = {
+    "power-component": ("red light bulb", "green light bulb", "blue light bulb", "orange light bulb",
+                        "violet light bulb", "electric motor", "electric buzzer"),
+}
+"""Per ScienceWorld task, objects of the target's kind that its rooms hold (read from the simulator's observations of
+its variations: every workshop of power-component shows the electric motor and buzzer beside the light bulbs). Not
+wired into any profile yet: the augmentation is measured against the committed pair first (issue 18)."""
+
+
+def swap_names(demo: Demo, a: str, b: str) -> Demo:
+    """The demonstration with the object names `a` and `b` swapped everywhere (task, observations, actions, labels,
+    memories), as whole words: the scene stays one the simulator could show, and the task now names the other one.
+    A short name that is part of the other (a name ending another) is swapped only where it stands alone."""
+    import re
+
+    if not a or not b or a == b:
+        raise ValueError(f"swap_names: give two different object names, got {a!r} and {b!r}")
+    pattern = re.compile(r"\b(" + "|".join(re.escape(n) for n in sorted((a, b), key=len, reverse=True)) + r")\b")
+
+    def swap(text: str) -> str:
+        return pattern.sub(lambda m: b if m[1] == a else a, text)
+
+    return Demo(demo.level, demo.seed, [swap(o) for o in demo.observations], [swap(x) for x in demo.actions],
+                demo.reward, [[swap(m) for m in step] for step in demo.memories], [swap(x) for x in demo.labels])
+
+
+def renamed(demos: Sequence[Demo], kinds: dict[str, Sequence[str]] = SAME_KIND) -> list[Demo]:
+    """For every demonstration of a task in `kinds`, one copy per other object of the target's kind that its first
+    observations name: the target (the one its task text names) swapped with that object. Demonstrations of other
+    tasks, and those whose target is not among the kind, get none."""
+    out = []
+    for demo in demos:
+        names = kinds.get(demo.level, ())
+        task = demo.observations[0].split("\n", 1)[0] if demo.observations else ""
+        target = next((n for n in sorted(names, key=len, reverse=True) if n in task), None)
+        if target is None:
+            continue
+        seen = " ".join(demo.observations)
+        out += [swap_names(demo, target, other) for other in names if other != target and other in seen]
+    return out
