@@ -179,3 +179,31 @@ def test_code_written_against_the_flat_layout_still_finds_its_names() -> None:
     from bench.running.evaluate import evaluate as moved
 
     assert evaluate is moved
+
+
+def test_the_commit_is_dirty_for_changed_code_but_not_for_the_harnesss_own_outputs(tmp_path) -> None:
+    """bench.common.provenance.git_commit on a throwaway checkout: results/ rewritten by a sweep leave it clean."""
+    import subprocess
+
+    from bench.common import provenance
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "results").mkdir()
+    for name in ("code.py", "results/table.csv", "REPRODUCE.md"):
+        (tmp_path / name).write_text("1\n")
+    git("add", "-A")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "one")
+    root = provenance.REPO_ROOT
+    try:
+        provenance.REPO_ROOT = tmp_path
+        clean = provenance.git_commit()
+        (tmp_path / "results" / "table.csv").write_text("2\n")
+        (tmp_path / "REPRODUCE.md").write_text("2\n")
+        assert provenance.git_commit() == clean and len(clean) == 7
+        (tmp_path / "code.py").write_text("2\n")
+        assert provenance.git_commit() == clean + "-dirty"
+    finally:
+        provenance.REPO_ROOT = root

@@ -21,10 +21,20 @@ def default_results_dir(profile: str) -> Path:
     return cache_dir() / "results" if profile == "smoke" else Path("results")
 
 
+OUTPUTS = ("results", "REPRODUCE.md")
+"""What the harness writes into the checkout: changes there do not make the code that wrote them `-dirty`."""
+
+
 def git_commit() -> str:
-    """The checkout's commit, `-dirty` when numbers are made by code that is in no commit."""
+    """The checkout's commit, `-dirty` when numbers are made by code that is in no commit. The harness's own outputs
+    (OUTPUTS) do not count: a sweep rewrites results/ as it reports, and the suites it reports after the first were
+    made by the same clean code."""
     try:
-        return subprocess.run(["git", "describe", "--always", "--dirty", "--abbrev=7"], capture_output=True, text=True,
-                              cwd=REPO_ROOT, check=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True,
+                                cwd=REPO_ROOT, check=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  *(f":(exclude){path}" for path in OUTPUTS)],
+                                 capture_output=True, text=True, cwd=REPO_ROOT, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return commit + ("-dirty" if changed else "")
