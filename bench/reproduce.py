@@ -79,8 +79,9 @@ class Args:
     """after each learned setting, random_switch with p = its DEEPTHINK fraction on the validation episodes (the test
     episodes where there are none), on the same episodes"""
     match_cascade: bool = True
-    """after each learned setting, the confidence cascade calibrated to its DEEPTHINK fraction (the threshold a
-    quantile of QUICK's confidence on 20 training episodes), on the same episodes"""
+    """after each learned setting, the confidence cascade calibrated to its DEEPTHINK fraction on the validation
+    episodes (the threshold re-set after every step of 20 training episodes of its own to the quantile of QUICK's
+    confidence that escalates that share), on the same episodes"""
     controls: tuple[str, ...] | None = None
     """controls of LONDI run on the BabyAI `sweep_tasks` after the learned settings (not matched); unset: the
     profile's (Profile.controls); a bare --controls: none"""
