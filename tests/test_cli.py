@@ -193,6 +193,9 @@ def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: st
     (("--routers", "quick_only", "random_switch[p=0.3]", "random_switch[p=0.3]"),
      "--routers gives random_switch[p=0.3] more than once"),
     (("--device", "tpu"), "--device 'tpu' is not a torch device"),
+    (("--sampled", "0"), "--sampled 0.0: a sampling temperature must be > 0"),
+    (("--controls", "stuck_rule", "stuck_rule"), "--controls on babyai/Mixed gives stuck_rule more than once"),
+    (("--controls", "hindsight_supervised[threshold=2]"), "threshold must be a probability in [0, 1], got 2.0"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(args: tuple[str, ...], message: str, londi_cache: Path,
                                                  tracking_uri: str, tmp_path: Path,
