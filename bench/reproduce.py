@@ -181,15 +181,17 @@ class Plan:
         return [router_spec(spec) for spec in specs]
 
     def controls_for(self, task: TaskSpec) -> list[RouterSpec]:
+        """The controls, on BabyAI sweep tasks only (the supervised router's search copies BabyAI environments)."""
         if task.suite != "babyai":
             return []
-        specs = self.profile.controls_for(task) if self.args.controls is None else self.args.controls
+        specs = self.profile.controls if self.args.controls is None else self.args.controls
         return [router_spec(spec) for spec in specs]
 
     def sampled_for(self, task: TaskSpec) -> tuple[float, ...]:
+        """The sampling temperatures, on BabyAI sweep tasks only (ScienceWorld's models generate: nothing to sample)."""
         if task.suite != "babyai":
             return ()
-        return self.profile.sampled_for(task) if self.args.sampled is None else self.args.sampled
+        return self.profile.sampled if self.args.sampled is None else self.args.sampled
 
     def ablation_for(self, task: TaskSpec) -> list[RouterSpec]:
         if self.args.ablation is not None:
@@ -346,7 +348,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                     matched.add(control.label)
                     run(control, task)
         for spec in plan.controls_for(task):
-            learned_results[(task.name, spec.label)] = run(spec, task)
+            run(spec, task)
         for temperature in plan.sampled_for(task):
             models = pairs[task.suite]
             sampled = dataclasses.replace(models, quick=SampledPolicy(models.quick, temperature, "quick"),

@@ -125,12 +125,6 @@ class Profile:
     def learned_for(self, task: TaskSpec) -> tuple[str, ...]:
         return self.sw_learned if task.suite == "scienceworld" else self.learned
 
-    def controls_for(self, task: TaskSpec) -> tuple[str, ...]:
-        return self.controls if task.suite == "babyai" else ()
-
-    def sampled_for(self, task: TaskSpec) -> tuple[float, ...]:
-        return self.sampled if task.suite == "babyai" else ()  # ScienceWorld's models generate: nothing to sample
-
 
 BABYAI_TASKS = tuple(task_names("babyai"))
 SW_RELATED_TASKS = tuple(SCIENCEWORLD_DEMO_ONLY)

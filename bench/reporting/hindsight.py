@@ -8,7 +8,8 @@ high end, never as a guess between them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from pathlib import Path
 
@@ -130,7 +131,8 @@ def regret_summary(regret: pd.DataFrame) -> pd.DataFrame:
         # Bootstrapped as the share of its calls the minimum needed (its calls are rarely 0 in a resample; the
         # minimum often is), then inverted: a share whose interval reaches 0 is a ratio whose interval reaches inf.
         share = seed_ratio_ci(part.min_calls.to_numpy(), part.deepthink_calls.to_numpy(), seeds)
-        ratio = [float(np.divide(1.0, x)) if x == x else float("nan") for x in (share.mean, share.high, share.low)]
+        with np.errstate(divide="ignore"):  # a share of 0 is a ratio of inf, said as such
+            ratio = [float(np.divide(1.0, x)) if x == x else float("nan") for x in (share.mean, share.high, share.low)]
         below = seed_mean_ci(part.reward_below.to_numpy(), seeds)
         rows.append({"router": router, "episodes": len(part), "reward": part.reward.mean(),
                      "calls": part.deepthink_calls.mean(), "min_calls": part.min_calls.mean(),
@@ -230,8 +232,6 @@ def frontiers_path(out_dir: Path, stem: str) -> Path:
 def write_frontiers(frontiers: dict[str, Sequence[Frontier]], out_dir: Path, stem: str, pair: str = "") -> Path:
     """The search's result for every test episode the report judges against, one JSON line each (with its task and
     the pair's key, bench.running.hindsight.pair_key): what the hindsight section is rebuilt from."""
-    import json
-
     path = frontiers_path(out_dir, stem)
     path.write_text("".join(json.dumps({"task": task, "pair": pair, **f.row()}) + "\n"
                             for task, found in sorted(frontiers.items()) for f in found))
@@ -239,8 +239,6 @@ def write_frontiers(frontiers: dict[str, Sequence[Frontier]], out_dir: Path, ste
 
 
 def read_frontiers(out_dir: Path, stem: str) -> dict[str, list[Frontier]]:
-    import json
-
     path = frontiers_path(out_dir, stem)
     found: dict[str, list[Frontier]] = {}
     if path.exists():
@@ -270,7 +268,8 @@ def regret_markdown(table: pd.DataFrame, task: str, londi: str | None, how: str 
     return "\n".join(lines) + "\n"
 
 
-def family_areas(episodes: pd.DataFrame, family_of: callable, include: callable = lambda family: True,
+def family_areas(episodes: pd.DataFrame, family_of: Callable[[str], str],
+                 include: Callable[[str], bool] = lambda family: True,
                  cost: str = "priced_s") -> pd.DataFrame:
     """The area of each router family (those `include` keeps) on one task's test episodes (bench.reporting.area):
     per family, on the episodes (run seed, env seed) its settings and both references share, `episodes` of them.
@@ -326,8 +325,8 @@ def area_markdown(areas: pd.DataFrame, task: str) -> str:
 
 
 def hindsight_section(episodes: pd.DataFrame, frontiers: dict[str, Sequence[Frontier]], max_steps: dict[str, int],
-                      londi: dict[str, str | None], family_of: callable, out_dir: Path, stem: str,
-                      include: callable = lambda family: True) -> tuple[str, dict, list[Path]]:
+                      londi: dict[str, str | None], family_of: Callable[[str], str], out_dir: Path,
+                      stem: str, include: Callable[[str], bool] = lambda family: True) -> tuple[str, dict, list[Path]]:
     """The report's section for every task with searched episodes: the minimum per level, every router's regret
     against it with LONDI's verdict, the area per family, and the frontier plot. `episodes`: the test episodes of the
     real pair; `londi`: per task, LONDI's setting chosen on validation (None: none passed)."""
