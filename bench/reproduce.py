@@ -33,16 +33,19 @@ from bench.models.lm import ActionLM, RandomPolicy, SampledPolicy
 from bench.models.pair import ModelPair
 from bench.models.profiles import Profile, get_profile
 from bench.reporting.hindsight import frontiers_path, write_frontiers
+from bench.reporting.learning import curves_frame
 from bench.reporting.pair import write_pair_report
 from bench.reporting.report import (
     ABLATION,
     SAMPLED,
     Cell,
     episodes_frame,
+    family,
     plot_where_deepthink,
     table_markdown,
     training_frame,
     write_results,
+    write_where_table,
 )
 from bench.running.calibrate import price_books
 from bench.running.cell import train_and_evaluate
@@ -52,6 +55,7 @@ from bench.running.routers import RouterSpec, router_spec
 
 TRAINED_LEVELS = set(BABYAI_LEVELS.values())
 """The BabyAI levels every profile's pair is cloned from (bench.models.cache keys them)."""
+SUITE_NAMES = {"babyai": "BabyAI", "scienceworld": "ScienceWorld"}
 DOC_RESULTS = REPO_ROOT / "results"  # the results REPRODUCE.md is made from
 CASCADE_CALIBRATION_EPISODES = 20
 """Training episodes on which a cascade matched to a learned setting's fraction calibrates its threshold."""
@@ -300,13 +304,16 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     args, profile = plan.args, plan.profile
     suites = list(dict.fromkeys(task.suite for task in tasks + sweep_tasks))
     pairs: dict[str, ModelPair] = {}
+    suite_s: dict[str, float] = dict.fromkeys(suites, 0.0)  # wall seconds spent on each suite's pair and cells
     for suite in suites:
+        began = time.perf_counter()
         quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri,
                                                    suite=suite, progress=args.progress)
         pair = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
         # Every call is priced from the calibration in results/<profile>/ (measured now if missing or stale).
         pairs[suite] = dataclasses.replace(pair, prices=price_books(profile.name, suite, pair, args.results_dir,
                                                                     progress=args.progress))
+        suite_s[suite] += time.perf_counter() - began
     learned_results: dict[tuple[str, str], list] = {}
 
     def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair | None = None, label: str | None = None,
@@ -314,6 +321,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         """Every seed of one setting on one task (trained first if it learns); its test episodes (its validation
         episodes into `valid_out`)."""
         results = []
+        began = time.perf_counter()
         for seed in plan.seeds_for(task):
             router = spec.make()
             if hasattr(router, "train_episodes") and "train_episodes" not in spec.options:
@@ -323,6 +331,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                                           tracking_uri=args.tracking_uri, experiment=args.experiment,
                                           progress=args.progress, state=state,
                                           valid_episodes=plan.valid_episodes_for(task), valid_out=valid_out)
+        suite_s[task.suite] += time.perf_counter() - began
         return results
 
     for task in tasks:
@@ -363,6 +372,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
 
     everything = episodes_frame(sweep, args.tracking_uri, args.experiment)
     training = training_frame(sweep, args.tracking_uri, args.experiment)
+    curves = curves_frame(sweep, args.tracking_uri, args.experiment)
     wall_s = time.perf_counter() - started
     out_dir = args.results_dir / profile.name
     all_cells: list[Cell] = []
@@ -386,6 +396,8 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             "episodes per task and seed": plan.episodes_for(first),
             "device": device,
             "wall time (s) of the whole sweep, both suites, training included when not cached": round(wall_s, 1),
+            f"wall time (s) of the {SUITE_NAMES[suite]} part (its pair, calibration and cells)":
+                round(suite_s[suite], 1),
             **({"resumed": "yes: the wall time is the last part's only"} if args.resume else {}),
             **{f"{role.upper()}": _describe(lm) for role, lm in (("quick", models.quick),
                                                                  ("deepthink", models.deepthink))},
@@ -406,7 +418,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                 store=cache_dir() / "hindsight", also=(CHECKPOINTS / profile.name / "hindsight",),
                 progress=args.progress) for task in searched}, out_dir, stem, pair=pair_key(models))]
         paths, report = write_results(episodes_table, training[training["task"].str.startswith(f"{suite}/")],
-                                      out_dir, stem, context)
+                                      out_dir, stem, context, curves[curves["task"].str.startswith(f"{suite}/")])
         paths += limits
         cells = report.cells
         all_cells += cells
@@ -418,12 +430,13 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                 episodes_table, sweep, {"quick": models.quick, "deepthink": models.deepthink}, out_dir, context,
                 tracking_uri=args.tracking_uri, experiment=args.experiment)
             paths.extend(pair_paths)
-        where: dict[str, dict[str, list]] = {}  # task -> LONDI-B setting -> its evaluation episodes
+        where: dict[str, dict[str, list]] = {}  # task -> LONDI setting -> its test episodes
         for (task, label), results in learned_results.items():
-            if task.startswith(f"{suite}/") and label.startswith("londi_b"):
+            if task.startswith(f"{suite}/") and family(label) in ("londi_sac", "londi_b"):
                 where.setdefault(task, {})[label] = results
-        if where:  # the paper's picture: where LONDI-B spends its budget, a row per sweep task
-            paths.append(plot_where_deepthink(where, out_dir / f"{suite}_londi_b_where.png"))
+        if where:  # the paper's picture: where LONDI-B spends its budget (and LONDI-SAC), a row per sweep task
+            paths += [plot_where_deepthink(where, out_dir / f"{stem}_londi_where.png"),
+                      write_where_table(where, out_dir / f"{stem}_londi_where.csv")]
         with RunLogger(f"report__{sweep}__{suite}", {"profile": profile.name, "sweep": sweep, "suite": suite},
                        tags={"londi.kind": "report", "londi.sweep": sweep, "londi.suite": suite},
                        experiment=args.experiment, uri=args.tracking_uri) as run_log:

@@ -28,6 +28,7 @@ LAYERS = {
     "bench.regress": 5,
     "bench.calibrate": 5,
     "bench.hindsight": 5,
+    "bench.rename_effect": 5,
     "algos": 6,  # routers plug in from outside: they may use any of bench, bench never names them
     "baselines": 6,
 }

@@ -58,6 +58,9 @@ def test_registry_has_the_papers_tasks_with_the_simulators_splits(env: ScienceWo
         assert list(spec.train_seeds) == [int(v) for v in server.getVariationsTrain()]
         assert list(spec.eval_seeds) == [int(v) for v in server.getVariationsTest()]
         assert set(spec.train_seeds).isdisjoint(spec.eval_seeds)
+        # learned routers train on dev variations the pair was not cloned from; settings are chosen on the others
+        assert sorted([*spec.router_seeds, *spec.valid_seeds]) == [int(v) for v in server.getVariationsDev()]
+        assert len(spec.router_seeds) >= len(spec.valid_seeds) >= 2
         assert spec.action_mode == "generate" and spec.max_steps == SCIENCEWORLD_TASKS[spec.levels[0]][3]
     for task, (train, dev, test) in SCIENCEWORLD_DEMO_ONLY.items():  # cloned from, not evaluated: the same numbering
         server.load(task, 0, "easy", False)
@@ -70,7 +73,8 @@ def test_few_variations_cycle_without_repeats_inside_a_run() -> None:
     spec = get_task("scienceworld/power-component")  # 5 test variations
     assert spec.eval_episode_seeds(0, 10) == [15, 16, 17, 18, 19]
     assert spec.eval_episode_seeds(1, 3) == [18, 19, 15]
-    assert set(spec.router_train_seeds(2, 7)) <= set(spec.train_seeds)
+    assert spec.router_train_seeds(2, 7) == [12, 10, 11, 12, 10, 11, 12]  # dev's first half, cycled
+    assert spec.eval_episode_seeds(0, 10, "valid") == [13, 14]
 
 
 def test_gold_path_scores_100_without_enumerating_valid_actions(env: ScienceWorldTextEnv) -> None:

@@ -161,8 +161,14 @@ def test_reproduce_covers_scienceworld_with_its_own_report(londi_cache, sw_smoke
     assert done.returncode == 0, done.stderr
     out = results / "smoke"
     for name in ("scienceworld.md", "scienceworld.csv", "scienceworld_cost_reward.png",
-                 "scienceworld_londi_b_where.png"):
+                 "scienceworld_londi_where.png", "scienceworld_londi_where.csv", "scienceworld_learning.png"):
         assert (out / name).stat().st_size > 0, name
+    # the learning curve: one row per training episode, read back from MLflow; too short to judge
+    curves = pd.read_csv(out / "scienceworld_curves.csv.gz")
+    assert len(curves) == 1 and curves["router"].tolist() == ["londi_b[budget=2,train_episodes=1]"]
+    assert "## Learning curves" in (out / "scienceworld.md").read_text()
+    where = pd.read_csv(out / "scienceworld_londi_where.csv")
+    assert set(where["by"]) == {"step", "room"} and (where["deepthink_calls"] <= where["steps"]).all()
     assert not (out / "babyai.md").exists()  # no BabyAI task ran: no BabyAI report
     table = pd.read_csv(out / "scienceworld.csv").set_index(["task", "router"])
     assert set(table.index) == {(task, r)
@@ -178,7 +184,7 @@ def test_reproduce_covers_scienceworld_with_its_own_report(londi_cache, sw_smoke
     assert {r.data.params["quick.name"] for r in evals} == {sw_smoke_models.quick.name}
     reports = [r for r in runs if r.data.tags.get("londi.kind") == "report"]
     assert [r.data.tags["londi.suite"] for r in reports] == ["scienceworld"]
-    assert any(a.path == "scienceworld_londi_b_where.png"
+    assert any(a.path == "scienceworld_londi_where.png"
                for a in MlflowClient(tracking_uri).list_artifacts(reports[0].info.run_id))
 
 

@@ -122,6 +122,10 @@ def test_profiles_never_evaluate_on_a_demonstration_episode(profile) -> None:
         if spec.suite == "scienceworld":  # gold paths of train and dev variations; evaluation on test ones
             demo_seeds = sw_demos[spec.levels[0]]
             assert not set(demo_seeds) & set(spec.eval_seeds)
+            # a learned router trains on variations the pair was not cloned from (issue 18)
+            cloned = {v for task, v in scienceworld_demo_jobs(profile)["train"] if task == spec.levels[0]}
+            routers = spec.router_train_seeds(0, profile.train_episodes_for(spec))
+            assert routers and not cloned & set(routers)
         else:
             demo_seeds = range(profile.demo_seeds + profile.heldout_seeds)
             assert _overlap(demo_seeds, spec.train_seeds) == len(demo_seeds)

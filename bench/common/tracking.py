@@ -32,6 +32,10 @@ FLUSH_EVERY = 200  # metrics per log_batch call (MLflow accepts up to 1000)
 # A summary logged under the same name as a per-episode series would join its history (as a
 # second point at step 0) and become neither the run's latest value nor one episode's.
 EPISODE_PREFIX = "episode/"
+TRAIN_EPISODE_PREFIX = "train_episode/"
+"""A learned router's training episodes, one point per episode (its learning curve)."""
+CURVE_METRICS = ("reward", "deepthink_fraction", "steps")
+"""What a training run logs per episode."""
 
 
 def artifact_progress(enabled: bool) -> contextlib.AbstractContextManager[None]:
@@ -166,3 +170,18 @@ class RunLogger:
 
     def log_file(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+
+def finished_runs(sweep: str, kind: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
+                  where: str = "") -> list:
+    """The sweep's FINISHED runs of one kind (eval, router_train), optionally filtered further (`where`)."""
+    client = get_client(tracking_uri)
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"no MLflow experiment {experiment!r} at {client.tracking_uri}")
+    return client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"tags.`londi.sweep` = '{sweep}' and tags.`londi.kind` = '{kind}' "
+                      f"and attributes.status = 'FINISHED'{f' and {where}' if where else ''}",
+        max_results=10000,
+    )

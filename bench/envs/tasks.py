@@ -47,7 +47,10 @@ class TaskSpec:
     description: str = ""
     valid_seeds: range = range(0)
     """Validation episodes: where a router family's setting is chosen, disjoint from training and evaluation
-    (BabyAI: a seed range of its own; ScienceWorld: the simulator's dev variations). Empty: none."""
+    (BabyAI: a seed range of its own; ScienceWorld: the second half of the simulator's dev variations). Empty: none."""
+    router_seeds: range | None = None
+    """Where a learned router trains, when not on `train_seeds` (ScienceWorld: the first half of the simulator's dev
+    variations, which the model pair was not cloned from: issue 18); disjoint from validation and evaluation."""
     levels: tuple[str, ...] = field(default_factory=tuple)
     action_mode: str = "choose"
     """"choose": the models score the environment's fixed candidate list (BabyAI-Text's six actions);
@@ -65,21 +68,25 @@ class TaskSpec:
     max_steps, and levels for a mixed task; ScienceWorld: simplifications, max_steps)."""
 
     def __post_init__(self) -> None:
+        routers = self.router_seeds if self.router_seeds is not None else range(0)
         for (a, first), (b, second) in (((("train", self.train_seeds), ("eval", self.eval_seeds))),
                                         (("train", self.train_seeds), ("validation", self.valid_seeds)),
-                                        (("eval", self.eval_seeds), ("validation", self.valid_seeds))):
+                                        (("eval", self.eval_seeds), ("validation", self.valid_seeds)),
+                                        (("router training", routers), ("eval", self.eval_seeds)),
+                                        (("router training", routers), ("validation", self.valid_seeds))):
             overlap = range(max(first.start, second.start), min(first.stop, second.stop))
             if len(first) and len(second) and len(overlap) > 0:
                 raise ValueError(f"task {self.name!r}: {a} and {b} seeds overlap on {overlap}")
 
     def router_train_seeds(self, run_seed: int, episodes: int) -> list[int]:
-        """Training episodes of a learned router for run `run_seed`: from the upper half of the training
-        seeds (the lower half holds the model pair's demonstrations and DAgger rollouts), a block per run."""
+        """Training episodes of a learned router for run `run_seed`: from `router_seeds` where the task has them
+        (cycled through), else from the upper half of the training seeds (the lower half holds the model pair's
+        demonstrations and DAgger rollouts), a block per run."""
         if run_seed < 0 or episodes < 1:
             raise ValueError(f"task {self.name!r}: run seed must be >= 0 and episodes >= 1")
-        if self.cycle:
-            n = len(self.train_seeds)
-            return [self.train_seeds[(run_seed * episodes + i) % n] for i in range(episodes)]
+        if self.cycle or self.router_seeds is not None:
+            pool = self.router_seeds if self.router_seeds is not None else self.train_seeds
+            return [pool[(run_seed * episodes + i) % len(pool)] for i in range(episodes)]
         base = self.train_seeds.start + len(self.train_seeds) // 2
         start = base + run_seed * episodes
         if start + episodes > self.train_seeds.stop:
@@ -367,7 +374,10 @@ for _task, (_train, _dev, _test, _steps, _about) in SCIENCEWORLD_TASKS.items():
         max_steps=_steps,
         train_seeds=range(0, _train),
         eval_seeds=range(_train + _dev, _train + _dev + _test),
-        valid_seeds=range(_train, _train + _dev),
+        # The dev variations in two: learned routers train on the first half (the pair was cloned from training
+        # variations), settings are chosen on the second.
+        router_seeds=range(_train, _train + (_dev + 1) // 2),
+        valid_seeds=range(_train + (_dev + 1) // 2, _train + _dev),
         description=f"ScienceWorld {_task}: {_about}",
         levels=(_task,),
         action_mode="generate",

@@ -60,7 +60,7 @@ def _demo_config(profile: Profile, suite: str = "babyai") -> dict:
         return {"tasks": list(profile.sw_demo_tasks or SCIENCEWORLD_TASKS) + list(profile.sw_extra_demo_tasks),
                 "demo_variations": profile.sw_demo_variations,
                 "heldout_variations": profile.sw_heldout_variations, "simplifications": SIMPLIFICATIONS,
-                "format": SCIENCEWORLD_FORMAT}
+                "format": SCIENCEWORLD_FORMAT} | ({"rename": sorted(demo_lib.SAME_KIND)} if profile.sw_rename else {})
     return {
         "levels": list(BABYAI_LEVELS.values()),
         "demo_seeds": profile.demo_seeds,
@@ -115,12 +115,15 @@ def scienceworld_demo_jobs(profile: Profile) -> dict[str, list[tuple[str, int]]]
 
 def load_scienceworld_demos(profile: Profile, progress: bool = True) -> tuple[list[demo_lib.Demo], list[demo_lib.Demo]]:
     """Gold paths of the first training variations of every ScienceWorld task, and of dev variations held out."""
-    config = _demo_config(profile, "scienceworld")
+    # The gold paths played are the same with or without renaming: their file is keyed without it.
+    config = {k: v for k, v in _demo_config(profile, "scienceworld").items() if k != "rename"}
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
     jobs = scienceworld_demo_jobs(profile)
     paths = {part: cache_dir() / "demos" / f"scienceworld-{part}-{digest}.jsonl.gz" for part in jobs}
-    return (demo_lib.collect_gold(jobs["train"], SCIENCEWORLD_DEMO_STEPS, paths["train"], progress),
-            demo_lib.collect_gold(jobs["heldout"], SCIENCEWORLD_DEMO_STEPS, paths["heldout"], progress))
+    train_demos = demo_lib.collect_gold(jobs["train"], SCIENCEWORLD_DEMO_STEPS, paths["train"], progress)
+    if profile.sw_rename:
+        train_demos = train_demos + demo_lib.renamed(train_demos)
+    return train_demos, demo_lib.collect_gold(jobs["heldout"], SCIENCEWORLD_DEMO_STEPS, paths["heldout"], progress)
 
 
 def _train_suite_model(profile: Profile, suite: str, recipe: ModelRecipe, demos, out: Path, name: str,
@@ -205,8 +208,12 @@ def training_notes(profile: Profile, paths: list[Path]) -> str:
                   f"context `{meta['context']}`, {meta['non_embedding_params']} non-embedding parameters, "
                   f"{meta.get('total_steps', meta['recipe']['steps'])} training steps, {meta['train_s']} s in all, "
                   f"held-out step accuracy against the expert (BabyAIBot; ScienceWorld's gold paths on dev variations) "
-                  f"{meta['heldout_step_accuracy']:.3f}.", "",
-                  "| stage | train pairs | train s | final loss | held-out step accuracy | rollout success (beta) "
+                  f"{meta['heldout_step_accuracy']:.3f}.", ""]
+        if not meta.get("stages"):  # behaviour cloning alone (ScienceWorld's pairs)
+            lines += [f"Behaviour cloning only: {meta['train_pairs']} (prompt, action) pairs, final loss "
+                      f"{meta['final_loss']}.", ""]
+            continue
+        lines += ["| stage | train pairs | train s | final loss | held-out step accuracy | rollout success (beta) "
                   "| learner agrees with bot |", "|---|---|---|---|---|---|---|"]
         for stage in meta.get("stages", []):
             rollouts = stage.get("rollouts")

@@ -176,8 +176,10 @@ SAME_KIND = {
                         "violet light bulb", "electric motor", "electric buzzer"),
 }
 """Per ScienceWorld task, objects of the target's kind that its rooms hold (read from the simulator's observations of
-its variations: every workshop of power-component shows the electric motor and buzzer beside the light bulbs). Not
-wired into any profile yet: the augmentation is measured against the committed pair first (issue 18)."""
+its variations: every workshop of power-component shows the electric motor and buzzer beside the light bulbs). Used
+where a profile sets `sw_rename` (the cpu profile). Only tasks whose text names the target: lifespan's and
+find-living-thing's do not name it, and use-thermometer's unseen test substances (wire, wood) are not in view on its
+training paths to swap with."""
 
 
 def swap_names(demo: Demo, a: str, b: str) -> Demo:

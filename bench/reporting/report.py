@@ -19,7 +19,17 @@ import numpy as np
 import pandas as pd
 
 from bench.common.stats import Estimate, fmt, seed_ci, seed_diff_ci, seed_gap_ci, seed_mean_ci, seed_ratio_ci
-from bench.common.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, get_client
+from bench.common.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, finished_runs, get_client
+from bench.reporting.learning import (
+    CURVE_COLUMNS,
+    curves_frame,
+    flatness,
+    flatness_markdown,
+    plot_curves,
+    read_curves,
+    write_curves,
+)
+from bench.reporting.pooled import pooled_londi
 
 EPISODE_METRICS = (
     "env_seed", "reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted", "quick_calls",
@@ -51,21 +61,6 @@ FREE_CALLS = re.compile(r"[\[,]c=0(?:\.0*)?[,\]]")
 AMORTISED = (100, 1000, 10000)
 """Deployment episodes a learned router's training is spread over; the verdict uses VERDICT_EPISODES."""
 VERDICT_EPISODES = 1000
-
-
-def finished_runs(sweep: str, kind: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
-                  where: str = "") -> list:
-    """The sweep's FINISHED runs of one kind (eval, router_train), optionally filtered further (`where`)."""
-    client = get_client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        raise ValueError(f"no MLflow experiment {experiment!r} at {client.tracking_uri}")
-    return client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"tags.`londi.sweep` = '{sweep}' and tags.`londi.kind` = '{kind}' "
-                      f"and attributes.status = 'FINISHED'{f' and {where}' if where else ''}",
-        max_results=10000,
-    )
 
 
 def finished_eval_runs(sweep: str, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT,
@@ -363,10 +358,25 @@ def where_deepthink(results: list) -> tuple[dict[int, tuple[int, int]], dict[str
     return ({k: tuple(v) for k, v in sorted(by_step.items())}, {k: tuple(v) for k, v in sorted(by_room.items())})
 
 
+def write_where_table(results_by_task: dict[str, dict[str, list]], path: Path) -> Path:
+    """The numbers behind the picture of where LONDI calls DEEPTHINK: per task, setting, and step of the episode or
+    room, the DEEPTHINK calls, the steps taken there, and the episodes."""
+    rows = []
+    for task, by_setting in sorted(results_by_task.items()):
+        for setting, results in sorted(by_setting.items()):
+            for by, table in zip(("step", "room"), where_deepthink(results), strict=True):
+                rows += [{"task": task, "router": setting, "by": by, "where": key, "deepthink_calls": calls,
+                          "steps": steps, "episodes": len(results)} for key, (calls, steps) in table.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows, columns=["task", "router", "by", "where", "deepthink_calls", "steps", "episodes"]).to_csv(
+        path, index=False)
+    return path
+
+
 def plot_where_deepthink(results_by_task: dict[str, dict[str, list]], path: Path) -> Path:
     """The paper's picture of where the Switcher calls DEEPTHINK, one row per task: per setting (LONDI-B's
-    budgets), the share of episodes in which DEEPTHINK acted at each step of the task (left) and its share of the
-    steps spent in each room (right)."""
+    budgets, LONDI-SAC's costs), the share of episodes in which DEEPTHINK acted at each step of the task (left)
+    and its share of the steps spent in each room (right)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -883,24 +893,69 @@ class SuiteReport:
     budgets: list[dict]
     ablation: list[dict]
     costs: pd.DataFrame
+    pooled: dict | None = None
+    """LONDI's verdict pooled over the sweep tasks (bench.reporting.pooled); None with fewer than two."""
 
 
 def analyse(episodes: pd.DataFrame, training: pd.DataFrame) -> SuiteReport:
     cells = summarize(episodes, training)
     valid_cells = summarize(episodes, split="valid")
     selection = select_settings(valid_cells)
-    return SuiteReport(cells, valid_cells, selection, verdicts(cells, selection),
-                       head_to_head(episodes, cells, valid_cells),
-                       budget_rows(episodes), ablation_rows(episodes, cells), model_costs(episodes))
+    rows = verdicts(cells, selection)
+    cost = VERDICT_COST if VERDICT_COST in episodes and episodes[VERDICT_COST].notna().any() else "flops"
+    pooled = pooled_londi(episodes, rows, training, cost, REFERENCE, RETAINED, PAPER_SAVING, AIM_SAVING,
+                          VERDICT_EPISODES) if rows else None
+    return SuiteReport(cells, valid_cells, selection, rows, head_to_head(episodes, cells, valid_cells),
+                       budget_rows(episodes), ablation_rows(episodes, cells), model_costs(episodes), pooled)
+
+
+def pooled_claims(pooled: dict | None) -> list[tuple[str, str, str]]:
+    """(claim, verdict, evidence) of LONDI pooled over the sweep tasks, each task's setting chosen on its own
+    validation episodes: the paper's claim and the aim, as for one task."""
+    if not pooled:
+        return []
+    where = ", ".join(pooled["tasks"])
+    claims = (f"LONDI keeps DEEPTHINK-only's reward pooled over {where} (each weighing the same) with at least "
+              f"{PAPER_SAVING:.0%} less compute (the paper's claim)",
+              f"LONDI saves at least {AIM_SAVING:.0%} of priced compute pooled over {where}, training amortised over "
+              f"{VERDICT_EPISODES:,} episodes per task, at the same reward (our aim)")
+    if "reward_retained" not in pooled:
+        return [(claim, "no", pooled["evidence"]) for claim in claims]
+    retained = Estimate(**pooled["reward_retained"])
+    chosen = "; ".join(f"`{router}` on {task}" for task, router in pooled["chosen"].items())
+    kept = (f"reward retained {retained} ({_points(pooled['retained_margin'])} against {RETAINED} for the lower "
+            f"bound); {pooled['reward_retained']['seeds']} run seeds")
+    return [(claims[0], "yes" if pooled["paper_claim"] else "no",
+             f"{chosen} (each chosen on validation): {kept}; {_pct(pooled['saving'])} less "
+             f"{pooled['cost'].replace('_s', ' seconds')} ({_points(pooled['paper_margin'])} against "
+             f"{PAPER_SAVING:.0%})"),
+            (claims[1], "yes" if pooled["aim"] else "no",
+             f"{_pct(pooled['saving_amortised'])} amortised ({_points(pooled['aim_margin'])} against "
+             f"{AIM_SAVING:.0%}); {kept}")]
+
+
+def pooled_markdown(pooled: dict | None) -> str:
+    if not pooled:
+        return ""
+    lines = ["## Verdict pooled over the sweep tasks", "",
+             "Each task's LONDI setting is the one chosen on its own validation episodes; pooled, every task weighs "
+             "the same (sums of per-task means), with a two-level interval (run seeds drawn once for all tasks, then "
+             "episodes within each task and seed, paired with DEEPTHINK-only's).", "",
+             "| claim | verdict | evidence |", "|---|---|---|"]
+    lines += [f"| {claim} | **{verdict}** | {evidence} |" for claim, verdict, evidence in pooled_claims(pooled)]
+    return "\n".join(lines)
 
 
 def write_results(episodes: pd.DataFrame, training: pd.DataFrame | None, out_dir: Path, stem: str,
-                  context: dict) -> tuple[list[Path], SuiteReport]:
-    """Write the suite's episode and training tables, then, computed from those tables read back, `<stem>.md`,
-    `<stem>.csv`, `<stem>.json` and the cost-reward plot under out_dir; return their paths and the report."""
+                  context: dict, curves: pd.DataFrame | None = None) -> tuple[list[Path], SuiteReport]:
+    """Write the suite's episode, training and learning-curve tables, then, computed from those tables read back,
+    `<stem>.md`, `<stem>.csv`, `<stem>.json` and the plots under out_dir; return their paths and the report."""
     if training is None:
         training = pd.DataFrame(columns=list(TRAINING_COLUMNS))
     paths = write_tables(episodes, training, out_dir, stem)
+    curves_table = write_curves(pd.DataFrame(columns=list(CURVE_COLUMNS)) if curves is None else curves, out_dir,
+                                stem)
+    paths += [curves_table] if curves_table else []
     written, report = write_report(*read_tables(out_dir, stem), out_dir, stem, context)
     return paths + written, report
 
@@ -909,14 +964,17 @@ def write_report(episodes: pd.DataFrame, training: pd.DataFrame, out_dir: Path, 
                  context: dict) -> tuple[list[Path], SuiteReport]:
     out_dir.mkdir(parents=True, exist_ok=True)
     report = analyse(episodes, training)
+    curves = read_curves(out_dir, stem)
+    learning = flatness(curves)
     costs_section = costs_table_markdown(report.cells)
     seeds_section = per_seed_markdown(report.cells)
     sections = [table_markdown(report.cells),
                 "## Savings against DEEPTHINK-only by cost measure\n\n"
                 + "\n".join(f"- `{name}`: {what}" for name, what in COSTS.items()) + "\n\n" + costs_section
                 if costs_section else "",
-                verdict_markdown(report.verdicts), head_to_head_markdown(report.head_to_head),
-                budget_markdown(report.budgets), ablation_markdown(report.ablation),
+                verdict_markdown(report.verdicts), pooled_markdown(report.pooled),
+                head_to_head_markdown(report.head_to_head),
+                budget_markdown(report.budgets), ablation_markdown(report.ablation), flatness_markdown(learning),
                 "## Reward per run seed\n\n" + seeds_section if seeds_section else "",
                 "## Validation episodes (where settings are chosen)\n\n" + table_markdown(report.valid_cells)
                 if report.valid_cells else "",
@@ -942,11 +1000,18 @@ def write_report(episodes: pd.DataFrame, training: pd.DataFrame, out_dir: Path, 
                              for c in report.cells],
          "selection": report.selection, "verdicts": report.verdicts,
          "claims": [{"task": row["task"], "claim": claim, "verdict": verdict, "evidence": evidence}
-                    for row in report.verdicts for claim, verdict, evidence in claim_sentences(row)],
+                    for row in report.verdicts for claim, verdict, evidence in claim_sentences(row)]
+                   + [{"task": "pooled", "claim": claim, "verdict": verdict, "evidence": evidence}
+                      for claim, verdict, evidence in pooled_claims(report.pooled)],
+         "pooled": report.pooled,
          "head_to_head": report.head_to_head, "budgets": report.budgets, "ablation": report.ablation,
-         "model_costs": report.costs.to_dict(orient="records"), "hindsight": hindsight}, indent=1,
-        default=_json_default))
+         "model_costs": report.costs.to_dict(orient="records"), "hindsight": hindsight, "learning": learning},
+        indent=1, default=_json_default))
     paths.append(plot_cost_reward(report.cells, out_dir / f"{stem}_cost_reward.png"))
+    learning_plot = out_dir / f"{stem}_learning.png"
+    learning_plot.unlink(missing_ok=True)
+    if plot_curves(curves, learning_plot):
+        paths.append(learning_plot)
     return paths + hindsight_plots, report
 
 
@@ -1041,6 +1106,7 @@ def rebuild_results(sweep: str, profile: str | None = None, results_dir: Path = 
                     f"elsewhere with --results-dir DIR, or replace them with --overwrite")
     paths: list[Path] = []
     training = training_frame(sweep, tracking_uri, experiment)
+    curves = curves_frame(sweep, tracking_uri, experiment)
     for suite in suites:
         episodes = everything[everything["task"].str.startswith(f"{suite}/")]
         previous = out / f"{stem(suite)}.json"
@@ -1050,7 +1116,8 @@ def rebuild_results(sweep: str, profile: str | None = None, results_dir: Path = 
                        "git commit": ", ".join(sorted(commits)),
                        "command": f"python -m bench.reporting.report --sweep {sweep}"}
         trained = training[training["task"].str.startswith(f"{suite}/")]
-        written, report = write_results(episodes, trained, out, stem(suite), context)
+        written, report = write_results(episodes, trained, out, stem(suite), context,
+                                        curves[curves["task"].str.startswith(f"{suite}/")])
         print(f"## {suite}\n\n" + table_markdown(report.cells) + "\n\nwrote " + ", ".join(map(str, written)))
         paths += written
     return paths

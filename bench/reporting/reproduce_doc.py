@@ -109,6 +109,19 @@ class Results:
         return next(row["prompt_tokens"] for row in self.gpu_check()["flan_t5_shapes"] if row.get("suite") == suite
                     and "prompt_tokens" in row)
 
+    def rename(self) -> dict[str, Any]:
+        return _json(self.results / self.profile / "scienceworld_rename.json")
+
+    def where(self, suite: str) -> list[dict[str, Any]]:
+        """The numbers behind the where-LONDI-calls-DEEPTHINK picture (results/<profile>/<suite>_londi_where.csv)."""
+        import csv
+
+        path = self.results / self.profile / f"{suite}_londi_where.csv"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: REPRODUCE.md is generated from it (run make reproduce)")
+        with path.open() as f:
+            return list(csv.DictReader(f))
+
     def model(self, suite: str, role: str) -> dict[str, Any]:
         """The committed model's own record (checkpoints/<profile>/<dir>/londi.json)."""
         prefix = f"{role}-" if suite == "babyai" else f"{suite}-{role}-"
@@ -595,6 +608,61 @@ def benchmark_table(r: Results) -> str:
     return "\n".join(lines)
 
 
+def rename_tables(r: Results) -> str:
+    """The renaming augmentation alone and the ScienceWorld pair's goals (results/cpu/scienceworld_rename.json)."""
+    from bench.reporting.rename import tables
+
+    data = r.rename()
+    return tables(data["rows"], data["goals"], "####")
+
+
+def learning_findings(r: Results, suite: str) -> str:
+    """Each learned setting's learning curve, as the report judged it (flat, still moving, undecided)."""
+    rows = r.suite(suite).get("learning", [])
+    if not rows:
+        return "- No learning curve was logged (the sweep predates them, or trained nothing)."
+    out = []
+    for row in rows:
+        quarters = row["quarters"].get("deepthink_fraction")
+        shown = " / ".join(num(q) for q in quarters) if quarters else "n/a"
+        change = row["change"].get("deepthink_fraction")
+        out.append(f"- `{row['router']}` on {row['task'].split('/')[-1]}: DEEPTHINK fraction by quarter of its "
+                   f"{row['episodes']} training episodes {shown} ({row['seeds']} seeds), change in the last quarter "
+                   f"{interval(change) if change else 'n/a'}: **{row['verdict']}**.")
+    return "\n".join(out)
+
+
+def pooled_findings(r: Results, suite: str) -> str:
+    """LONDI's claims pooled over the suite's sweep tasks, as the report judged them."""
+    lines = [f"- **{c['verdict']}**: {c['claim']}. {c['evidence']}." for c in _task_claims(r, suite, "pooled")]
+    return "\n".join(lines) or "- Fewer than two sweep tasks were judged: nothing is pooled."
+
+
+def where_table(r: Results, suite: str, task: str) -> str:
+    """Per LONDI setting on `task`: the share of its DEEPTHINK calls made in each room, and DEEPTHINK's share of the
+    steps taken there (from the where table, test episodes)."""
+    rows = [row for row in r.where(suite) if row["task"] == task and row["by"] == "room"]
+    if not rows:
+        return "No LONDI setting ran on this task."
+    rooms = sorted({row["where"] for row in rows})
+    settings = sorted({row["router"] for row in rows})
+    lines = ["| setting | " + " | ".join(rooms) + " |", "|---|" + "---|" * len(rooms)]
+    for setting in settings:
+        mine = {row["where"]: row for row in rows if row["router"] == setting}
+        calls = sum(int(row["deepthink_calls"]) for row in mine.values())
+        cells = []
+        for room in rooms:
+            row = mine.get(room)
+            if row is None:
+                cells.append("-")
+                continue
+            share = int(row["deepthink_calls"]) / calls if calls else float("nan")
+            cells.append(f"{pct(share, 0)}% of calls ({pct(int(row['deepthink_calls']) / int(row['steps']), 0)}% "
+                         f"of {row['steps']} steps)")
+        lines.append(f"| `{setting}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _seconds(s: float) -> str:
     return f"{s * 1e6:.1f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
 
@@ -613,7 +681,10 @@ def render(results: Results | None = None) -> str:
                "router_table": lambda *a, **k: router_table(r, *a, **k), "benchmark_table": lambda: benchmark_table(r),
                "gpu_shape_table": lambda: gpu_shape_table(r), "calibration_table": lambda: calibration_table(r),
                "heldout_levels_table": lambda: heldout_levels_table(r), "limit_tables": lambda: limit_tables(r),
-               "mdp_matching": lambda: _mdp_matching(r), "minutes": lambda s: f"{s / 60:.1f}",
+               "mdp_matching": lambda: _mdp_matching(r), "rename_tables": lambda: rename_tables(r),
+               "learning_findings": lambda *a: learning_findings(r, *a),
+               "where_table": lambda *a: where_table(r, *a), "pooled_findings": lambda *a: pooled_findings(r, *a),
+               "minutes": lambda s: f"{s / 60:.1f}",
                "cpu": cpu, "sw_sweep": [t for t in cpu.sweep_tasks if t.startswith("scienceworld/")]}
     return env.get_template(TEMPLATE.name).render(**helpers)
 

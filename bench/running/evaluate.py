@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 
 from bench.common.provenance import git_commit
 from bench.common.stats import mean_ci
-from bench.common.tracking import DEFAULT_EXPERIMENT, EPISODE_PREFIX, RunLogger
+from bench.common.tracking import CURVE_METRICS, DEFAULT_EXPERIMENT, EPISODE_PREFIX, TRAIN_EPISODE_PREFIX, RunLogger
 from bench.envs.tasks import TaskSpec
 from bench.running.gpu import GpuMonitor, GpuReading, nvml_index
 from bench.running.metering import PRICED, usage_metrics
@@ -208,11 +208,15 @@ def train_router(
             "londi.profile": profile}
     with _logged_run(f"{task.name}__{exp_name}__{seed}__train__{int(time.time())}", params, tags, checkpoint,
                      experiment, tracking_uri) as run:
+        def log_episode(result: EpisodeResult) -> None:  # the learning curve
+            metrics = result.metrics()
+            run.log_metrics({TRAIN_EPISODE_PREFIX + k: metrics[k] for k in CURVE_METRICS}, step=result.index)
+
         router.training = True
         try:
             results, meter = run_episodes(router, task, models, env_seeds, batch_size=batch_size, seed=seed,
                                           progress=progress, description=f"{task.name} {exp_name} seed {seed} (train)",
-                                          checkpoint=checkpoint)
+                                          checkpoint=checkpoint, on_episode=log_episode)
         finally:
             router.training = False
         totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
