@@ -67,13 +67,11 @@ class Args:
 
     profile: str = "cpu"
     """smoke (seconds, for tests), cpu (default; 2 cores, no GPU, no hub) or paper (Flan-T5 on a GPU)"""
-    routers: tuple[str, ...] = (
-        "quick_only", "deepthink_only", "follow_deepthink_where_they_differ", "swiftsage",
-        "random_switch[p=0.25]", "random_switch[p=0.5]", "random_switch[p=0.75]",
-        "confidence_cascade[threshold=0.2]", "confidence_cascade[threshold=0.5]", "confidence_cascade[threshold=0.8]",
-    )
+    routers: tuple[str, ...] | None = None
     """built-in router names or user routers as module:Class, each with options in brackets
-    (random_switch[p=0.3]); give a router several times for a sweep of its options"""
+    (random_switch[p=0.3]); give a router several times for a sweep of its options; unset: the profile's for each
+    suite (Profile.routers: the two models, follow_deepthink_where_they_differ, swiftsage, random_switch at p = 0.25,
+    0.5, 0.75 and confidence_cascade at thresholds 0.2, 0.5, 0.8; Profile.sw_routers)"""
     learned: tuple[str, ...] | None = None
     """learned routers and their sweeps (cost c, budgets): each trains online per task and seed, on `sweep_tasks`;
     unset: the profile's for each suite (Profile.learned, Profile.sw_learned); a bare --learned: none"""
@@ -98,7 +96,8 @@ class Args:
     profile's"""
     ablation: tuple[str, ...] | None = None
     """routers run again on `sweep_tasks` with QUICK replaced by a random policy (the paper's ablation); unset:
-    quick_only and the first londi_sac setting of the task's learned ones; a bare --ablation: none"""
+    quick_only and the first londi_sac setting of the task's learned ones (on ScienceWorld where the profile's
+    sw_ablation says so); a bare --ablation: none"""
     train_episodes: int | None = None
     """training episodes of learned routers whose spec does not set train_episodes; unset: the profile's per suite"""
     tasks: tuple[str, ...] | None = None
@@ -180,6 +179,10 @@ class Plan:
     sweep_tasks: tuple[str, ...] = ()
     """Names of the sweep tasks: every router there runs the sweep's seeds and the validation episodes."""
 
+    def routers_for(self, task: TaskSpec) -> list[RouterSpec]:
+        specs = self.profile.routers_for(task) if self.args.routers is None else self.args.routers
+        return [router_spec(spec) for spec in specs]
+
     def learned_for(self, task: TaskSpec) -> list[RouterSpec]:
         specs = self.profile.learned_for(task) if self.args.learned is None else self.args.learned
         return [router_spec(spec) for spec in specs]
@@ -201,6 +204,8 @@ class Plan:
         if self.args.ablation is not None:
             return [router_spec(spec) for spec in self.args.ablation]
         learned = self.learned_for(task)
+        if task.suite == "scienceworld" and not self.profile.sw_ablation:
+            return []
         if not learned:  # the ablation asks what the Switcher does with a random QUICK: nothing to ask without one
             return []
         first = next((spec for spec in learned if spec.cls.name == "londi_sac"), None)
@@ -242,8 +247,8 @@ def main(args: Args) -> list[Cell]:
     tasks = [get_task(name) for name in (profile.tasks if args.tasks is None else args.tasks)]
     sweep_tasks = [get_task(name) for name in (profile.sweep_tasks if args.sweep_tasks is None else args.sweep_tasks)]
     plan = Plan(args, profile, tuple(task.name for task in sweep_tasks))
-    routers = [router_spec(spec) for spec in args.routers]
-    given = [("--routers", routers)] + [(f"--learned on {task.name}", plan.learned_for(task)) for task in sweep_tasks]
+    given = [("--routers", [router_spec(spec) for spec in args.routers])] if args.routers is not None else []
+    given += [(f"--learned on {task.name}", plan.learned_for(task)) for task in sweep_tasks]
     given += [(f"--ablation on {task.name}", plan.ablation_for(task)) for task in sweep_tasks]
     given += [(f"--controls on {task.name}", plan.learned_for(task) + plan.controls_for(task)) for task in sweep_tasks]
     for option, specs in given:
@@ -251,7 +256,7 @@ def main(args: Args) -> list[Cell]:
         twice = sorted({label for label in labels if labels.count(label) > 1})
         if twice:
             raise ValueError(f"{option} gives {', '.join(twice)} more than once: each setting runs once, give it once")
-    for spec in routers + [s for task in sweep_tasks
+    for spec in [s for task in tasks for s in plan.routers_for(task)] + [s for task in sweep_tasks
                            for s in plan.learned_for(task) + plan.controls_for(task) + plan.ablation_for(task)]:
         spec.make()  # a cost, budget or saved-Switcher path that makes no sense fails here, before any run
     for task in sweep_tasks:
@@ -286,7 +291,7 @@ def main(args: Args) -> list[Cell]:
     print(f"sweep {sweep}: if it stops, `python -m bench.reproduce --resume {sweep}` continues it", file=sys.stderr)
     try:
         with artifact_progress(args.progress):
-            cells = _run(plan, sweep, state, tasks, sweep_tasks, routers, device, started)
+            cells = _run(plan, sweep, state, tasks, sweep_tasks, device, started)
     except KeyboardInterrupt:
         print(f"\nstopped: `python -m bench.reproduce --resume {sweep}` continues where it stopped", file=sys.stderr)
         raise
@@ -299,7 +304,7 @@ def main(args: Args) -> list[Cell]:
 
 
 def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep_tasks: list[TaskSpec],
-         routers: list[RouterSpec], device: str, started: float) -> list[Cell]:
+         device: str, started: float) -> list[Cell]:
     """Train or load the pairs, run every setting (skipping what the sweep finished before), write the reports."""
     args, profile = plan.args, plan.profile
     suites = list(dict.fromkeys(task.suite for task in tasks + sweep_tasks))
@@ -335,10 +340,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         return results
 
     for task in tasks:
-        for spec in routers:
+        for spec in plan.routers_for(task):
             run(spec, task)
     for task in sweep_tasks:
-        matched: set[str] = {spec.label for spec in routers} if task in tasks else set()
+        matched: set[str] = {spec.label for spec in plan.routers_for(task)} if task in tasks else set()
         for spec in plan.learned_for(task):
             validation: list = []
             results = run(spec, task, valid_out=validation)
@@ -423,7 +428,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         cells = report.cells
         all_cells += cells
         pair_text, pair_metrics = "", {}
-        classes = {spec.label for spec in routers}
+        classes = {spec.label for task in tasks if task.suite == suite for spec in plan.routers_for(task)}
         if suite == "babyai" and {"quick_only", "deepthink_only"} <= classes and args.report_as is None:
             # The pair report replays BabyAIBot's states: BabyAI-Text only.
             pair_paths, pair_text, pair_metrics = write_pair_report(

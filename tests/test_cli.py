@@ -393,3 +393,19 @@ def test_every_router_command_says_what_it_is_in_its_help(module: str, capsys: p
     status, out, _ = in_process(module, "--help", capsys=capsys)
     first_line = " ".join(entry.Args.__doc__.split())[:40]
     assert status == 0 and first_line in " ".join(out.split())
+
+
+def test_the_fixed_and_learned_routers_of_each_suite_come_from_the_profile_unless_given() -> None:
+    from bench.envs.tasks import get_task
+    from bench.models.profiles import CPU_SW_ROUTERS, ROUTERS, get_profile
+    from bench.reproduce import Args, Plan
+
+    cpu = get_profile("cpu")
+    babyai, power = get_task("babyai/Mixed"), get_task("scienceworld/power-component")
+    plan = Plan(Args(), cpu, (babyai.name, power.name))
+    assert [s.label for s in plan.routers_for(babyai)] == list(ROUTERS)
+    assert [s.label for s in plan.routers_for(power)] == list(CPU_SW_ROUTERS) != list(ROUTERS)
+    assert plan.ablation_for(power) == [] and [s.label for s in plan.ablation_for(babyai)][0] == "quick_only"
+    given = Plan(Args(routers=("quick_only",), ablation=("quick_only",)), cpu, (power.name,))
+    assert [s.label for s in given.routers_for(babyai)] == [s.label for s in given.routers_for(power)] == ["quick_only"]
+    assert [s.label for s in given.ablation_for(power)] == ["quick_only"]

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from bench.models.dagger import train_with_dagger
 from bench.models.hub import require_hub_model
 from bench.models.lm import LONDI_META, ActionLM, load_model
 from bench.models.profiles import Profile, get_profile
-from bench.models.train import ModelRecipe, key_fields, train
+from bench.models.train import ModelRecipe, key_fields, step_accuracy, train
 
 SUITES = ("babyai", "scienceworld")
 SCIENCEWORLD_FORMAT = 3  # bump when ScienceWorld's text format or its demonstrations change
@@ -208,7 +209,10 @@ def training_notes(profile: Profile, paths: list[Path]) -> str:
                   f"context `{meta['context']}`, {meta['non_embedding_params']} non-embedding parameters, "
                   f"{meta.get('total_steps', meta['recipe']['steps'])} training steps, {meta['train_s']} s in all, "
                   f"held-out step accuracy against the expert (BabyAIBot; ScienceWorld's gold paths on dev variations) "
-                  f"{meta['heldout_step_accuracy']:.3f}.", ""]
+                  f"{meta['heldout_step_accuracy']:.3f}"
+                  + (f" (measured again at {meta['heldout_remeasured']} on the held-out paths as played now, "
+                     f"{meta['heldout_pairs']} pairs; {meta['heldout_step_accuracy_at_training']:.3f} at training)"
+                     if "heldout_remeasured" in meta else "") + ".", ""]
         if not meta.get("stages"):  # behaviour cloning alone (ScienceWorld's pairs)
             lines += [f"Behaviour cloning only: {meta['train_pairs']} (prompt, action) pairs, final loss "
                       f"{meta['final_loss']}.", ""]
@@ -230,8 +234,25 @@ def load_pair(quick: str | Path, deepthink: str | Path, device: str = "cpu") -> 
     return load_model(quick, device=device), load_model(deepthink, device=device)
 
 
+def remeasure(profile: Profile, suite: str, paths: Sequence[Path]) -> None:
+    """Measure the pair's held-out step accuracy again, on the held-out expert paths as the code plays them now, into
+    its londi.json (the figure recorded at training kept beside it): a pair whose held-out set was played by older
+    code (tests/test_checkpoints.py re-measures it and fails when the two differ) is checked without retraining."""
+    if suite == "scienceworld":
+        heldout = load_scienceworld_demos(profile, progress=False)[1]
+    else:
+        heldout = load_demos(profile, progress=False)[1]
+    for recipe, path in zip(recipes(profile, suite), paths, strict=True):
+        meta = json.loads((path / LONDI_META).read_text())
+        held = list(demo_lib.pairs(heldout, recipe.context))
+        meta.setdefault("heldout_step_accuracy_at_training", meta["heldout_step_accuracy"])
+        meta.update(heldout_step_accuracy=step_accuracy(ActionLM.load(path), held, generate=recipe.generate),
+                    heldout_pairs=len(held), heldout_remeasured=git_commit())
+        (path / LONDI_META).write_text(json.dumps(meta, indent=1))
+
+
 def train_pairs(profile: str = "cpu", retrain: bool = True, tracking_uri: str | None = None,
-                commit: bool = False, suites: tuple[str, ...] = SUITES) -> None:
+                commit: bool = False, suites: tuple[str, ...] = SUITES, remeasure_heldout: bool = False) -> None:
     """Train the profile's offline QUICK and DEEPTHINK (`make models`) and print where they are.
 
     Args:
@@ -240,6 +261,7 @@ def train_pairs(profile: str = "cpu", retrain: bool = True, tracking_uri: str | 
         tracking_uri: MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here).
         commit: also copy the pairs to checkpoints/<profile>/ (replacing that suite's pair there), with TRAINING.md.
         suites: babyai, scienceworld or both.
+        remeasure_heldout: measure each pair's held-out step accuracy again (bench.models.cache.remeasure).
     """
     chosen = get_profile(profile)
     check_tracking(tracking_uri)
@@ -248,6 +270,8 @@ def train_pairs(profile: str = "cpu", retrain: bool = True, tracking_uri: str | 
         check_models_available(chosen, suite, retrain)
     for suite in suites:
         paths = ensure_models(chosen, retrain=retrain, tracking_uri=tracking_uri, suite=suite)
+        if remeasure_heldout:
+            remeasure(chosen, suite, paths)
         for path in paths:
             meta = json.loads((path / LONDI_META).read_text())
             print(f"{suite} {meta['role']}: {path} ({meta['non_embedding_params']} non-embedding params, "

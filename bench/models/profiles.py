@@ -25,6 +25,21 @@ sweep at 52330e1 showed add no point to the curve (c = 0.1: DEEPTHINK on 1.9% of
 QUICK-only's 0.372; budget 6: 3.2 calls used on average), so that 5 seeds of every setting fit the time of 3."""
 
 
+ROUTERS = (
+    "quick_only", "deepthink_only", "follow_deepthink_where_they_differ", "swiftsage",
+    "random_switch[p=0.25]", "random_switch[p=0.5]", "random_switch[p=0.75]",
+    "confidence_cascade[threshold=0.2]", "confidence_cascade[threshold=0.5]", "confidence_cascade[threshold=0.8]",
+)
+"""The fixed routers of every task: the two models alone, the two baselines that use both, and a sweep of the random
+switch's probability and the cascade's threshold."""
+CPU_SW_ROUTERS = ("quick_only", "deepthink_only", "follow_deepthink_where_they_differ", "swiftsage",
+                  "random_switch[p=0.5]", "confidence_cascade[threshold=0.5]")
+"""The cpu profile's fixed routers on ScienceWorld: ROUTERS with one point of the random switch and of the cascade.
+Both also run after every learned setting at that setting's own DEEPTHINK fraction (the matched controls the verdict
+compares with), and the two sweeps cost a third of the ScienceWorld part's time (find-living-thing and
+use-thermometer: 50 episodes each of 20-40 s per 50 here)."""
+
+
 CPU_CONTROLS = (
     "londi_sac[c=0.01,cues=false]", "londi_sac[c=0]", "stuck_rule",
     "hindsight_supervised[labels=checkpoints/cpu/hindsight,train_episodes=40,threshold=0.5]",
@@ -86,11 +101,17 @@ class Profile:
     chosen, apart from the test episodes it is reported on); 0: none, and no setting is chosen."""
     sw_valid_episodes: int | None = None
     """Validation episodes per ScienceWorld sweep task and seed (at most its dev variations); unset: valid_episodes."""
+    routers: tuple[str, ...] = ROUTERS
+    """Fixed routers of `make reproduce` on every task (`--routers` replaces them on both suites)."""
+    sw_routers: tuple[str, ...] | None = None
+    """Fixed routers on the ScienceWorld tasks; unset: `routers`."""
     learned: tuple[str, ...] = LONDI_SWEEP
     """Learned router settings of `make reproduce` on the BabyAI sweep tasks (BabyAI pays at most 1 per episode,
     so the paper's c of 0.1-0.5 already prices DEEPTHINK out)."""
     sw_learned: tuple[str, ...] = ("londi_sac[c=0.01]", "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]")
     """Learned router settings on the ScienceWorld sweep tasks (LONDI-B's budgets: the paper's picture)."""
+    sw_ablation: bool = True
+    """Run the paper's ablation (QUICK replaced by a random policy) on the ScienceWorld sweep tasks too."""
     hindsight: bool = False
     """Judge the routers on the BabyAI sweep tasks against the hindsight minimum of their test episodes (searched once
     per pair and kept: bench.running.hindsight; the cpu pair's is committed in checkpoints/cpu/hindsight)."""
@@ -125,6 +146,10 @@ class Profile:
         if task.suite == "scienceworld" and self.sw_valid_episodes is not None:
             return self.sw_valid_episodes
         return self.valid_episodes
+
+    def routers_for(self, task: TaskSpec) -> tuple[str, ...]:
+        """The fixed routers on `task` (ScienceWorld's own where the profile sets them)."""
+        return self.sw_routers if task.suite == "scienceworld" and self.sw_routers is not None else self.routers
 
     def learned_for(self, task: TaskSpec) -> tuple[str, ...]:
         return self.sw_learned if task.suite == "scienceworld" else self.learned
@@ -205,13 +230,15 @@ PROFILES: dict[str, Profile] = {
         # the fixed routers run one seed and the sweep tasks' routers three (three separately trained Switchers).
         sw_episodes=50,
         sw_seeds=(0,),
+        sw_routers=CPU_SW_ROUTERS,
         # The paper's two ScienceWorld tasks: power-component for its picture of where LONDI-B calls DEEPTHINK, and
         # lifespan-longest-lived-then-shortest-lived.
         sweep_tasks=("babyai/Mixed", "scienceworld/power-component",
                      "scienceworld/lifespan-longest-lived-then-shortest-lived"),
         # On the first half of the dev variations (TaskSpec.router_seeds), cycled; the learning curves are in the
-        # report.
-        sw_router_train_episodes=100,
+        # report (in the scratch sweep LONDI-SAC at c = 0.01 was flat from its first 20 of 100 episodes on
+        # power-component: DEEPTHINK on 40-49% of training steps by fifths).
+        sw_router_train_episodes=60,
         # The verdicts: every setting on the sweep tasks runs 5 seeds (5 separately trained Switchers per learned
         # setting: its interval covers the training seed) and validation episodes where each family's setting is
         # chosen. To stay near an hour the LONDI sweep keeps the part of the curve that moves: c = 0.1 and budget 6
@@ -222,8 +249,12 @@ PROFILES: dict[str, Profile] = {
         # the second half of the dev variations: lifespan 15, power-component 2
         sw_valid_episodes=16,
         learned=CPU_LONDI,
-        sw_learned=("londi_sac[c=0.01]", "londi_sac[c=0.1]", "londi_b[budget=2]", "londi_b[budget=4]",
-                    "londi_b[budget=6]"),
+        # LONDI-B at the paper's figure's budgets and LONDI-SAC at the c of the BabyAI verdicts' middle setting: in a
+        # scratch sweep (2026-12-03, power-component, 3 seeds) c = 0.1 never called DEEPTHINK on the validation
+        # variations (c = 0.01: on 15% of their steps) and cost 4 minutes of the half hour. No ablation here:
+        # BabyAI's says what a random QUICK does to the Switcher, and on ScienceWorld it cost 4 minutes more.
+        sw_learned=("londi_sac[c=0.01]", "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]"),
+        sw_ablation=False,
         controls=CPU_CONTROLS,
         sampled=(0.3, 1.0),
         hindsight=True,
