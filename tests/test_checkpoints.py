@@ -14,7 +14,7 @@ import json
 import pytest
 
 from bench.envs.babyai_text import ACTIONS  # noqa: F401  (registers the BabyAI levels)
-from bench.envs.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS
+from bench.envs.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_UNREPLAYABLE_GOLD
 from bench.models.cache import SCIENCEWORLD_DEMO_STEPS, committed_dir, scienceworld_demo_jobs
 from bench.models.demos import bot_episode, pairs
 from bench.models.lm import LONDI_META, ActionLM
@@ -61,5 +61,10 @@ def test_committed_scienceworld_pair_matches_the_recipe_and_the_text_format(role
     assert (path / LONDI_META).exists(), STALE
     meta = json.loads((path / LONDI_META).read_text())
     assert key_fields(meta["recipe"]) == key_fields(json.loads(json.dumps(dataclasses.asdict(recipe)))), STALE
-    accuracy = step_accuracy(ActionLM.load(path), list(pairs(scienceworld_heldout, recipe.context)), generate=True)
-    assert accuracy == pytest.approx(meta["heldout_step_accuracy"], abs=0.003), STALE
+    # test-conductivity's gold paths differ from one play to the next: the pair's record has its accuracy on the
+    # rest (bench.models --remeasure-heldout), which replays exactly.
+    replayable = [d for d in scienceworld_heldout if d.level not in SCIENCEWORLD_UNREPLAYABLE_GOLD]
+    held = list(pairs(replayable, recipe.context))
+    assert len(held) == meta["heldout_replayable_pairs"], STALE
+    accuracy = step_accuracy(ActionLM.load(path), held, generate=True)
+    assert accuracy == pytest.approx(meta["heldout_replayable_accuracy"], abs=1e-9), STALE
