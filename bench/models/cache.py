@@ -249,11 +249,12 @@ def remeasure(profile: Profile, suite: str, paths: Sequence[Path]) -> None:
     else:
         heldout = load_demos(profile, progress=False)[1]
     heldout = [d for d in heldout if d.level not in SCIENCEWORLD_UNREPLAYABLE_GOLD]
+    commit = git_commit()  # before the first record is written (which would make the tree dirty)
     for recipe, path in zip(recipes(profile, suite), paths, strict=True):
         meta = json.loads((path / LONDI_META).read_text())
         held = list(demo_lib.pairs(heldout, recipe.context))
         meta.update(heldout_replayable_accuracy=step_accuracy(ActionLM.load(path), held, generate=recipe.generate),
-                    heldout_replayable_pairs=len(held), heldout_remeasured=git_commit())
+                    heldout_replayable_pairs=len(held), heldout_remeasured=commit)
         (path / LONDI_META).write_text(json.dumps(meta, indent=1))
 
 
