@@ -35,7 +35,8 @@ from bench.envs.tasks import (
 )
 from bench.models.dagger import train_with_dagger
 from bench.models.hub import require_hub_model
-from bench.models.lm import LONDI_META, ActionLM, load_model
+from bench.models.lm import LONDI_META, ActionLM
+from bench.models.loader import load_model
 from bench.models.profiles import Profile, get_profile
 from bench.models.train import ModelRecipe, key_fields, step_accuracy, train
 

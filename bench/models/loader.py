@@ -1,0 +1,33 @@
+"""Any language model by name: a seq2seq or decoder-only checkpoint (hub name or local directory), or `random`.
+
+The architecture is read from the checkpoint's config: an encoder-decoder (T5, BART) loads as ActionLM, a
+decoder-only model (GPT-2, Llama, Qwen2 ...) as CausalActionLM; both answer the same calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoConfig
+
+from bench.models.causal import CausalActionLM
+from bench.models.lm import RANDOM_POLICY, ActionLM, RandomPolicy, require_checkpoint
+
+
+def is_decoder_only(name_or_path: str | Path) -> bool:
+    return not getattr(AutoConfig.from_pretrained(name_or_path), "is_encoder_decoder", False)
+
+
+def load_lm(name_or_path: str | Path, device: str = "cpu", context: str | None = None) -> ActionLM:
+    """A checkpoint as the model class its config calls for."""
+    require_checkpoint(name_or_path)
+    if is_decoder_only(name_or_path):
+        return CausalActionLM.from_dir(name_or_path, device=device, context=context)
+    return ActionLM.load(name_or_path, device=device, context=context)
+
+
+def load_model(name_or_path: str | Path, device: str = "cpu") -> ActionLM | RandomPolicy:
+    """`random` gives the random policy; anything else a checkpoint (hub name or local path)."""
+    if str(name_or_path) == RANDOM_POLICY:
+        return RandomPolicy()
+    return load_lm(name_or_path, device=device)
