@@ -5,6 +5,7 @@ harness's own word-level tokenizer: what is checked is arithmetic, not skill."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,12 @@ from transformers import (
 )
 
 from bench.envs.babyai_text import ACTIONS
+from bench.models.cache import model_dir
 from bench.models.causal import CausalActionLM, causal_size
 from bench.models.lm import ActionLM
 from bench.models.loader import load_lm
-from bench.models.train import build_tokenizer
+from bench.models.profiles import get_profile, with_pair
+from bench.models.train import ModelRecipe, build_model, build_tokenizer, causal_batch, step_accuracy, train
 
 PROMPTS = [
     "go to the red ball. Now: You see a wall 2 steps forward.",
@@ -188,3 +191,39 @@ def test_the_loader_reads_the_architecture_from_the_checkpoint(tmp_path: Path) -
     assert all(a in ACTIONS for a in decision.actions) and (cost.flops > 0).all()
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_lm(tmp_path / "missing")
+
+
+def test_a_causal_recipe_trains_on_the_action_tokens_only_and_loads_back(tmp_path: Path) -> None:
+    tokenizer = _tokenizer()
+    batch = causal_batch(tokenizer, PROMPTS[:2], ["go forward", "pick up"])
+    for row, labels, mask, prompt, action in zip(batch["input_ids"], batch["labels"], batch["attention_mask"],
+                                                 PROMPTS[:2], ["go forward", "pick up"], strict=True):
+        head = list(tokenizer(prompt, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+        answer = list(tokenizer(action, add_special_tokens=False)["input_ids"]) + [tokenizer.eos_token_id]
+        n = int(mask.sum())
+        assert row[:n].tolist() == head + answer  # right-padded: prompt, separator, action, end
+        assert labels[:n].tolist() == [-100] * len(head) + answer and (labels[n:] == -100).all()
+    recipe = ModelRecipe(role="quick", context="history", d_model=16, d_ff=32, layers=1, heads=2, steps=50,
+                         batch_size=4, lr=3e-3, warmup_steps=2, arch="gpt2")
+    data = [(p, a) for p in PROMPTS for a in ("go forward", "turn left")][:6]
+    meta = train(recipe, data, data, tmp_path / "m", name="tiny", progress=False)
+    lm = load_lm(tmp_path / "m")
+    assert type(lm) is CausalActionLM and lm.model.config.n_layer == 2  # the encoder's and the decoder's layers
+    assert meta["non_embedding_params"] == lm.size.non_embedding_params
+    assert meta["heldout_step_accuracy"] == step_accuracy(lm, data)
+    assert len(meta["log"]) == 2 and meta["log"][-1]["loss"] < meta["log"][0]["loss"]
+    with pytest.raises(ValueError, match="unknown model architecture"):
+        build_model(dataclasses.replace(recipe, arch="mamba"), tokenizer)
+
+
+def test_a_profile_pair_keeps_its_recipes_and_changes_only_the_architecture() -> None:
+    cpu = get_profile("cpu")
+    causal, mixed = with_pair(cpu, "causal"), with_pair(cpu, "mixed")
+    assert with_pair(cpu, "t5") is cpu
+    assert causal.quick == dataclasses.replace(cpu.quick, arch="llama") and causal.sw_deepthink.arch == "llama"
+    assert (mixed.quick, mixed.deepthink) == (cpu.quick, causal.deepthink)
+    names = {model_dir(p, r).name for p in (cpu, causal, mixed) for r in (p.quick, p.deepthink)}
+    assert len(names) == 4 and model_dir(causal, causal.deepthink).name.startswith("llama-deepthink-")
+    assert model_dir(cpu, cpu.quick) == model_dir(mixed, mixed.quick)  # the T5 QUICK is the same model, not retrained
+    with pytest.raises(ValueError, match="unknown model pair 'bert'; pairs: t5, causal, mixed"):
+        with_pair(cpu, "bert")
