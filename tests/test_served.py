@@ -5,6 +5,8 @@ answers."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -30,6 +32,7 @@ from bench.models.loader import load_lm, load_model
 from bench.models.pair import ModelPair
 from bench.models.served import Endpoint, ServedLM, ServedModelError, candidate_logprob, nearest
 from bench.models.train import ModelRecipe, train
+from bench.running.calibrate import CalibrationSettings, mode_of, price_books
 from bench.running.evaluate import evaluate
 from bench.running.router import StepView
 
@@ -122,10 +125,17 @@ def test_served_and_local_pick_the_same_actions(checkpoint: Path, server: str) -
     assert with_params.decide(prompts[:1], [ACTIONS])[1].flops[0] == 2 * 1000 * (cost.tokens_in[0] + cost.tokens_out[0])
 
 
-def test_episodes_run_through_the_server_and_record_it(checkpoint: Path, server: str, tmp_path: Path) -> None:
+def test_episodes_run_through_the_server_priced_and_recorded(checkpoint: Path, server: str, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     local = load_lm(checkpoint)
     models = ModelPair(local, load_model(f"{server}#context=history&concurrency=4"))
+    settings = CalibrationSettings(warmup=0, repeats=2, prompt_episodes=1, router_hidden=(8, 32), router_batches=(1, 4),
+                                   update_hidden=(8, 32), update_batches=(4, 16), router_inner=2)
+    books = price_books("smoke", "babyai", models, tmp_path, settings=settings, progress=False)
+    calibration = json.loads((tmp_path / "smoke" / "calibration.json").read_text())["suites"]["babyai"]["roles"]
+    assert calibration["deepthink"]["mode"] == "generate"  # timed through the server
+    assert calibration["deepthink"]["source"].startswith(server) and calibration["deepthink"]["points"]
+    models = dataclasses.replace(models, prices=books)
     results = evaluate(DeepthinkOnly(), get_task("babyai/GoToLocal"), models, seed=0, episodes=2, batch_size=2,
                        profile="smoke", sweep="served", tracking_uri=uri, progress=False)
     assert len(results) == 2
@@ -137,6 +147,10 @@ def test_episodes_run_through_the_server_and_record_it(checkpoint: Path, server:
     assert run.data.metrics["deepthink_server_requests"] == steps  # one request per DEEPTHINK decision
     assert run.data.metrics["deepthink_server_retries"] == 0
     assert run.data.metrics["deepthink_server_latency_p50_s"] > 0
+    assert run.data.metrics["total_priced_s_deepthink"] > 0  # priced from the calibration, not the clock
+    models.deepthink.tokenizer = None  # a served model whose tokenizer this machine lacks cannot be priced
+    with pytest.raises(ServedModelError, match="#tokenizer=PATH_OR_ID"):
+        mode_of(models.deepthink, get_task("babyai/GoToLocal"))
 
 
 def test_a_wrong_url_or_model_fails_at_load(server: str) -> None:

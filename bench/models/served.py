@@ -14,7 +14,10 @@ Spelling: the server's base URL, then after `#` the options, `&`-separated:
 - `concurrency` (8), `timeout` (seconds per request, 60), `retries` (per request, 2): a batch of prompts goes out as at
   most `concurrency` requests at a time, each retried on a connection error, a timeout or a 5xx answer;
 - `params`: the served model's non-embedding parameters, if known: FLOPs are then charged as 2 x params per token
-  read or written (the server reports no FLOPs; unknown, they are NaN, never 0).
+  read or written (the server reports no FLOPs; unknown, they are NaN, never 0);
+- `tokenizer`: a local path or cached hub id of the served model's tokenizer (unset: the model id, when that is a
+  local checkpoint or in the Hugging Face cache). Calibration needs it to build prompts of known lengths; a served
+  model is priced, like a local one, from calls timed once in isolation (bench.running.calibrate).
 
 How an action is chosen, recorded as the run parameter `<role>.served.scoring`:
 - `logprobs`: each candidate is scored by the summed log-probability of its tokens after the prompt and the separator,
@@ -76,12 +79,13 @@ class Endpoint:
     timeout_s: float = 60.0
     retries: int = 2
     params: float | None = None
+    tokenizer: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> Endpoint:
         url, _, fragment = spec.partition("#")
         options = urllib.parse.parse_qs(fragment, keep_blank_values=True) if fragment else {}
-        known = {"model", "context", "scoring", "sep", "concurrency", "timeout", "retries", "params"}
+        known = {"model", "context", "scoring", "sep", "concurrency", "timeout", "retries", "params", "tokenizer"}
         unknown = sorted(set(options) - known)
         if unknown:
             raise ServedModelError(f"unknown served-model option {', '.join(unknown)} in {spec!r}; options: "
@@ -92,7 +96,8 @@ class Endpoint:
                            context=one.get("context", "history"), scoring=one.get("scoring", "auto"),
                            sep=one.get("sep", "</s>"), concurrency=int(one.get("concurrency", 8)),
                            timeout_s=float(one.get("timeout", 60)), retries=int(one.get("retries", 2)),
-                           params=float(one["params"]) if one.get("params") else None)
+                           params=float(one["params"]) if one.get("params") else None,
+                           tokenizer=one.get("tokenizer") or None)
         except ValueError as error:
             raise ServedModelError(f"bad served-model option in {spec!r}: {error}") from None
         if endpoint.scoring not in SCORINGS:
@@ -153,6 +158,7 @@ class ServedLM:
         self.name = self.model_id
         self.server_version = self._server_version()
         self.scoring = self.endpoint.scoring if self.endpoint.scoring != "auto" else self._probe_scoring()
+        self.tokenizer = self._tokenizer()
         params = int(self.endpoint.params or 0)
         self.size = ModelSize(total_params=params, encoder_params=0, decoder_params=params, encoder_layers=0,
                               decoder_layers=0, attention_width=0)
@@ -196,6 +202,19 @@ class ServedLM:
             return reply.headers.get("server", "unknown")
         except Exception:  # noqa: BLE001 - a version is nice to have, never a reason to stop
             return "unknown"
+
+    def _tokenizer(self) -> Any:
+        """The served model's tokenizer where this machine has it (offline: never a download), else None."""
+        from transformers import AutoTokenizer
+
+        name = self.endpoint.tokenizer or self.model_id
+        try:
+            return AutoTokenizer.from_pretrained(name, local_files_only=True)
+        except Exception as error:  # noqa: BLE001 - not here: calibration will say so if it needs it
+            if self.endpoint.tokenizer:
+                raise ServedModelError(f"cannot load the tokenizer {name!r} given for the served model: "
+                                       f"{error}") from None
+            return None
 
     def _probe_scoring(self) -> str:
         """`logprobs` when the server returns the log-probabilities of an echoed prompt's tokens, else `generate`."""

@@ -59,6 +59,7 @@ from bench.envs.tasks import TaskSpec, get_task
 from bench.models.lm import ActionLM
 from bench.models.pair import MODELS, ModelPair
 from bench.models.profiles import get_profile
+from bench.models.served import ServedLM, ServedModelError
 from bench.running.gpu import GpuMonitor, nvml_index
 from bench.running.metering import synchronize
 from bench.running.pricing import LinearCost, PriceBooks, Prices, projected_prices
@@ -174,6 +175,14 @@ def source_of(lm: Any) -> str:
 
 
 def mode_of(lm: Any, task: TaskSpec) -> str:
+    """How a model's calls are priced: scored candidates, generated text, or free (the random policy). A served model
+    that generates and maps onto the candidates is priced as a generating one; it must bring its tokenizer."""
+    if isinstance(lm, ServedLM):
+        if lm.tokenizer is None:
+            raise ServedModelError(
+                f"cannot price the served model {lm.model_id!r}: its prompts' lengths need its tokenizer, which is "
+                f"neither a local checkpoint nor in the Hugging Face cache here; name one with #tokenizer=PATH_OR_ID")
+        return "score" if task.action_mode == "choose" and lm.scoring == "logprobs" else "generate"
     if not isinstance(lm, ActionLM):
         return "free"  # the random policy computes nothing
     return "score" if task.action_mode == "choose" else "generate"
@@ -232,7 +241,7 @@ def prompt_lengths(suite: str, pair: ModelPair, episodes: int, seed: int = 0) ->
     lengths: dict[str, list[int]] = {}
     for role in MODELS:
         lm = pair.get(role)
-        if isinstance(lm, ActionLM):
+        if getattr(lm, "tokenizer", None) is not None:  # a local model, or a served one with its tokenizer here
             build = get_context(lm.context)
             lengths[role] = [token_count(lm.tokenizer, build(h)) for h in histories]
     return lengths
