@@ -240,7 +240,7 @@ class ServedLM:
                 raise ServedModelError(
                     f"the model server at {self.endpoint.base_url} stopped answering ({type(error).__name__} after "
                     f"{self.endpoint.retries + 1} tries): the episodes finished so far are logged; restart the "
-                    f"server, then continue the sweep with `python -m bench.reproduce --resume SWEEP`") from None
+                    f"server, then run again (a bench.reproduce sweep continues with --resume SWEEP)") from None
             self.stats.requests += 1
             self.stats.latencies.append(time.perf_counter() - started)
             return reply
