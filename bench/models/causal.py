@@ -83,6 +83,9 @@ class CausalActionLM(ActionLM):
             raise ValueError(f"{name}: a causal model's tokenizer needs an end-of-sequence token (it separates the "
                              f"prompt from the action and ends the action)")
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        self.prompt_end: list[int] = [self.eos]
+        """Tokens after a prompt, before the action: the separator of the models trained here (a chat-templated
+        prompt ends with the template's own turn marker instead: bench.models.instruct)."""
         self.max_positions = max_positions(model, tokenizer)
         self._candidate_ids: dict[tuple[str, ...], list[list[int]]] = {}
 
@@ -101,6 +104,9 @@ class CausalActionLM(ActionLM):
         """A text's tokens and one end-of-sequence token (the separator after a prompt, the end of an action)."""
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + [self.eos]
 
+    def encode_prompt(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"]) + self.prompt_end
+
     def _candidates(self, candidates: Sequence[str]) -> list[list[int]]:  # type: ignore[override]
         key = tuple(candidates)
         if key not in self._candidate_ids:
@@ -113,7 +119,7 @@ class CausalActionLM(ActionLM):
         if limit < 1:
             raise ValueError(f"{self.name}: {room} tokens of action leave no room for a prompt in "
                              f"{self.max_positions} positions")
-        ids = [self.encode(p)[-limit:] for p in prompts]
+        ids = [self.encode_prompt(p)[-limit:] for p in prompts]
         length = max(len(i) for i in ids)
         input_ids = torch.full((len(ids), length), self.pad, dtype=torch.long)
         mask = torch.zeros((len(ids), length), dtype=torch.long)
