@@ -484,21 +484,23 @@ def read_calibration(path: Path) -> dict[str, Any]:
 def load_or_calibrate(profile_name: str, suite: str, pair: ModelPair, results_dir: Path,
                       settings: CalibrationSettings | None = None, buckets: dict[str, Sequence[int]] | None = None,
                       force: bool = False, progress: bool = True,
-                      gpu: Callable[[], GpuMonitor] | None = None) -> Prices:
+                      gpu: Callable[[], GpuMonitor] | None = None, part_name: str | None = None) -> Prices:
     """The price book of `suite`'s pair, from `<results_dir>/<profile>/calibration.json`: reused while it describes
     this machine (CPU model, cores, torch version, device), these checkpoints and this format; measured again (and
-    that suite's part rewritten) when it is missing or stale, or with `force`."""
+    that suite's part rewritten) when it is missing or stale, or with `force`. `part_name` keeps another pair's
+    prices beside the profile's (a side study's: `babyai@plug_and_play_causal`); default: the suite."""
+    part_name = part_name or suite
     path = calibration_path(results_dir, profile_name)
     data = read_calibration(path)
-    part = data["suites"].get(suite)
+    part = data["suites"].get(part_name)
     reason = "asked to measure again" if force else stale_reason(part, profile_name, suite, pair)
     if reason is None:
-        print(f"calibration: {suite} from {path} ({part['date']})", file=sys.stderr)
+        print(f"calibration: {part_name} from {path} ({part['date']})", file=sys.stderr)
         return Prices.from_calibration(part)
-    print(f"calibration: measuring {profile_name} {suite} ({reason})", file=sys.stderr)
+    print(f"calibration: measuring {profile_name} {part_name} ({reason})", file=sys.stderr)
     part = calibrate_suite(profile_name, suite, pair, settings, buckets, progress, gpu)
     data = read_calibration(path)  # another suite may have been written meanwhile
-    data["suites"][suite] = part
+    data["suites"][part_name] = part
     data["profile"] = profile_name
     write_calibration(data, path)
     return Prices.from_calibration(part)
