@@ -97,12 +97,19 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def serving(checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen, str]]:
+    """The module's server: its process and base URL (the last test of the module stops it mid-run)."""
     process, url = _serve(checkpoint, tmp_path_factory.mktemp("serve") / "serve.log")
     try:
-        yield url
+        yield process, url
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def server(serving: tuple[subprocess.Popen, str]) -> str:
+    assert serving[0].poll() is None, "the module's server was stopped by an earlier test"
+    return serving[1]
 
 
 def test_served_and_local_pick_the_same_actions(checkpoint: Path, server: str) -> None:
@@ -179,16 +186,14 @@ class _StopsTheServer(DeepthinkOnly):
 
 
 def test_a_server_that_goes_away_mid_run_stops_it_with_one_error_and_keeps_the_finished_episodes(
-        checkpoint: Path, tmp_path: Path) -> None:
-    process, url = _serve(checkpoint, tmp_path / "serve.log")
-    try:
-        uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-        models = ModelPair(load_lm(checkpoint), ServedLM(f"{url}#context=history&retries=1&timeout=5"))
-        with pytest.raises(ServedModelError, match="stopped answering .* --resume"):
-            evaluate(_StopsTheServer(process, after_steps=70), get_task("babyai/GoToLocal"), models, seed=0,
-                     episodes=4, batch_size=1, profile="smoke", sweep="gone", tracking_uri=uri, progress=False)
-    finally:
-        _stop(process)
+        checkpoint: Path, serving: tuple[subprocess.Popen, str], tmp_path: Path) -> None:
+    """The module's last test with its server: the server is stopped during the second episode."""
+    process, url = serving
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    models = ModelPair(load_lm(checkpoint), ServedLM(f"{url}#context=history&retries=1&timeout=5"))
+    with pytest.raises(ServedModelError, match="stopped answering .* --resume"):
+        evaluate(_StopsTheServer(process, after_steps=70), get_task("babyai/GoToLocal"), models, seed=0,
+                 episodes=4, batch_size=1, profile="smoke", sweep="gone", tracking_uri=uri, progress=False)
     client = mlflow.MlflowClient(uri)
     run = client.search_runs([client.get_experiment_by_name(DEFAULT_EXPERIMENT).experiment_id])[0]
     assert run.info.status == "FAILED"
