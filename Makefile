@@ -59,7 +59,7 @@ models: setup
 	$(PY) -m bench.models --profile $(PROFILE) --retrain $(ARGS)
 
 bench: setup
-	$(PY) -m pytest -q tests/test_benchmarks.py --benchmark-only --benchmark-json results/benchmarks.json $(ARGS)
+	$(PY) -m pytest -q tests/test_benchmarks.py tests/test_benchmarks_lm.py --benchmark-only --benchmark-json results/benchmarks.json $(ARGS)
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING) --host 127.0.0.1 --port $(UI_PORT)

@@ -24,14 +24,15 @@ from pathlib import Path
 import tyro
 
 from bench.cli import check_run_options, resolve_device
-from bench.common.errors import user_errors
+from bench.common.errors import UserError, user_errors
 from bench.common.provenance import REPO_ROOT, cache_dir, default_results_dir, git_commit
 from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, artifact_progress, check_tracking, metric_key
 from bench.envs.tasks import BABYAI_LEVELS, TaskSpec, get_task
 from bench.models.cache import CHECKPOINTS, check_models_available, ensure_models, load_pair
 from bench.models.lm import ActionLM, RandomPolicy, SampledPolicy
 from bench.models.pair import ModelPair
-from bench.models.profiles import Profile, get_profile
+from bench.models.profiles import Profile, get_profile, with_pair
+from bench.models.served import ServedLM, is_served
 from bench.reporting.hindsight import frontiers_path, write_frontiers
 from bench.reporting.learning import curves_frame
 from bench.reporting.pair import write_pair_report
@@ -131,6 +132,15 @@ class Args:
     ($LONDI_CACHE, else .cache/londi)"""
     checkpoint_s: float = 30.0
     """seconds at least between two checkpoints of a running setting (0: after every finished episode)"""
+    pair: str = "t5"
+    """the profile's model pair: t5 (its own), causal (its recipes as decoder-only models, trained on first use) or
+    mixed (the T5 QUICK with a decoder-only DEEPTHINK); another than t5 is a side study, named with --report-as"""
+    quick: str | None = None
+    """any model as QUICK instead of the pair's: a checkpoint (hub name or path, seq2seq or decoder-only), a served
+    model (http://HOST:PORT/v1#model=ID), instruct:NAME (an instruction model prompted through its chat template);
+    a side study, named with --report-as"""
+    deepthink: str | None = None
+    """any model as DEEPTHINK instead of the pair's (as --quick)"""
     report_as: str | None = None
     """name the report's files (results/<profile>/<name>.md, .csv, .json, _cost_reward.png) instead of after the
     suite, and leave out the pair report: a side study beside the main report, e.g. heldout_levels"""
@@ -240,7 +250,10 @@ def main(args: Args) -> list[Cell]:
         args = replace(args, state_dir=default_state_dir())
     if args.resume is not None:
         args, sweep = resumed_args(args)
-    profile = get_profile(args.profile)
+    profile = with_pair(get_profile(args.profile), args.pair)
+    if (args.pair != "t5" or args.quick or args.deepthink) and args.report_as is None:
+        raise ValueError("another pair or model than the profile's writes a side study beside the main report: name "
+                         "it with --report-as NAME (e.g. --report-as plug_and_play_causal)")
     if args.results_dir is None:
         args = replace(args, results_dir=default_results_dir(profile.name))
     # Every name and option is checked before any model is trained or any run is logged.
@@ -282,8 +295,12 @@ def main(args: Args) -> list[Cell]:
         raise ValueError(f"--checkpoint-s must be >= 0 seconds, got {args.checkpoint_s}")
     check_tracking(args.tracking_uri)
     device = resolve_device(args.device)
+    for spec in (args.quick, args.deepthink):
+        if is_served(spec):
+            ServedLM(spec)  # a wrong URL or model id: one error now, before a sweep exists
     for suite in dict.fromkeys(task.suite for task in tasks + sweep_tasks):
-        check_models_available(profile, suite, retrain=args.retrain)
+        if not (args.quick and args.deepthink):
+            check_models_available(profile, suite, retrain=args.retrain)
     if sweep is None:
         sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
         SweepState(args.state_dir / sweep).save_args({**asdict(args), "resume": None})
@@ -295,6 +312,9 @@ def main(args: Args) -> list[Cell]:
     except KeyboardInterrupt:
         print(f"\nstopped: `python -m bench.reproduce --resume {sweep}` continues where it stopped", file=sys.stderr)
         raise
+    except UserError as error:  # a served model gone, say: one error line, with the way back
+        raise UserError(f"{error} (sweep {sweep}: `python -m bench.reproduce --resume {sweep}` continues it, "
+                        f"finished runs are not run again)") from None
     except Exception as error:  # a bug (ours, or a user router's): its traceback follows, the finished runs are kept
         print(f"\nfailed: {type(error).__name__}: {error}\nonce the cause is fixed, `python -m bench.reproduce "
               f"--resume {sweep}` continues where it stopped (finished runs are not run again)", file=sys.stderr)
@@ -312,12 +332,16 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     suite_s: dict[str, float] = dict.fromkeys(suites, 0.0)  # wall seconds spent on each suite's pair and cells
     for suite in suites:
         began = time.perf_counter()
-        quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri,
-                                                   suite=suite, progress=args.progress)
-        pair = ModelPair(*load_pair(quick_path, deepthink_path, device=device))
-        # Every call is priced from the calibration in results/<profile>/ (measured now if missing or stale).
+        quick_path = deepthink_path = None
+        if not (args.quick and args.deepthink):
+            quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri,
+                                                       suite=suite, progress=args.progress)
+        pair = ModelPair(*load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device))
+        # Every call is priced from the calibration in results/<profile>/ (measured now if missing or stale); a side
+        # study's other models have their own part of it.
+        part = suite if args.report_as is None else f"{suite}@{args.report_as}"
         pairs[suite] = dataclasses.replace(pair, prices=price_books(profile.name, suite, pair, args.results_dir,
-                                                                    progress=args.progress))
+                                                                    progress=args.progress, part_name=part))
         suite_s[suite] += time.perf_counter() - began
     learned_results: dict[tuple[str, str], list] = {}
 

@@ -196,6 +196,10 @@ def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: st
     (("--sampled", "0"), "--sampled 0.0: a sampling temperature must be > 0"),
     (("--controls", "stuck_rule", "stuck_rule"), "--controls on babyai/Mixed gives stuck_rule more than once"),
     (("--controls", "hindsight_supervised[threshold=2]"), "threshold must be a probability in [0, 1], got 2.0"),
+    (("--pair", "causal"), "name it with --report-as NAME"),
+    (("--pair", "bert", "--report-as", "x"), "unknown model pair 'bert'; pairs: t5, causal, mixed"),
+    (("--deepthink", "http://127.0.0.1:9/v1", "--report-as", "x"), "cannot reach the model server at "
+     "http://127.0.0.1:9/v1"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(args: tuple[str, ...], message: str, londi_cache: Path,
                                                  tracking_uri: str, tmp_path: Path,

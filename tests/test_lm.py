@@ -278,7 +278,8 @@ def test_random_quick_is_a_seeded_uniform_policy_that_costs_nothing(smoke_models
 
     from baselines.quick_only import QuickOnly
     from bench.envs.tasks import get_task
-    from bench.models.lm import RandomPolicy, load_model
+    from bench.models.lm import RandomPolicy
+    from bench.models.loader import load_model
     from bench.running.runner import run_episodes
 
     random_quick = load_model("random")

@@ -35,8 +35,9 @@ from bench.envs.tasks import (
 )
 from bench.models.dagger import train_with_dagger
 from bench.models.hub import require_hub_model
-from bench.models.lm import LONDI_META, ActionLM, load_model
-from bench.models.profiles import Profile, get_profile
+from bench.models.lm import LONDI_META, ActionLM
+from bench.models.loader import load_lm, load_model
+from bench.models.profiles import Profile, get_profile, with_pair
 from bench.models.train import ModelRecipe, key_fields, step_accuracy, train
 
 SUITES = ("babyai", "scienceworld")
@@ -83,7 +84,7 @@ def _key(profile: Profile, recipe: ModelRecipe, suite: str = "babyai") -> str:
 
 
 def model_dir(profile: Profile, recipe: ModelRecipe, suite: str = "babyai") -> Path:
-    prefix = "" if suite == "babyai" else f"{suite}-"
+    prefix = ("" if suite == "babyai" else f"{suite}-") + ("" if recipe.arch == "t5" else f"{recipe.arch}-")
     return cache_dir() / "models" / profile.name / f"{prefix}{recipe.role}-{_key(profile, recipe, suite)}"
 
 
@@ -253,13 +254,14 @@ def remeasure(profile: Profile, suite: str, paths: Sequence[Path]) -> None:
     for recipe, path in zip(recipes(profile, suite), paths, strict=True):
         meta = json.loads((path / LONDI_META).read_text())
         held = list(demo_lib.pairs(heldout, recipe.context))
-        meta.update(heldout_replayable_accuracy=step_accuracy(ActionLM.load(path), held, generate=recipe.generate),
+        meta.update(heldout_replayable_accuracy=step_accuracy(load_lm(path), held, generate=recipe.generate),
                     heldout_replayable_pairs=len(held), heldout_remeasured=commit)
         (path / LONDI_META).write_text(json.dumps(meta, indent=1))
 
 
 def train_pairs(profile: str = "cpu", retrain: bool = True, tracking_uri: str | None = None,
-                commit: bool = False, suites: tuple[str, ...] = SUITES, remeasure_heldout: bool = False) -> None:
+                commit: bool = False, suites: tuple[str, ...] = SUITES, remeasure_heldout: bool = False,
+                pair: str = "t5") -> None:
     """Train the profile's offline QUICK and DEEPTHINK (`make models`) and print where they are.
 
     Args:
@@ -269,8 +271,10 @@ def train_pairs(profile: str = "cpu", retrain: bool = True, tracking_uri: str | 
         commit: also copy the pairs to checkpoints/<profile>/ (replacing that suite's pair there), with TRAINING.md.
         suites: babyai, scienceworld or both.
         remeasure_heldout: measure each pair's held-out step accuracy again (bench.models.cache.remeasure).
+        pair: t5 (the profile's pair), causal (the same recipes as decoder-only models) or mixed (T5 QUICK,
+            decoder-only DEEPTHINK).
     """
-    chosen = get_profile(profile)
+    chosen = with_pair(get_profile(profile), pair)
     check_tracking(tracking_uri)
     target = CHECKPOINTS / chosen.name
     for suite in suites:

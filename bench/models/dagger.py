@@ -28,6 +28,7 @@ from bench.envs.babyai_text import ACTIONS, BabyAITextEnv
 from bench.envs.contexts import EpisodeHistory, get_context
 from bench.models.demos import Demo, pairs
 from bench.models.lm import LONDI_META, ActionLM
+from bench.models.loader import load_lm
 from bench.models.train import LOG_EVERY, ModelRecipe, train
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ def train_with_dagger(
     log_rows = list(meta["log"])[: max(1, -(-recipe.steps // LOG_EVERY))]
     rng = np.random.default_rng(recipe.seed)  # one stream through all rounds
     for k, beta in enumerate(recipe.dagger_betas):
-        lm = ActionLM.load(checkpoint(k), device=device)
+        lm = load_lm(checkpoint(k), device=device)
         jobs = [(level, DAGGER_SEED_BASE * (k + 1) + i) for i in range(recipe.dagger_episodes) for level in levels]
         rollout_started = time.perf_counter()
         new, stats = rollouts(lm, jobs, beta, max_steps, rng, progress=progress)

@@ -75,6 +75,36 @@ def choose(scores_per_prompt: Sequence[np.ndarray], candidates: Sequence[Sequenc
     return Decision(actions, np.array(margins), np.array(entropies), [np.asarray(r) for r in scores_per_prompt])
 
 
+def generation_decision(tokenizer: PreTrainedTokenizerBase, generated: torch.Tensor, scores: Sequence[torch.Tensor],
+                        eos: int, pad: int) -> tuple[Decision, np.ndarray]:
+    """A greedy generation's decision and the tokens each prompt really produced (up to and including its first
+    end-of-sequence token): the text, and per prompt the smallest top-1 minus top-2 probability and the largest
+    entropy along the tokens produced."""
+    finished_before = torch.cumsum((generated == eos).int(), dim=1) - (generated == eos).int()
+    produced = (finished_before == 0) & ~((generated == pad) & (finished_before > 0))
+    probs = torch.stack([torch.softmax(step.float(), dim=-1) for step in scores], dim=1).cpu().numpy()
+    margins, entropies = margin_entropy(probs)  # [prompts, steps]
+    mask = produced.cpu().numpy()
+    texts = [" ".join(t.split()) for t in tokenizer.batch_decode(generated, skip_special_tokens=True)]
+    decision = Decision(texts, np.where(mask, margins, np.inf).min(axis=1),
+                        np.where(mask, entropies, -np.inf).max(axis=1))
+    return decision, mask.sum(axis=1)
+
+
+def require_checkpoint(name_or_path: str | Path) -> None:
+    """Raise at once, with the way out, when `name_or_path` is neither a local checkpoint directory nor a hub model
+    this machine can get. A hub id is "name" or "owner/name"; a deeper path can only be a local directory."""
+    path = Path(name_or_path)
+    looks_local = path.is_absolute() or str(name_or_path).startswith(".") or path.exists() or len(path.parts) > 2
+    if looks_local and not (path / "config.json").exists():
+        raise FileNotFoundError(
+            f"no model at {str(name_or_path)!r} (no config.json there): train the offline models "
+            f"with `make models`, or pass a Hugging Face checkpoint name such as google/flan-t5-small"
+        )
+    if not looks_local:
+        require_hub_model(str(name_or_path))
+
+
 @dataclass(frozen=True)
 class ModelSize:
     """Parameter counts that the FLOPs estimate uses (embeddings and the LM head excluded)."""
@@ -146,18 +176,10 @@ class ActionLM:
 
     @classmethod
     def load(cls, name_or_path: str | Path, device: str = "cpu", context: str | None = None) -> ActionLM:
-        """Load a hub checkpoint by name or a local directory (with its `londi.json` if present)."""
+        """Load a seq2seq hub checkpoint by name or a local directory (with its `londi.json` if present).
+        bench.models.loader.load_lm takes decoder-only checkpoints too."""
+        require_checkpoint(name_or_path)
         path = Path(name_or_path)
-        # A hub id is "name" or "owner/name"; a deeper path can only be a local directory.
-        looks_local = (path.is_absolute() or str(name_or_path).startswith(".") or path.exists()
-                       or len(path.parts) > 2)
-        if looks_local and not (path / "config.json").exists():
-            raise FileNotFoundError(
-                f"no model at {str(name_or_path)!r} (no config.json there): train the offline models "
-                f"with `make models`, or pass a Hugging Face checkpoint name such as google/flan-t5-small"
-            )
-        if not looks_local:
-            require_hub_model(str(name_or_path))
         meta = json.loads((path / LONDI_META).read_text()) if (path / LONDI_META).exists() else {}
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForSeq2SeqLM.from_pretrained(name_or_path)
@@ -235,19 +257,9 @@ class ActionLM:
         out = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_tokens,
                                   do_sample=False, num_beams=1, output_scores=True, return_dict_in_generate=True,
                                   **forced)
-        generated = out.sequences[:, 1:]  # after the decoder start token
-        pad, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
-        # Tokens the decoder really produced: up to and including the first end-of-sequence token.
-        finished_before = torch.cumsum((generated == eos).int(), dim=1) - (generated == eos).int()
-        produced = (finished_before == 0) & ~((generated == pad) & (finished_before > 0))
-        probs = torch.stack([torch.softmax(step.float(), dim=-1) for step in out.scores], dim=1).cpu().numpy()
-        margins, entropies = margin_entropy(probs)  # [prompts, steps]
-        mask = produced.cpu().numpy()
-        texts = [" ".join(t.split()) for t in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
-        decision = Decision(texts, np.where(mask, margins, np.inf).min(axis=1),
-                            np.where(mask, entropies, -np.inf).max(axis=1))
+        decision, out_tokens = generation_decision(self.tokenizer, out.sequences[:, 1:], out.scores,  # after the start
+                                                   eos=self.tokenizer.eos_token_id, pad=self.tokenizer.pad_token_id)
         prompt_tokens = attention_mask.sum(-1).cpu().numpy()
-        out_tokens = mask.sum(axis=1)
         return decision, CallCost(prompt_tokens.astype(np.int64), out_tokens.astype(np.int64),
                                   self.generation_flops(prompt_tokens, out_tokens))
 
@@ -374,9 +386,3 @@ class SampledPolicy:
             actions.append(options[int(self.rng.choice(len(options), p=probs))])
         return Decision(actions, greedy.margin, greedy.entropy, greedy.scores), cost
 
-
-def load_model(name_or_path: str | Path, device: str = "cpu") -> ActionLM | RandomPolicy:
-    """`random` gives the random policy; anything else a checkpoint (hub name or local path)."""
-    if str(name_or_path) == RANDOM_POLICY:
-        return RandomPolicy()
-    return ActionLM.load(name_or_path, device=device)

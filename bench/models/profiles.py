@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bench.envs.tasks import SCIENCEWORLD_DEMO_ONLY, TaskSpec, task_names
 from bench.models.train import ModelRecipe
@@ -118,6 +118,8 @@ class Profile:
     controls: tuple[str, ...] = ()
     """The controls of LONDI on the BabyAI sweep tasks (issue 17): LONDI without its cues and at c = 0, the stuck
     rule, the supervised router on the hindsight search's labels; run like the learned settings, not matched."""
+    causal_arch: str = "llama"
+    """The decoder-only architecture of the profile's causal and mixed pairs (with_pair)."""
     sampled: tuple[float, ...] = ()
     """Temperatures of QUICK-only and DEEPTHINK-only with sampled actions on the BabyAI sweep tasks (each a family
     whose temperature is chosen on validation like any setting, where one keeps the reward there; every temperature
@@ -289,6 +291,28 @@ PROFILES: dict[str, Profile] = {
         router_train_episodes=1000,
     ),
 }
+
+
+PAIRS = ("t5", "causal", "mixed")
+"""The model pairs of a profile: its T5 pair; the same recipes as decoder-only models (the profile's causal_arch);
+and a mixed pair, the T5 QUICK with the decoder-only DEEPTHINK."""
+
+
+def with_pair(profile: Profile, pair: str) -> Profile:
+    """The profile acting with another of its pairs (PAIRS): same recipes, data and schedule, other architectures.
+    Each model is cached and committed under its own key, so the pairs live side by side."""
+    if pair not in PAIRS:
+        raise ValueError(f"unknown model pair {pair!r}; pairs: {', '.join(PAIRS)}")
+    if pair == "t5":
+        return profile
+
+    def causal(recipe: ModelRecipe | None) -> ModelRecipe | None:
+        return None if recipe is None else replace(recipe, arch=profile.causal_arch)
+
+    quick = profile.quick if pair == "mixed" else causal(profile.quick)
+    sw_quick = profile.sw_quick if pair == "mixed" else causal(profile.sw_quick)
+    return replace(profile, quick=quick, deepthink=causal(profile.deepthink), sw_quick=sw_quick,
+                   sw_deepthink=causal(profile.sw_deepthink))
 
 
 def get_profile(name: str) -> Profile:

@@ -22,15 +22,25 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tqdm import tqdm
 from transformers import (
+    AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
+    Qwen2Config,
+    Qwen2ForCausalLM,
     T5Config,
     T5ForConditionalGeneration,
     get_cosine_schedule_with_warmup,
 )
 
 from bench.envs.babyai_text import ACTIONS
+from bench.models.causal import CausalActionLM
 from bench.models.lm import LONDI_META, ActionLM
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")
@@ -75,9 +85,17 @@ class ModelRecipe:
     is then exact match of the generated text."""
     vocab_size: int = 2000
     """Size of a "bpe" vocabulary."""
+    arch: str = "t5"
+    """"t5": an encoder and a decoder of `layers` layers each; a decoder-only model ("gpt2", "llama", "qwen2") of
+    2 x `layers` layers of the same width (about the same parameters), reading the prompt and the action as one
+    sequence (bench.models.causal)."""
 
 
-RECIPE_DEFAULTS = {"tokenizer": "words", "generate": False, "vocab_size": 2000}
+ARCHS = ("t5", "gpt2", "llama", "qwen2")
+CAUSAL_POSITIONS = 1024
+"""Positions of a decoder-only model trained here (the tokenizers' stated limit): the longest prompt is cut from
+its beginning to fit."""
+RECIPE_DEFAULTS = {"tokenizer": "words", "generate": False, "vocab_size": 2000, "arch": "t5"}
 """Recipe fields added after models were committed: left out of a model's cache key at these values,
 so the keys (and the committed checkpoints) of recipes that do not use them stay valid."""
 
@@ -172,7 +190,11 @@ def build_bpe_tokenizer(texts: Sequence[str], vocab_size: int) -> PreTrainedToke
     )
 
 
-def build_model(recipe: ModelRecipe, tokenizer: PreTrainedTokenizerFast) -> T5ForConditionalGeneration:
+def build_model(recipe: ModelRecipe, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    if recipe.arch not in ARCHS:
+        raise ValueError(f"unknown model architecture {recipe.arch!r}; known: {', '.join(ARCHS)}")
+    if recipe.arch != "t5":
+        return build_causal_model(recipe, tokenizer)
     config = T5Config(
         vocab_size=len(tokenizer),
         d_model=recipe.d_model,
@@ -189,6 +211,48 @@ def build_model(recipe: ModelRecipe, tokenizer: PreTrainedTokenizerFast) -> T5Fo
         tie_word_embeddings=True,
     )
     return T5ForConditionalGeneration(config)
+
+
+def build_causal_model(recipe: ModelRecipe, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    """A decoder-only model from its configuration: 2 x `layers` layers of width `d_model` (the T5 recipe's encoder
+    and decoder layers in one stack), no dropout, the token embedding tied to the LM head."""
+    special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id,
+               "pad_token_id": tokenizer.pad_token_id, "tie_word_embeddings": True}
+    if recipe.arch == "gpt2":
+        return GPT2LMHeadModel(GPT2Config(
+            vocab_size=len(tokenizer), n_positions=CAUSAL_POSITIONS, n_embd=recipe.d_model, n_inner=recipe.d_ff,
+            n_layer=2 * recipe.layers, n_head=recipe.heads, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+            **special))
+    shape = {"vocab_size": len(tokenizer), "hidden_size": recipe.d_model, "intermediate_size": recipe.d_ff,
+             "num_hidden_layers": 2 * recipe.layers, "num_attention_heads": recipe.heads,
+             "num_key_value_heads": recipe.heads, "max_position_embeddings": CAUSAL_POSITIONS, **special}
+    return (Qwen2ForCausalLM(Qwen2Config(**shape)) if recipe.arch == "qwen2"
+            else LlamaForCausalLM(LlamaConfig(**shape)))
+
+
+def auto_class(arch: str) -> type:
+    return AutoModelForSeq2SeqLM if arch == "t5" else AutoModelForCausalLM
+
+
+def causal_batch(tokenizer: PreTrainedTokenizerBase, prompts: list[str], actions: list[str]) -> dict[str, torch.Tensor]:
+    """Prompt, separator, action, end as one right-padded sequence (bench.models.causal's layout); the loss on the
+    action's tokens and its end only. A prompt too long for the positions loses its beginning."""
+    eos = tokenizer.eos_token_id
+    rows, targets = [], []
+    for prompt, action in zip(prompts, actions, strict=True):
+        answer = list(tokenizer(action, add_special_tokens=False)["input_ids"]) + [eos]
+        head = (list(tokenizer(prompt, add_special_tokens=False)["input_ids"]) + [eos])
+        head = head[-(CAUSAL_POSITIONS - len(answer)):]
+        rows.append(head + answer)
+        targets.append([-100] * len(head) + answer)
+    length = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), length), tokenizer.pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), length), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), length), dtype=torch.long)
+    for i, (row, target) in enumerate(zip(rows, targets, strict=True)):
+        input_ids[i, :len(row)], labels[i, :len(row)], mask[i, :len(row)] = (
+            torch.tensor(row), torch.tensor(target), 1)
+    return {"input_ids": input_ids, "attention_mask": mask, "labels": labels}
 
 
 def _batch(tokenizer: PreTrainedTokenizerFast, prompts: list[str], actions: list[str]) -> dict[str, torch.Tensor]:
@@ -253,10 +317,10 @@ def train(
         steps = recipe.steps if steps is None else steps
         if init_dir is not None:
             tokenizer = AutoTokenizer.from_pretrained(init_dir)
-            model = AutoModelForSeq2SeqLM.from_pretrained(init_dir)
+            model = auto_class(recipe.arch).from_pretrained(init_dir)
         elif recipe.init_from:
             tokenizer = AutoTokenizer.from_pretrained(recipe.init_from)
-            model = AutoModelForSeq2SeqLM.from_pretrained(recipe.init_from)
+            model = auto_class(recipe.arch).from_pretrained(recipe.init_from)
         elif recipe.tokenizer == "bpe":
             texts = [p for p, _ in train_pairs] + [a for _, a in train_pairs]
             tokenizer = build_bpe_tokenizer(texts, recipe.vocab_size)
@@ -265,6 +329,7 @@ def train(
             tokenizer = build_tokenizer([p for p, _ in train_pairs])
             model = build_model(recipe, tokenizer)
         model.to(device)
+        make_batch = _batch if recipe.arch == "t5" else causal_batch
         optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
         schedule = get_cosine_schedule_with_warmup(optimizer, min(recipe.warmup_steps, steps // 4), steps)
         order = np.random.default_rng(recipe.seed + step_offset)
@@ -278,7 +343,7 @@ def train(
             if not epoch:
                 epoch = bucketed_batches(lengths, recipe.batch_size, order)
             chunk = [train_pairs[i] for i in epoch.pop()]
-            batch = _batch(tokenizer, [p for p, _ in chunk], [a for _, a in chunk])
+            batch = make_batch(tokenizer, [p for p, _ in chunk], [a for _, a in chunk])
             loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -293,7 +358,8 @@ def train(
                 window = []
         train_s = time.perf_counter() - started
         model.eval()
-        lm = ActionLM(model, tokenizer, name=name, context=recipe.context, device=device)
+        lm = (ActionLM if recipe.arch == "t5" else CausalActionLM)(model, tokenizer, name=name,
+                                                                  context=recipe.context, device=device)
         meta = {
             "name": name,
             "role": recipe.role,

@@ -59,6 +59,7 @@ from bench.envs.tasks import TaskSpec, get_task
 from bench.models.lm import ActionLM
 from bench.models.pair import MODELS, ModelPair
 from bench.models.profiles import get_profile
+from bench.models.served import ServedLM, ServedModelError
 from bench.running.gpu import GpuMonitor, nvml_index
 from bench.running.metering import synchronize
 from bench.running.pricing import LinearCost, PriceBooks, Prices, projected_prices
@@ -174,6 +175,14 @@ def source_of(lm: Any) -> str:
 
 
 def mode_of(lm: Any, task: TaskSpec) -> str:
+    """How a model's calls are priced: scored candidates, generated text, or free (the random policy). A served model
+    that generates and maps onto the candidates is priced as a generating one; it must bring its tokenizer."""
+    if isinstance(lm, ServedLM):
+        if lm.tokenizer is None:
+            raise ServedModelError(
+                f"cannot price the served model {lm.model_id!r}: its prompts' lengths need its tokenizer, which is "
+                f"neither a local checkpoint nor in the Hugging Face cache here; name one with #tokenizer=PATH_OR_ID")
+        return "score" if task.action_mode == "choose" and lm.scoring == "logprobs" else "generate"
     if not isinstance(lm, ActionLM):
         return "free"  # the random policy computes nothing
     return "score" if task.action_mode == "choose" else "generate"
@@ -232,7 +241,7 @@ def prompt_lengths(suite: str, pair: ModelPair, episodes: int, seed: int = 0) ->
     lengths: dict[str, list[int]] = {}
     for role in MODELS:
         lm = pair.get(role)
-        if isinstance(lm, ActionLM):
+        if getattr(lm, "tokenizer", None) is not None:  # a local model, or a served one with its tokenizer here
             build = get_context(lm.context)
             lengths[role] = [token_count(lm.tokenizer, build(h)) for h in histories]
     return lengths
@@ -475,21 +484,23 @@ def read_calibration(path: Path) -> dict[str, Any]:
 def load_or_calibrate(profile_name: str, suite: str, pair: ModelPair, results_dir: Path,
                       settings: CalibrationSettings | None = None, buckets: dict[str, Sequence[int]] | None = None,
                       force: bool = False, progress: bool = True,
-                      gpu: Callable[[], GpuMonitor] | None = None) -> Prices:
+                      gpu: Callable[[], GpuMonitor] | None = None, part_name: str | None = None) -> Prices:
     """The price book of `suite`'s pair, from `<results_dir>/<profile>/calibration.json`: reused while it describes
     this machine (CPU model, cores, torch version, device), these checkpoints and this format; measured again (and
-    that suite's part rewritten) when it is missing or stale, or with `force`."""
+    that suite's part rewritten) when it is missing or stale, or with `force`. `part_name` keeps another pair's
+    prices beside the profile's (a side study's: `babyai@plug_and_play_causal`); default: the suite."""
+    part_name = part_name or suite
     path = calibration_path(results_dir, profile_name)
     data = read_calibration(path)
-    part = data["suites"].get(suite)
+    part = data["suites"].get(part_name)
     reason = "asked to measure again" if force else stale_reason(part, profile_name, suite, pair)
     if reason is None:
-        print(f"calibration: {suite} from {path} ({part['date']})", file=sys.stderr)
+        print(f"calibration: {part_name} from {path} ({part['date']})", file=sys.stderr)
         return Prices.from_calibration(part)
-    print(f"calibration: measuring {profile_name} {suite} ({reason})", file=sys.stderr)
+    print(f"calibration: measuring {profile_name} {part_name} ({reason})", file=sys.stderr)
     part = calibrate_suite(profile_name, suite, pair, settings, buckets, progress, gpu)
     data = read_calibration(path)  # another suite may have been written meanwhile
-    data["suites"][suite] = part
+    data["suites"][part_name] = part
     data["profile"] = profile_name
     write_calibration(data, path)
     return Prices.from_calibration(part)

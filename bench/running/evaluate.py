@@ -91,6 +91,8 @@ def evaluate(
         params.update({f"{role}.name": lm.name, f"{role}.source": lm.source, f"{role}.context": lm.context,
                        f"{role}.non_embedding_params": lm.size.non_embedding_params,
                        f"{role}.total_params": lm.size.total_params})
+        if hasattr(lm, "run_params"):  # a served model: the server, its model id and version, how it chose
+            params.update(lm.run_params(role))
     tags = {"londi.kind": "eval", "londi.sweep": sweep, "londi.router": router.name, "londi.task": task.name,
             "londi.profile": profile, "londi.split": split}
     run_name = f"{task.name}__{exp_name}__{seed}__{'' if split == 'test' else split + '__'}{int(time.time())}"
@@ -100,6 +102,9 @@ def evaluate(
             run.log_metrics({EPISODE_PREFIX + k: v for k, v in metrics.items()}, step=result.index)
 
         monitor = _gpu_monitor(models)
+        for role in ("quick", "deepthink"):  # a served model counts its requests per run
+            if hasattr(models.get(role), "reset_stats"):
+                models.get(role).reset_stats()
         started = time.perf_counter()
         try:
             results, meter = run_episodes(
@@ -112,7 +117,9 @@ def evaluate(
                 available=False, gpu_s=None, gpu_energy_j=None, wall_s=time.perf_counter() - started, samples=0,
                 unavailable_reason="no model runs on a CUDA device", device_name=None)
         totals = {f"total_{k}": v for k, v in usage_metrics(meter.run).items()}
-        run.log_metrics({**summary_metrics(results), **totals, **reading.as_metrics()})
+        served = {k: v for role in ("quick", "deepthink") if hasattr(models.get(role), "reset_stats")
+                  for k, v in models.get(role).stats.metrics(role).items()}  # requests, retries, latencies
+        run.log_metrics({**summary_metrics(results), **totals, **reading.as_metrics(), **served})
         if not reading.available:
             run.set_tags({"londi.gpu": f"unavailable: {reading.unavailable_reason}"})
         run.log_json_lines(
