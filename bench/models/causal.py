@@ -60,24 +60,11 @@ def max_positions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) ->
 class CausalActionLM(ActionLM):
     """A decoder-only model that picks among candidate actions by likelihood, or generates one."""
 
-    def __init__(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        name: str,
-        context: str = "history",
-        device: str | torch.device = "cpu",
-        meta: dict | None = None,
-        source: str | None = None,
-    ) -> None:
-        self.device = torch.device(device)
-        self.source = source or name
-        self.model = model.to(self.device).eval()
-        self.tokenizer = tokenizer
-        self.name = name
-        self.context = context
-        self.meta = meta or {}
-        self.size = causal_size(model)
+    measure = staticmethod(causal_size)
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, name: str, context: str = "history",
+                 device: str | torch.device = "cpu", meta: dict | None = None, source: str | None = None) -> None:
+        super().__init__(model, tokenizer, name, context, device, meta, source)
         self.eos = tokenizer.eos_token_id
         if self.eos is None:
             raise ValueError(f"{name}: a causal model's tokenizer needs an end-of-sequence token (it separates the "

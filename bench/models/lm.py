@@ -154,6 +154,9 @@ def model_size(model: PreTrainedModel) -> ModelSize:
 class ActionLM:
     """A seq2seq language model that picks among candidate actions by likelihood."""
 
+    measure = staticmethod(model_size)
+    """How the model's parameters are counted for FLOPs (a decoder-only model counts its one stack)."""
+
     def __init__(
         self,
         model: PreTrainedModel,
@@ -171,7 +174,7 @@ class ActionLM:
         self.name = name
         self.context = context
         self.meta = meta or {}
-        self.size = model_size(model)
+        self.size = self.measure(model)
         self._candidate_cache: dict[tuple[str, ...], tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
