@@ -63,3 +63,32 @@ def test_the_claims_are_computed_and_say_no_when_londi_fails(tmp_path: Path) -> 
     assert claim.endswith("| no |") and "lower bound 0.400 (-55.0 points against 0.95)" in claim
     assert "- **no**: LONDI keeps DEEPTHINK-only's reward on babyai/Mixed" in fails
     assert "- **yes**: LONDI keeps" not in fails
+
+
+def test_plug_and_play_claim_says_yes_partly_and_no(tmp_path: Path) -> None:
+    """The plug-and-play row is computed from each pair's side study: LONDI non-inferior with a priced saving on every
+    pair is yes, on some partly, on none no; a pair where it fails shows no saving at the non-inferiority bound."""
+    from bench.reporting import plug_and_play
+
+    context = {**json.loads((ROOT / "results" / "cpu" / "babyai.json").read_text())["context"],
+               "QUICK": "quick model", "DEEPTHINK": "deepthink model"}
+    fails = [0.8, 0.8, 0.8, 0.8, 0.0]
+
+    def studies(londi: dict[str, list[float]]) -> list[plug_and_play.Row]:
+        out = tmp_path / "-".join("".join(map(str, v)) for v in londi.values()) / "results"
+        for name, rewards in londi.items():
+            write_results(_episodes(rewards, n=100), None, out / "cpu", f"plug_and_play_{name}", context)
+        return plug_and_play.rows(plug_and_play.load(out, "cpu"))
+
+    measured, verdict = plug_and_play.claim(studies({"t5": [0.8], "causal": [0.8], "mixed": [0.8]}))
+    assert verdict == "**yes**" and "causal: `londi_sac[c=0.01]` keeps 1.000 [0.954, 1.046] of the reward, saves 56.0" in measured
+    found = studies({"t5": [0.8], "causal": fails, "mixed": [0.8]})
+    measured, verdict = plug_and_play.claim(found)
+    assert verdict == "partly" and "causal: `londi_sac[c=0.01]` (chosen) keeps" in measured
+    table = plug_and_play.table(found)
+    causal = next(line for line in table.splitlines() if line.startswith("| causal"))
+    assert causal.endswith("| none: not non-inferior |")
+    t5 = next(line for line in table.splitlines() if line.startswith("| t5"))
+    assert t5.endswith("| 56.0 [56.0, 56.0]% |")
+    assert plug_and_play.claim(studies({"t5": fails, "causal": fails}))[1] == "no"
+    assert plug_and_play.claim(studies({"t5": [0.8]}))[1] == "not measured"

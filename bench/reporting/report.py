@@ -315,9 +315,10 @@ def plot_cost_reward(cells: list[Cell], path: Path) -> Path:
                     continue
                 xs = [c.values[metric] for c in group]
                 ys = [c.values["reward"] for c in group]
+                # max(0, ...): a degenerate interval (every episode alike) can sit a rounding error off its mean.
                 ax.errorbar([x.mean for x in xs], [y.mean for y in ys],
-                            xerr=[[x.mean - x.low for x in xs], [x.high - x.mean for x in xs]],
-                            yerr=[[y.mean - y.low for y in ys], [y.high - y.mean for y in ys]],
+                            xerr=[[max(0.0, x.mean - x.low) for x in xs], [max(0.0, x.high - x.mean) for x in xs]],
+                            yerr=[[max(0.0, y.mean - y.low) for y in ys], [max(0.0, y.high - y.mean) for y in ys]],
                             fmt="o-" if len(group) > 1 else "o", capsize=2, markersize=4, linewidth=1,
                             color=colors[name], label=name)
                 for c, x, y in zip(group, xs, ys, strict=True):

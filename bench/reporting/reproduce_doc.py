@@ -334,6 +334,19 @@ def limit_tables(r: Results, suite: str = "babyai", task: str = "babyai/Mixed") 
     return "\n".join(parts).rstrip("\n")
 
 
+def _plug_and_play(r: Results) -> tuple[str, str]:
+    from bench.reporting import plug_and_play
+
+    return plug_and_play.claim(plug_and_play.rows(plug_and_play.load(r.results, r.profile)))
+
+
+def plug_and_play_section(r: Results, part: str) -> str:
+    """The plug-and-play tables (bench.reporting.plug_and_play): `table`, `models_table` or `encoder_rows`."""
+    from bench.reporting import plug_and_play
+
+    return getattr(plug_and_play, part)(plug_and_play.rows(plug_and_play.load(r.results, r.profile)))
+
+
 CLAIMS = [
     Claim("LONDI calls DEEPTHINK within 1.5x the fewest calls that could reach its reward (issue 17's goal; aim 1.2x)",
           "`make reproduce`: the hindsight section of results/cpu/babyai.md", _claim_limit, _verdict_limit),
@@ -344,12 +357,11 @@ CLAIMS = [
           _claim_budget, _verdict_budget),
     Claim("A higher cost c gives fewer DEEPTHINK calls (c trades reward for calls)",
           "the c sweep of `make reproduce`; `python -m algos.switching_mdp`", _claim_cost, _verdict_cost),
-    Claim("Plug and play with other LMs and encoders",
-          "`--quick` / `--deepthink` with any Hugging Face seq2seq checkpoint; `londi_sac[encoder=transformer]`",
-          lambda r: "tested, not measured: T5 and BART configurations act through the same `ActionLM` "
-                    "(tests/test_lm.py), the paper's transformer encoder trains (tests/test_londi_sac.py); no "
-                    "comparison of LMs or encoders in results/ yet",
-          lambda r: "partly"),
+    Claim("Plug and play with other LMs and encoders: LONDI keeps DEEPTHINK-only's reward with less priced compute "
+          "on every pair",
+          "`--pair causal` or `mixed`, `--quick` / `--deepthink` (any checkpoint, served model or `instruct:`), "
+          "`londi_sac[encoder=transformer]`: the plug and play section",
+          lambda r: _plug_and_play(r)[0], lambda r: _plug_and_play(r)[1]),
     Claim("With a random QUICK, LONDI calls DEEPTHINK more", "`make reproduce`: the ablation table (`--quick random`)",
           _claim_ablation, _verdict_ablation),
 ]
@@ -681,6 +693,9 @@ def render(results: Results | None = None) -> str:
                "router_table": lambda *a, **k: router_table(r, *a, **k), "benchmark_table": lambda: benchmark_table(r),
                "gpu_shape_table": lambda: gpu_shape_table(r), "calibration_table": lambda: calibration_table(r),
                "heldout_levels_table": lambda: heldout_levels_table(r), "limit_tables": lambda: limit_tables(r),
+               "plug_and_play_table": lambda: plug_and_play_section(r, "table"),
+               "plug_and_play_models": lambda: plug_and_play_section(r, "models_table"),
+               "plug_and_play_encoders": lambda: plug_and_play_section(r, "encoder_rows"),
                "mdp_matching": lambda: _mdp_matching(r), "rename_tables": lambda: rename_tables(r),
                "learning_findings": lambda *a: learning_findings(r, *a),
                "where_table": lambda *a: where_table(r, *a), "pooled_findings": lambda *a: pooled_findings(r, *a),
