@@ -81,7 +81,8 @@ def test_plug_and_play_claim_says_yes_partly_and_no(tmp_path: Path) -> None:
         return plug_and_play.rows(plug_and_play.load(out, "cpu"))
 
     measured, verdict = plug_and_play.claim(studies({"t5": [0.8], "causal": [0.8], "mixed": [0.8]}))
-    assert verdict == "**yes**" and "causal: `londi_sac[c=0.01]` keeps 1.000 [0.954, 1.046] of the reward, saves 56.0" in measured
+    assert verdict == "**yes**"
+    assert "causal: `londi_sac[c=0.01]` keeps 1.000 [0.954, 1.046] of the reward, saves 56.0" in measured
     found = studies({"t5": [0.8], "causal": fails, "mixed": [0.8]})
     measured, verdict = plug_and_play.claim(found)
     assert verdict == "partly" and "causal: `londi_sac[c=0.01]` (chosen) keeps" in measured
@@ -92,3 +93,25 @@ def test_plug_and_play_claim_says_yes_partly_and_no(tmp_path: Path) -> None:
     assert t5.endswith("| 56.0 [56.0, 56.0]% |")
     assert plug_and_play.claim(studies({"t5": fails, "causal": fails}))[1] == "no"
     assert plug_and_play.claim(studies({"t5": [0.8]}))[1] == "not measured"
+
+
+def test_a_sweep_whose_results_cannot_render_reproduce_md_warns_and_keeps_it(
+        monkeypatch, capsys, tmp_path: Path) -> None:
+    """A side study run beside a main report that REPRODUCE.md cannot read yet: one warning, REPRODUCE.md untouched."""
+    from bench import reproduce
+    from bench.reporting import reproduce_doc
+
+    doc = tmp_path / "REPRODUCE.md"
+    doc.write_text("before")
+    monkeypatch.setattr(reproduce_doc, "OUTPUT", doc)
+
+    def stale() -> str:
+        raise KeyError("no claims in results/cpu/scienceworld.json")
+
+    monkeypatch.setattr(reproduce_doc, "render", stale)
+    assert reproduce.rewrite_reproduce_doc() == []
+    assert doc.read_text() == "before"
+    err = capsys.readouterr().err
+    assert err.startswith("warning: REPRODUCE.md was not rewritten") and "make docs" in err
+    monkeypatch.setattr(reproduce_doc, "render", lambda: "after")
+    assert reproduce.rewrite_reproduce_doc() == [doc] and doc.read_text() == "after"

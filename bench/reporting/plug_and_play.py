@@ -162,8 +162,8 @@ def table(found: list[Row]) -> str:
     """The pairs side by side on Mixed (and the encoder study as a fourth row)."""
     if not found:
         return "Not measured yet: no results/cpu/plug_and_play_*.json (the commands above write them)."
-    lines = ["| study | QUICK-only reward | DEEPTHINK-only reward | LONDI setting | DEEPTHINK fraction | reward retained "
-             "| saving, priced (%) | saving, training paid over 1,000 episodes (%) | saving at the non-inferiority "
+    lines = ["| study | QUICK-only reward | DEEPTHINK-only reward | LONDI setting | DEEPTHINK fraction "
+             "| reward retained | saving, priced (%) | saving, training paid over 1,000 episodes (%) | saving at the non-inferiority "
              "bound |", "|---|---|---|---|---|---|---|---|---|"]
     for r in found:
         setting = "none" if r.londi is None else f"`{r.londi}`" + ("" if r.chosen else " (closest, not chosen)")
