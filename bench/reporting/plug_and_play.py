@@ -163,8 +163,8 @@ def table(found: list[Row]) -> str:
     if not found:
         return "Not measured yet: no results/cpu/plug_and_play_*.json (the commands above write them)."
     lines = ["| study | QUICK-only reward | DEEPTHINK-only reward | LONDI setting | DEEPTHINK fraction "
-             "| reward retained | saving, priced (%) | saving, training paid over 1,000 episodes (%) | saving at the non-inferiority "
-             "bound |", "|---|---|---|---|---|---|---|---|---|"]
+             "| reward retained | saving, priced (%) | saving, training paid over 1,000 episodes (%) "
+             "| saving at the non-inferiority bound |", "|---|---|---|---|---|---|---|---|---|"]
     for r in found:
         setting = "none" if r.londi is None else f"`{r.londi}`" + ("" if r.chosen else " (closest, not chosen)")
         at_bound = (f"{_iv(r.saving, True)}%" if r.holds
