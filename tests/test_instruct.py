@@ -15,7 +15,8 @@ from baselines.deepthink_only import DeepthinkOnly
 from bench.common.errors import UserError
 from bench.envs.babyai_text import ACTIONS
 from bench.envs.tasks import get_task
-from bench.models.instruct import SYSTEM, InstructLM
+from bench.models.demos import load
+from bench.models.instruct import SHOT_TASK, SYSTEM, InstructLM
 from bench.models.loader import load_lm, load_model
 from bench.models.pair import ModelPair
 from bench.models.train import build_tokenizer
@@ -84,3 +85,22 @@ def test_a_model_without_a_chat_template_or_a_bad_option_is_one_clear_error(tmp_
         load_model(f"instruct:{path}#temperature=0.7")
     with pytest.raises(FileNotFoundError, match="no config.json"):
         load_model(f"instruct:{tmp_path / 'missing'}")
+
+
+def test_scienceworld_chats_show_solved_gold_steps_and_generate(tmp_path: Path, monkeypatch) -> None:
+    """For ScienceWorld the solved steps are a gold path's (played once, then cached), shown without an action list;
+    the reply is generated."""
+    monkeypatch.setenv("LONDI_CACHE", str(tmp_path / "cache"))
+    path = _save(tmp_path / "m", TEMPLATE)
+    lm = load_model(f"instruct:{path}#shots=2&context=sw_history")
+    assert isinstance(lm, InstructLM) and len(lm.shots) == 2
+    gold = [action for _, action in lm.shots]
+    played = load(tmp_path / "cache" / "demos" / f"instruct-shots-{SHOT_TASK}-0.jsonl.gz")[0].actions
+    assert gold == [played[0], played[-1]]  # spread over the path: its first and last step
+    prompt = "Task: find a living thing. Now: You are in the kitchen."
+    chat = lm.chat(prompt, None)
+    assert chat.startswith(f"<system> {SYSTEM['scienceworld']} </s>") and "Actions:" not in chat
+    assert all(f"<assistant> {action} </s>" in chat for action in gold) and chat.endswith("<assistant>")
+    decision, cost = lm.decide([prompt], None)
+    assert isinstance(decision.actions[0], str) and cost.tokens_out[0] >= 1
+    assert list(load_model(f"instruct:{path}#shots=2&context=sw_history").shots) == lm.shots  # from the cache

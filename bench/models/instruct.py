@@ -12,7 +12,8 @@ Spelling: `instruct:` then the checkpoint (hub name or local path), options afte
 
     instruct:Qwen/Qwen2.5-0.5B-Instruct#context=history&shots=3
 
-`context` (default history) and `shots` (solved steps shown, default 3; 0 for none).
+`context` (default history; sw_now or sw_history for ScienceWorld) and `shots` (solved steps shown, default 3; 0 for
+none): BabyAIBot's steps on GoToLocal for BabyAI, a gold path's steps of find-living-thing for ScienceWorld.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from bench.common.errors import UserError
+from bench.common.provenance import cache_dir
 from bench.envs.babyai_text import ACTIONS
 from bench.models.causal import CausalActionLM
 from bench.models.cost import CallCost
-from bench.models.demos import bot_episode, pairs
+from bench.models.demos import bot_episode, collect_gold, pairs
 from bench.models.lm import Decision, require_checkpoint
 
 PREFIX = "instruct:"
@@ -39,6 +41,10 @@ SYSTEM = {
 }
 SHOT_LEVEL = "BabyAI-GoToLocal-v0"
 """The BabyAI level whose BabyAIBot episodes give the solved steps (short, and every action but toggle in them)."""
+SHOT_TASK = "find-living-thing"
+"""The ScienceWorld task whose gold path (training variation 0) gives the solved steps: short (10 steps), and its
+kinds of action (open a door, go to a room, look around, focus on, pick up, move into a box) are the registered
+tasks' own."""
 
 
 def is_instruct(spec: object) -> bool:
@@ -61,6 +67,18 @@ def babyai_shots(context: str, shots: int, max_steps: int = 64) -> list[tuple[st
             steps += list(pairs([demo], context))
         seed += 1
     picks = np.linspace(0, len(steps) - 1, shots).round().astype(int)
+    return [steps[i] for i in picks]
+
+
+def scienceworld_shots(context: str, shots: int) -> list[tuple[str, str]]:
+    """`shots` (prompt, gold action) steps of SHOT_TASK's gold path, spread over its steps, in `context`; the path
+    is played once (one JVM) and kept in the cache."""
+    if shots <= 0:
+        return []
+    demos = collect_gold([(SHOT_TASK, 0)], 64, cache_dir() / "demos" / f"instruct-shots-{SHOT_TASK}-0.jsonl.gz",
+                         progress=False)
+    steps = list(pairs(demos, context))
+    picks = np.linspace(0, len(steps) - 1, min(shots, len(steps))).round().astype(int)
     return [steps[i] for i in picks]
 
 
@@ -94,7 +112,7 @@ class InstructLM(CausalActionLM):
         lm = cls.from_dir(Path(name) if Path(name).exists() else name, device=device, context=context)
         lm.name = f"{PREFIX}{lm.name}"
         lm.source = spec
-        examples = babyai_shots(context, shots) if suite_of(context) == "babyai" else []
+        examples = (babyai_shots if suite_of(context) == "babyai" else scienceworld_shots)(context, shots)
         return lm.configure(examples)
 
     def chat(self, prompt: str, candidates: Sequence[str] | None) -> str:
