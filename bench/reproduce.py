@@ -26,10 +26,17 @@ import tyro
 from bench.cli import check_run_options, resolve_device
 from bench.common.errors import UserError, user_errors
 from bench.common.provenance import REPO_ROOT, cache_dir, default_results_dir, git_commit
-from bench.common.tracking import DEFAULT_EXPERIMENT, RunLogger, artifact_progress, check_tracking, metric_key
+from bench.common.tracking import (
+    DEFAULT_EXPERIMENT,
+    RunLogger,
+    artifact_progress,
+    check_tracking,
+    metric_key,
+    tracking_uri,
+)
 from bench.envs.tasks import BABYAI_LEVELS, TaskSpec, get_task
 from bench.models.cache import CHECKPOINTS, check_models_available, ensure_models, load_pair
-from bench.models.lm import ActionLM, RandomPolicy, SampledPolicy
+from bench.models.lm import ActionLM
 from bench.models.pair import ModelPair
 from bench.models.profiles import Profile, get_profile, with_pair
 from bench.models.served import ServedLM, is_served
@@ -49,10 +56,11 @@ from bench.reporting.report import (
     write_where_table,
 )
 from bench.running.calibrate import price_books
-from bench.running.cell import train_and_evaluate
+from bench.running.executors import EXECUTORS, RayOptions, make_executor
 from bench.running.hindsight import HindsightSearch, frontiers, pair_key
 from bench.running.resume import SweepState, default_state_dir
 from bench.running.routers import RouterSpec, router_spec
+from bench.running.sweep import RANDOM_QUICK, SAMPLED_PREFIX, CellJob, PairSource, SweepContext
 
 TRAINED_LEVELS = set(BABYAI_LEVELS.values())
 """The BabyAI levels every profile's pair is cloned from (bench.models.cache keys them)."""
@@ -141,12 +149,21 @@ class Args:
     a side study, named with --report-as"""
     deepthink: str | None = None
     """any model as DEEPTHINK instead of the pair's (as --quick)"""
+    executor: str = "serial"
+    """where the cells run: serial (this process, one after another) or ray (Ray tasks: a local Ray started here, or
+    the cluster at --ray-address / RAY_ADDRESS)"""
+    ray_address: str | None = None
+    """a running Ray cluster's head (HOST:PORT); unset: RAY_ADDRESS, else a local Ray of --ray-workers CPUs"""
+    ray_workers: int = 2
+    """CPUs of the local Ray started for --executor ray (a cell takes one)"""
+    ray_gpus_per_cell: float = 0.0
+    """GPU fraction each cell asks of Ray where the models run on CUDA (0.25: four cells share a GPU)"""
     report_as: str | None = None
     """name the report's files (results/<profile>/<name>.md, .csv, .json, _cost_reward.png) instead of after the
     suite, and leave out the pair report: a side study beside the main report, e.g. heldout_levels"""
 
 
-RERUN_SKIPS = ("resume", "state_dir", "progress")
+RERUN_SKIPS = ("resume", "state_dir", "progress", "executor", "ray_address", "ray_workers", "ray_gpus_per_cell")
 """Options that say how a sweep ran, not what it ran: left out of the command a report prints to rerun it."""
 
 
@@ -291,6 +308,11 @@ def main(args: Args) -> list[Cell]:
     if args.report_as is not None and not re.fullmatch(r"[\w.-]+", args.report_as):
         raise ValueError(f"--report-as {args.report_as!r}: give a file name (letters, digits, _ . -), "
                          f"e.g. heldout_levels")
+    if args.executor not in EXECUTORS:
+        raise ValueError(f"--executor {args.executor!r}: choose one of {', '.join(EXECUTORS)}")
+    if args.ray_workers < 1 or args.ray_gpus_per_cell < 0:
+        raise ValueError(f"--ray-workers must be >= 1 and --ray-gpus-per-cell >= 0, got {args.ray_workers} and "
+                         f"{args.ray_gpus_per_cell}")
     if args.checkpoint_s < 0:
         raise ValueError(f"--checkpoint-s must be >= 0 seconds, got {args.checkpoint_s}")
     check_tracking(args.tracking_uri)
@@ -329,14 +351,17 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     args, profile = plan.args, plan.profile
     suites = list(dict.fromkeys(task.suite for task in tasks + sweep_tasks))
     pairs: dict[str, ModelPair] = {}
-    suite_s: dict[str, float] = dict.fromkeys(suites, 0.0)  # wall seconds spent on each suite's pair and cells
+    pair_sources: dict[str, tuple[str, str]] = {}
+    suite_s: dict[str, float] = dict.fromkeys(suites, 0.0)  # seconds spent on each suite's pair and cells
+    executor_info: dict[str, object] = {}
     for suite in suites:
         began = time.perf_counter()
         quick_path = deepthink_path = None
         if not (args.quick and args.deepthink):
             quick_path, deepthink_path = ensure_models(profile, retrain=args.retrain, tracking_uri=args.tracking_uri,
                                                        suite=suite, progress=args.progress)
-        pair = ModelPair(*load_pair(args.quick or quick_path, args.deepthink or deepthink_path, device=device))
+        pair_sources[suite] = (str(args.quick or quick_path), str(args.deepthink or deepthink_path))
+        pair = ModelPair(*load_pair(*pair_sources[suite], device=device))
         # Every call is priced from the calibration in results/<profile>/ (measured now if missing or stale); a side
         # study's other models have their own part of it.
         part = suite if args.report_as is None else f"{suite}@{args.report_as}"
@@ -344,60 +369,78 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                                                                     progress=args.progress, part_name=part))
         suite_s[suite] += time.perf_counter() - began
     learned_results: dict[tuple[str, str], list] = {}
+    ctx = SweepContext(
+        profile=profile.name, sweep=sweep, batch_size=profile.batch_size, tracking_uri=args.tracking_uri,
+        experiment=args.experiment, progress=args.progress, state_dir=state.root, checkpoint_s=state.every_s,
+        device=device, pairs={suite: PairSource(pair_sources[suite][0], pair_sources[suite][1], pairs[suite].prices)
+                              for suite in suites})
+    executor = make_executor(args.executor, pairs, args.tracking_uri or tracking_uri(),
+                             RayOptions(address=args.ray_address, workers=args.ray_workers,
+                                        gpus_per_cell=args.ray_gpus_per_cell))
+    executor_info.update(executor.describe())
 
-    def run(spec: RouterSpec, task: TaskSpec, pair: ModelPair | None = None, label: str | None = None,
-            valid_out: list | None = None) -> list:
-        """Every seed of one setting on one task (trained first if it learns); its test episodes (its validation
-        episodes into `valid_out`)."""
-        results = []
-        began = time.perf_counter()
-        for seed in plan.seeds_for(task):
-            router = spec.make()
-            if hasattr(router, "train_episodes") and "train_episodes" not in spec.options:
-                router.train_episodes = plan.train_episodes_for(task)
-            results += train_and_evaluate(router, task, pair or pairs[task.suite], seed, plan.episodes_for(task),
-                                          profile.batch_size, profile.name, sweep, label or spec.label,
-                                          tracking_uri=args.tracking_uri, experiment=args.experiment,
-                                          progress=args.progress, state=state,
-                                          valid_episodes=plan.valid_episodes_for(task), valid_out=valid_out)
-        suite_s[task.suite] += time.perf_counter() - began
-        return results
+    def jobs(spec: RouterSpec, task: TaskSpec, label: str | None = None, variant: str = "") -> list[CellJob]:
+        """Every run seed of one setting on one task."""
+        return [CellJob(task.name, spec, label or spec.label, seed, plan.episodes_for(task),
+                        valid_episodes=plan.valid_episodes_for(task), train_episodes=plan.train_episodes_for(task),
+                        variant=variant) for seed in plan.seeds_for(task)]
 
+    def execute(batch: list[CellJob]) -> dict[tuple[str, str], tuple[list, list]]:
+        """Run the cells; each setting's (test, validation) episodes in run-seed order, whatever order they end in.
+        A cell given twice (a router both fixed and learned on a task) runs once."""
+        batch = list({(job.task, job.label, job.seed): job for job in reversed(batch)}.values())[::-1]
+        outcomes = {}
+        for outcome in executor.run(ctx, batch):
+            outcomes[(outcome.job.task, outcome.job.label, outcome.job.seed)] = outcome
+            suite_s[outcome.job.suite] += outcome.seconds
+        settings: dict[tuple[str, str], tuple[list, list]] = {}
+        for job in batch:  # the order the serial sweep always had
+            outcome = outcomes[(job.task, job.label, job.seed)]
+            test, valid = settings.setdefault((job.task, job.label), ([], []))
+            test += outcome.test
+            valid += outcome.valid
+        return settings
+
+    # First every cell whose options are known: the fixed routers, the learned settings, the controls, the sampled
+    # models and the ablation; then the controls matched to each learned setting's fraction on its validation
+    # episodes (a sweep without them matches on the test episodes, and its report has no verdict).
+    first: list[CellJob] = []
     for task in tasks:
         for spec in plan.routers_for(task):
-            run(spec, task)
+            first += jobs(spec, task)
     for task in sweep_tasks:
-        matched: set[str] = {spec.label for spec in plan.routers_for(task)} if task in tasks else set()
         for spec in plan.learned_for(task):
-            validation: list = []
-            results = run(spec, task, valid_out=validation)
-            learned_results[(task.name, spec.label)] = results
-            if not spec.cls.name.startswith("londi"):
-                continue  # the controls are matched to LONDI's settings
-            # The controls are matched to the fraction on the validation episodes (the test episodes are only
-            # reported on); a sweep without them matches on the test episodes, and its report has no verdict.
-            matched_on = validation or results
-            p = sum(r.deepthink_acted for r in matched_on) / max(1, sum(r.steps for r in matched_on))
-            controls = ([f"random_switch[p={p:.3f}]"] if args.match_random else []) + (
-                [f"confidence_cascade[fraction={p:.3f},train_episodes={CASCADE_CALIBRATION_EPISODES}]"]
-                if args.match_cascade else [])
-            for control in map(router_spec, controls):
-                if control.label not in matched:
-                    matched.add(control.label)
-                    run(control, task)
+            first += jobs(spec, task)
         for spec in plan.controls_for(task):
-            run(spec, task)
+            first += jobs(spec, task)
         for temperature in plan.sampled_for(task):
-            models = pairs[task.suite]
-            sampled = dataclasses.replace(models, quick=SampledPolicy(models.quick, temperature, "quick"),
-                                          deepthink=SampledPolicy(models.deepthink, temperature, "deepthink"))
             for name in ("quick_only", "deepthink_only"):
-                run(router_spec(name), task, sampled, label=f"{name}{SAMPLED}[t={temperature:g}]")
-        if plan.ablation_for(task):
-            models = pairs[task.suite]
-            random_quick = dataclasses.replace(models, quick=RandomPolicy(context=models.quick.context))
-            for spec in plan.ablation_for(task):
-                run(spec, task, random_quick, label=spec.label + ABLATION)
+                first += jobs(router_spec(name), task, f"{name}{SAMPLED}[t={temperature:g}]",
+                              f"{SAMPLED_PREFIX}{temperature:g}")
+        for spec in plan.ablation_for(task):
+            first += jobs(spec, task, spec.label + ABLATION, RANDOM_QUICK)
+    try:
+        finished = execute(first)
+        matched_jobs: list[CellJob] = []
+        for task in sweep_tasks:
+            matched: set[str] = {spec.label for spec in plan.routers_for(task)} if task in tasks else set()
+            for spec in plan.learned_for(task):
+                results, validation = finished[(task.name, spec.label)]
+                learned_results[(task.name, spec.label)] = results
+                if not spec.cls.name.startswith("londi"):
+                    continue  # the controls are matched to LONDI's settings
+                matched_on = validation or results
+                p = sum(r.deepthink_acted for r in matched_on) / max(1, sum(r.steps for r in matched_on))
+                controls = ([f"random_switch[p={p:.3f}]"] if args.match_random else []) + (
+                    [f"confidence_cascade[fraction={p:.3f},train_episodes={CASCADE_CALIBRATION_EPISODES}]"]
+                    if args.match_cascade else [])
+                for control in map(router_spec, controls):
+                    if control.label not in matched:
+                        matched.add(control.label)
+                        matched_jobs += jobs(control, task)
+        execute(matched_jobs)
+    finally:
+        executor.close()
 
     everything = episodes_frame(sweep, args.tracking_uri, args.experiment)
     training = training_frame(sweep, args.tracking_uri, args.experiment)
@@ -428,6 +471,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             f"wall time (s) of the {SUITE_NAMES[suite]} part (its pair, calibration and cells)":
                 round(suite_s[suite], 1),
             **({"resumed": "yes: the wall time is the last part's only"} if args.resume else {}),
+            **executor_info,
             **{f"{role.upper()}": _describe(lm) for role, lm in (("quick", models.quick),
                                                                  ("deepthink", models.deepthink))},
         }

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from bench.common.errors import UserError
@@ -112,7 +113,13 @@ def experiment_id(client: MlflowClient, name: str = DEFAULT_EXPERIMENT) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=_artifact_root(client.tracking_uri))
+    try:
+        return client.create_experiment(name, artifact_location=_artifact_root(client.tracking_uri))
+    except MlflowException:  # another process (a sweep's other worker) created it first
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            raise
+        return experiment.experiment_id
 
 
 class RunLogger:
