@@ -56,7 +56,7 @@ from bench.reporting.report import (
     write_where_table,
 )
 from bench.running.calibrate import price_books
-from bench.running.executors import EXECUTORS, RayOptions, make_executor
+from bench.running.executors import EXECUTORS, Executor, RayOptions, make_executor
 from bench.running.hindsight import HindsightSearch, frontiers, pair_key
 from bench.running.resume import SweepState, default_state_dir
 from bench.running.routers import RouterSpec, router_spec
@@ -323,6 +323,20 @@ def main(args: Args) -> list[Cell]:
     for suite in dict.fromkeys(task.suite for task in tasks + sweep_tasks):
         if not (args.quick and args.deepthink):
             check_models_available(profile, suite, retrain=args.retrain)
+    # Where the cells run: a cluster that cannot be joined, or one whose nodes would not reach the tracking store,
+    # fails here, before a sweep exists.
+    executor = make_executor(args.executor, args.tracking_uri or tracking_uri(),
+                             RayOptions(address=args.ray_address, workers=args.ray_workers,
+                                        gpus_per_cell=args.ray_gpus_per_cell))
+    try:
+        return _sweep(args, plan, profile, tasks, sweep_tasks, device, started, sweep, executor)
+    finally:
+        executor.close()
+
+
+def _sweep(args: Args, plan: Plan, profile: Profile, tasks: list[TaskSpec], sweep_tasks: list[TaskSpec], device: str,
+           started: float, sweep: str | None, executor: Executor) -> list[Cell]:
+    """Start (or resume) the sweep's state, run it, and say how to continue it when it stops."""
     if sweep is None:
         sweep = f"reproduce-{profile.name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:4]}"
         SweepState(args.state_dir / sweep).save_args({**asdict(args), "resume": None})
@@ -330,7 +344,7 @@ def main(args: Args) -> list[Cell]:
     print(f"sweep {sweep}: if it stops, `python -m bench.reproduce --resume {sweep}` continues it", file=sys.stderr)
     try:
         with artifact_progress(args.progress):
-            cells = _run(plan, sweep, state, tasks, sweep_tasks, device, started)
+            cells = _run(plan, sweep, state, tasks, sweep_tasks, device, started, executor)
     except KeyboardInterrupt:
         print(f"\nstopped: `python -m bench.reproduce --resume {sweep}` continues where it stopped", file=sys.stderr)
         raise
@@ -346,7 +360,7 @@ def main(args: Args) -> list[Cell]:
 
 
 def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep_tasks: list[TaskSpec],
-         device: str, started: float) -> list[Cell]:
+         device: str, started: float, executor: Executor) -> list[Cell]:
     """Train or load the pairs, run every setting (skipping what the sweep finished before), write the reports."""
     args, profile = plan.args, plan.profile
     suites = list(dict.fromkeys(task.suite for task in tasks + sweep_tasks))
@@ -374,10 +388,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         experiment=args.experiment, progress=args.progress, state_dir=state.root, checkpoint_s=state.every_s,
         device=device, pairs={suite: PairSource(pair_sources[suite][0], pair_sources[suite][1], pairs[suite].prices)
                               for suite in suites})
-    executor = make_executor(args.executor, pairs, args.tracking_uri or tracking_uri(),
-                             RayOptions(address=args.ray_address, workers=args.ray_workers,
-                                        gpus_per_cell=args.ray_gpus_per_cell))
+    executor.use_pairs(pairs)
     executor_info.update(executor.describe())
+    executor.check_shared([state.root] + [Path(source) for pair in pair_sources.values() for source in pair
+                                          if Path(source).exists()])
 
     def jobs(spec: RouterSpec, task: TaskSpec, label: str | None = None, variant: str = "") -> list[CellJob]:
         """Every run seed of one setting on one task."""
@@ -419,28 +433,25 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                               f"{SAMPLED_PREFIX}{temperature:g}")
         for spec in plan.ablation_for(task):
             first += jobs(spec, task, spec.label + ABLATION, RANDOM_QUICK)
-    try:
-        finished = execute(first)
-        matched_jobs: list[CellJob] = []
-        for task in sweep_tasks:
-            matched: set[str] = {spec.label for spec in plan.routers_for(task)} if task in tasks else set()
-            for spec in plan.learned_for(task):
-                results, validation = finished[(task.name, spec.label)]
-                learned_results[(task.name, spec.label)] = results
-                if not spec.cls.name.startswith("londi"):
-                    continue  # the controls are matched to LONDI's settings
-                matched_on = validation or results
-                p = sum(r.deepthink_acted for r in matched_on) / max(1, sum(r.steps for r in matched_on))
-                controls = ([f"random_switch[p={p:.3f}]"] if args.match_random else []) + (
-                    [f"confidence_cascade[fraction={p:.3f},train_episodes={CASCADE_CALIBRATION_EPISODES}]"]
-                    if args.match_cascade else [])
-                for control in map(router_spec, controls):
-                    if control.label not in matched:
-                        matched.add(control.label)
-                        matched_jobs += jobs(control, task)
-        execute(matched_jobs)
-    finally:
-        executor.close()
+    finished = execute(first)
+    matched_jobs: list[CellJob] = []
+    for task in sweep_tasks:
+        matched: set[str] = {spec.label for spec in plan.routers_for(task)} if task in tasks else set()
+        for spec in plan.learned_for(task):
+            results, validation = finished[(task.name, spec.label)]
+            learned_results[(task.name, spec.label)] = results
+            if not spec.cls.name.startswith("londi"):
+                continue  # the controls are matched to LONDI's settings
+            matched_on = validation or results
+            p = sum(r.deepthink_acted for r in matched_on) / max(1, sum(r.steps for r in matched_on))
+            controls = ([f"random_switch[p={p:.3f}]"] if args.match_random else []) + (
+                [f"confidence_cascade[fraction={p:.3f},train_episodes={CASCADE_CALIBRATION_EPISODES}]"]
+                if args.match_cascade else [])
+            for control in map(router_spec, controls):
+                if control.label not in matched:
+                    matched.add(control.label)
+                    matched_jobs += jobs(control, task)
+    execute(matched_jobs)
 
     everything = episodes_frame(sweep, args.tracking_uri, args.experiment)
     training = training_frame(sweep, args.tracking_uri, args.experiment)

@@ -25,9 +25,11 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.common.errors import UserError
+from bench.common.provenance import REPO_ROOT
 from bench.running.runner import ModelPair
 from bench.running.sweep import CellJob, CellOutcome, SweepContext, run_cell
 
@@ -50,6 +52,12 @@ class Executor:
         """What the report's context records about where the cells ran."""
         return {"executor": self.name}
 
+    def use_pairs(self, pairs: dict[str, ModelPair]) -> None:
+        """The pairs the driver loaded (by suite), for an executor that runs cells in the driver's process."""
+
+    def check_shared(self, paths: Iterable[Path]) -> None:
+        """Fail before any cell starts when a worker could not see `paths` (the serial executor is the driver)."""
+
     def close(self) -> None:
         """Release what the executor started."""
 
@@ -59,7 +67,10 @@ class SerialExecutor(Executor):
 
     name = "serial"
 
-    def __init__(self, pairs: dict[str, ModelPair]) -> None:
+    def __init__(self) -> None:
+        self.pairs: dict[str, ModelPair] = {}
+
+    def use_pairs(self, pairs: dict[str, ModelPair]) -> None:
         self.pairs = pairs
 
     def run(self, ctx: SweepContext, jobs: Iterable[CellJob]) -> Iterator[CellOutcome]:
@@ -120,12 +131,16 @@ class RayExecutor(Executor):
         # cell took 18 s against 5.5 s in this process, beside two busy processes on 2 cores; 0.9 s at niceness 0).
         # The cells are the sweep's work, so a Ray started here runs them at the driver's priority.
         os.environ.setdefault("RAY_worker_niceness", "0")
+        # Workers import the harness, its routers and the user's (module:Class) from the driver's paths: the
+        # checkout is at the same path on every node, like the model cache (check_shared).
+        paths = [os.getcwd(), str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
         try:
             if address is None:
                 ray.init(num_cpus=options.workers, include_dashboard=False, _node_ip_address="127.0.0.1",
-                         logging_level="WARNING", log_to_driver=True)
+                         logging_level="WARNING", log_to_driver=True, runtime_env=runtime_env)
             else:
-                ray.init(address=address, logging_level="WARNING", log_to_driver=True)
+                ray.init(address=address, logging_level="WARNING", log_to_driver=True, runtime_env=runtime_env)
         except (ConnectionError, RuntimeError, ValueError) as error:
             raise UserError(f"cannot join the Ray cluster at {address} ({error}); start it with `ray start --head` "
                             f"or give --ray-address HOST:PORT of a running head") from None
@@ -138,6 +153,22 @@ class RayExecutor(Executor):
         return {"executor": "ray", "ray nodes": len(self.nodes), "ray CPUs": resources.get("CPU", 0),
                 "ray GPUs": resources.get("GPU", 0),
                 "ray cluster": "started here (local, 127.0.0.1)" if self.started_here else "joined"}
+
+    def check_shared(self, paths: Iterable[Path]) -> None:
+        """Every node must see the sweep state and the models (a shared folder: NFS, a cluster file system); asked
+        of each node by a task pinned to it, before any cell starts. On one machine this always holds."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        wanted = sorted({str(p) for p in paths})
+        probe = self.ray.remote(_missing)
+        refs = {node["NodeID"][:8]: probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+            node["NodeID"], soft=False)).remote(wanted) for node in self.nodes}
+        for node, ref in refs.items():
+            missing = self.ray.get(ref, timeout=120)
+            if missing:
+                raise UserError(f"node {node} of the Ray cluster does not see {', '.join(missing)}: the sweep state "
+                                f"(--state-dir) and the model cache ($LONDI_CACHE, checkpoints/) must be on storage "
+                                f"every node mounts at the same path")
 
     def run(self, ctx: SweepContext, jobs: Iterable[CellJob]) -> Iterator[CellOutcome]:
         ray = self.ray
@@ -180,6 +211,11 @@ class RayExecutor(Executor):
             self.ray.shutdown()
 
 
+def _missing(paths: list[str]) -> list[str]:
+    """The body of the shared-storage probe: which of `paths` this node cannot see."""
+    return [p for p in paths if not Path(p).exists()]
+
+
 def _cause(error: Any) -> BaseException:
     """The exception a cell raised on its worker, as that exception (a UserError stays one line)."""
     cause = getattr(error, "cause", None)
@@ -197,10 +233,9 @@ def check_tracking_for_cluster(uri: str, nodes: int, address: str | None) -> Non
             f"--backend-store-uri sqlite:///mlflow.db`) and pass --tracking-uri http://HEAD:5000")
 
 
-def make_executor(name: str, pairs: dict[str, ModelPair], tracking_uri: str,
-                  ray_options: RayOptions | None = None) -> Executor:
+def make_executor(name: str, tracking_uri: str, ray_options: RayOptions | None = None) -> Executor:
     if name == "serial":
-        return SerialExecutor(pairs)
+        return SerialExecutor()
     if name == "ray":
         return RayExecutor(ray_options or RayOptions(), tracking_uri)
     raise UserError(f"--executor {name!r}: choose one of {', '.join(EXECUTORS)}")
