@@ -192,8 +192,10 @@ def resumed_args(args: Args) -> tuple[Args, str]:
     saved = SweepState(args.state_dir / sweep).load_args()
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in Args.__dataclass_fields__}
     values.update(results_dir=values["results_dir"] and Path(values["results_dir"]), state_dir=args.state_dir,
-                  resume=sweep,
-                  progress=args.progress)
+                  resume=sweep)
+    # How it runs now (progress, the executor and its cluster) is this command's: a sweep stopped on one cluster
+    # may go on serially, or on another.
+    values.update({k: getattr(args, k) for k in RERUN_SKIPS if k not in ("resume", "state_dir")})
     return replace(args, **values), sweep
 
 
@@ -315,20 +317,20 @@ def main(args: Args) -> list[Cell]:
                          f"{args.ray_gpus_per_cell}")
     if args.checkpoint_s < 0:
         raise ValueError(f"--checkpoint-s must be >= 0 seconds, got {args.checkpoint_s}")
-    check_tracking(args.tracking_uri)
-    device = resolve_device(args.device)
-    for spec in (args.quick, args.deepthink):
-        if is_served(spec):
-            ServedLM(spec)  # a wrong URL or model id: one error now, before a sweep exists
-    for suite in dict.fromkeys(task.suite for task in tasks + sweep_tasks):
-        if not (args.quick and args.deepthink):
-            check_models_available(profile, suite, retrain=args.retrain)
     # Where the cells run: a cluster that cannot be joined, or one whose nodes would not reach the tracking store,
-    # fails here, before a sweep exists.
+    # fails here, before the store is touched or a sweep exists.
     executor = make_executor(args.executor, args.tracking_uri or tracking_uri(),
                              RayOptions(address=args.ray_address, workers=args.ray_workers,
                                         gpus_per_cell=args.ray_gpus_per_cell))
     try:
+        check_tracking(args.tracking_uri)
+        device = resolve_device(args.device)
+        for spec in (args.quick, args.deepthink):
+            if is_served(spec):
+                ServedLM(spec)  # a wrong URL or model id: one error now, before a sweep exists
+        for suite in dict.fromkeys(task.suite for task in tasks + sweep_tasks):
+            if not (args.quick and args.deepthink):
+                check_models_available(profile, suite, retrain=args.retrain)
         return _sweep(args, plan, profile, tasks, sweep_tasks, device, started, sweep, executor)
     finally:
         executor.close()

@@ -31,7 +31,7 @@ from typing import Any
 from bench.common.errors import UserError
 from bench.common.provenance import REPO_ROOT
 from bench.running.runner import ModelPair
-from bench.running.sweep import CellJob, CellOutcome, SweepContext, run_cell
+from bench.running.sweep import CellJob, CellOutcome, SweepContext, finished_before, run_cell
 
 EXECUTORS = ("serial", "ray")
 JVM_MEMORY = 450 * 2**20
@@ -75,7 +75,7 @@ class SerialExecutor(Executor):
 
     def run(self, ctx: SweepContext, jobs: Iterable[CellJob]) -> Iterator[CellOutcome]:
         for job in jobs:
-            yield run_cell(ctx, job, self.pairs.get(job.suite))
+            yield finished_before(ctx, job) or run_cell(ctx, job, self.pairs.get(job.suite))
 
 
 def _remote_cell(ctx: SweepContext, job: CellJob) -> CellOutcome:
@@ -173,7 +173,13 @@ class RayExecutor(Executor):
     def run(self, ctx: SweepContext, jobs: Iterable[CellJob]) -> Iterator[CellOutcome]:
         ray = self.ray
         pending: dict[Any, CellJob] = {}
+        skipped = 0
         for job in jobs:
+            outcome = finished_before(ctx, job)
+            if outcome is not None:  # finished before the sweep was resumed, wherever it ran
+                skipped += 1
+                yield outcome
+                continue
             ref = self.remote.options(
                 num_cpus=self.options.cpus_per_cell,
                 num_gpus=self.options.gpus_per_cell if ctx.device.startswith("cuda") else 0,
@@ -182,7 +188,8 @@ class RayExecutor(Executor):
             ).remote(ctx, job)
             pending[ref] = job
         total, done, began = len(pending), 0, time.monotonic()
-        self.say(f"ray: {total} cells sent to {len(self.nodes)} node(s)")
+        self.say(f"ray: {total} cells sent to {len(self.nodes)} node(s)"
+                 + (f", {skipped} finished before and skipped" if skipped else ""))
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1, timeout=30)

@@ -90,8 +90,10 @@ class Checkpointer:
         return json.loads(self.meta_path.read_text()) if self.meta_path.exists() else {}
 
     def previous_run(self) -> str | None:
-        """The MLflow run that made the snapshot there is (the run a resumed one continues), if any."""
-        return self.meta().get("mlflow_run_id") if self.exists() else None
+        """The MLflow run this part last started, if it never finished: the run a resumed one continues from its
+        snapshot, or replaces when it was stopped before its first snapshot (a cell killed early, a driver whose
+        Ray tasks ended with it), so that no run is left RUNNING."""
+        return self.meta().get("mlflow_run_id")
 
     def set_meta(self, **values: Any) -> None:
         self.meta_path.parent.mkdir(parents=True, exist_ok=True)

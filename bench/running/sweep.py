@@ -132,6 +132,19 @@ def variant_of(models: ModelPair, variant: str) -> ModelPair:
     raise ValueError(f"unknown cell variant {variant!r}")
 
 
+def finished_before(ctx: SweepContext, job: CellJob) -> CellOutcome | None:
+    """The cell's outcome where the sweep state says it finished (a resumed sweep, wherever it ran), else None:
+    the driver skips it without sending it anywhere."""
+    state = ctx.state()
+    if state is None:
+        return None
+    test = state.done(job.task, job.label, job.seed, "eval")
+    valid = state.done(job.task, job.label, job.seed, "valid") if job.valid_episodes > 0 else []
+    if test is None or valid is None:
+        return None
+    return CellOutcome(job, test, valid, seconds=0.0, worker="finished before")
+
+
 def run_cell(ctx: SweepContext, job: CellJob, models: ModelPair | None = None) -> CellOutcome:
     """Run one cell (skipping what the sweep state says is finished, continuing a stopped part from its
     checkpoint) and return its episodes."""

@@ -1,0 +1,34 @@
+"""The smoke sweep the Ray tests run, serially and on Ray, and what must not move with where its cells ran."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+SWEEP = ["--profile", "smoke", "--tasks", "babyai/Mixed", "--routers", "quick_only", "deepthink_only",
+         "--learned", "londi_sac[c=0.01]", "--sampled", "1", "--ablation", "quick_only", "--no-match-cascade",
+         "--controls", "--hindsight", "False", "--train-episodes", "6", "--episodes", "4", "--valid-episodes", "2",
+         "--no-progress"]
+"""A smoke sweep with every kind of cell: fixed routers, a learned setting (trained, validated, tested), its
+matched random switching, sampled models and the random-QUICK ablation."""
+NUMBERS = ["reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted_fraction", "flops",
+           "priced_s", "priced_b1_s", "projected_gpu_s"]
+"""What must not move with where a cell ran (the clock's seconds may)."""
+
+
+def reproduce(*args: str, results: Path, uri: str, state: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "bench.reproduce", *SWEEP, *args, "--results-dir", str(results),
+                           "--tracking-uri", uri, "--state-dir", str(state)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=400)
+
+
+def numbers(results: Path) -> pd.DataFrame:
+    table = pd.read_csv(results / "smoke" / "babyai.csv")
+    columns = ["task", "router", "episodes"] + [c for c in table.columns if c.split("_ci_")[0] in NUMBERS]
+    return table[columns].sort_values(["task", "router"]).reset_index(drop=True)
