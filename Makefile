@@ -10,6 +10,9 @@ FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 TORCH_SOURCE := $(if $(FIND_LINKS),$(FIND_LINKS),--index-url https://download.pytorch.org/whl/cpu)
 PROFILE ?= cpu
 ARGS ?=
+# `make test` runs the test files on this many processes (pytest-xdist; a file's tests stay in one process, so its
+# module fixtures, such as a server it starts, are made once). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 # `make ui`: the MLflow UI over the project's store, on this machine only.
 TRACKING ?= sqlite:///mlflow.db
 UI_PORT ?= 5000
@@ -41,7 +44,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 test: setup
-	$(PY) -m pytest -q $(ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 reproduce: setup
 	$(PY) -m bench.reproduce --profile $(PROFILE) $(ARGS)
