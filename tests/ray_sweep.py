@@ -21,8 +21,8 @@ NUMBERS = ["reward", "success", "steps", "deepthink_calls", "deepthink_fraction"
 """What must not move with where a cell ran (the clock's seconds may)."""
 
 
-def reproduce(*args: str, results: Path, uri: str, state: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+def reproduce(*args: str, results: Path, uri: str, state: Path, cache: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LONDI_CACHE": str(cache)}
     return subprocess.run([sys.executable, "-m", "bench.reproduce", *SWEEP, *args, "--results-dir", str(results),
                            "--tracking-uri", uri, "--state-dir", str(state)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=400)

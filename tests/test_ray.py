@@ -1,42 +1,58 @@
-"""Sweeps on Ray: the same numbers as the serial sweep, cells spread over workers, errors that stop at once.
+"""Sweeps on Ray: the same numbers as the serial sweep, cells spread over workers, errors that stop at once, and a
+real two-node cluster that survives a killed worker and a killed driver.
 
-The local Ray here is the one `--executor ray` starts itself (bound to 127.0.0.1, stopped when the sweep ends);
-the two-node cluster with a tracking server, a killed worker and a resumed driver is tests/test_ray_cluster.py.
+The local Ray is the one `--executor ray` starts itself (bound to 127.0.0.1, stopped when the sweep ends). The
+cluster (a head and a second node as separate processes, an MLflow server, the sweep joined to them) runs inside a
+network namespace with only the loopback interface (`unshare -n`), where Ray's node address is 127.0.0.1 (outside
+one, Ray binds the machine's interface address even when told 127.0.0.1); tests/ray_cluster_scenario.py does it
+and stops only what it started, by process group.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
-from ray_sweep import numbers, reproduce
+from ray_sweep import SWEEP, numbers, reproduce
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module")
+def serial(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The smoke sweep run serially: its results folder (with the calibration the Ray runs reuse)."""
+    root = tmp_path_factory.mktemp("serial")
+    done = reproduce(results=root / "results", uri=f"sqlite:///{root / 'mlflow.db'}", state=root / "state",
+                     cache=smoke_cache)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return root / "results"
+
+
+def _same_prices(serial: Path, results: Path) -> None:
+    """The serial sweep's price book, so that priced seconds compare exactly too."""
+    (results / "smoke").mkdir(parents=True)
+    shutil.copy(serial / "smoke" / "calibration.json", results / "smoke")
+
+
 @pytest.mark.slow
-def test_a_sweep_on_a_local_ray_gives_the_serial_numbers(londi_cache: Path, tmp_path: Path) -> None:
-    serial = reproduce(results=tmp_path / "serial", uri=f"sqlite:///{tmp_path / 'serial.db'}",
-                       state=tmp_path / "serial-state")
-    assert serial.returncode == 0, serial.stderr[-3000:]
-    # The same price book, so that priced seconds compare exactly too.
-    (tmp_path / "ray" / "smoke").mkdir(parents=True)
-    shutil.copy(tmp_path / "serial" / "smoke" / "calibration.json", tmp_path / "ray" / "smoke")
+def test_a_sweep_on_a_local_ray_gives_the_serial_numbers(smoke_cache: Path, serial: Path, tmp_path: Path) -> None:
+    _same_prices(serial, tmp_path / "ray")
     uri = f"sqlite:///{tmp_path / 'ray.db'}"
     on_ray = reproduce("--executor", "ray", "--ray-workers", "2", results=tmp_path / "ray", uri=uri,
-                       state=tmp_path / "ray-state")
+                       state=tmp_path / "ray-state", cache=smoke_cache)
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
-    pd.testing.assert_frame_equal(numbers(tmp_path / "serial"), numbers(tmp_path / "ray"), check_exact=True)
-    cells = re.findall(r"ray: \d+/(\d+) (\S+ \S+) seed \d+ on node \w+ pid (\d+)", on_ray.stderr)
-    assert len({pid for *_, pid in cells}) == 2, "the cells are spread over both workers"
-    assert {int(total) for total, *_ in cells} and len(cells) == sum({int(t) for t, *_ in cells})
+    pd.testing.assert_frame_equal(numbers(serial), numbers(tmp_path / "ray"), check_exact=True)
+    cells = re.findall(r"ray: \d+/\d+ \S+ \S+ seed \d+ on node \w+ pid (\d+)", on_ray.stderr)
+    assert len(set(cells)) == 2, "the cells are spread over both workers"
     loaded = re.findall(r"pid (\d+) \(loaded its pair\)", on_ray.stderr)
     assert sorted(loaded) == sorted(set(loaded)) and len(loaded) <= 2, "each worker loads the pair once"
     client = MlflowClient(uri)
@@ -66,3 +82,50 @@ def test_a_cell_that_raises_stops_the_sweep_at_once_without_retries(londi_cache:
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     statuses = [r.info.status for r in runs]
     assert statuses.count("FAILED") == 1 and set(statuses) <= {"FAILED", "FINISHED"}, "one attempt, no retry"
+
+
+def _namespaces() -> bool:
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"], capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("unshare") is None or not _namespaces(),
+                    reason="needs unshare -n (a network namespace; the tests run as root here)")
+def test_the_sweep_survives_a_killed_worker_and_a_killed_driver_on_a_two_node_cluster(
+        smoke_cache: Path, serial: Path, tmp_path: Path) -> None:
+    results = tmp_path / "cluster"
+    _same_prices(serial, results)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "facts.json"
+    script = f"ip link set lo up && exec {sys.executable} {REPO / 'tests' / 'ray_cluster_scenario.py'} {work} {out}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LONDI_CACHE": str(smoke_cache)}
+    done = subprocess.run(["unshare", "-n", "sh", "-c", script + " -- " + " ".join(
+        f"'{a}'" for a in [*SWEEP, "--results-dir", str(results)])], env=env, capture_output=True, text=True,
+        timeout=900)
+    assert out.exists(), done.stderr[-4000:]
+    facts = json.loads(out.read_text())
+    context = json.dumps({k: v for k, v in facts.items() if k not in ("driver_log",)}, indent=1)[-6000:]
+    assert done.returncode == 0, done.stderr[-3000:] + context
+    assert facts["nodes"] == "['127.0.0.1', '127.0.0.1']", context  # two nodes, both on the loopback address
+
+    # A local store with a second node: one error before any cell, no store written.
+    assert facts["local_store"]["rc"] == 2 and not facts["local_store"]["db_exists"], context
+    assert "error: a Ray cluster of 2 nodes" in facts["local_store"]["stderr"], context
+
+    # A worker killed inside a learned cell, then the driver: the resumed sweep completes with the serial numbers.
+    assert facts["worker_killed"] and facts["driver_alive_at_kill"] and facts["driver_alive_at_driver_kill"], context
+    assert facts["resume"]["rc"] == 0, context
+    pd.testing.assert_frame_equal(numbers(serial), numbers(results), check_exact=True)
+
+    client = MlflowClient(f"sqlite:///{work / 'server.db'}")  # the server's own store, read after it stopped
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert not [r for r in runs if r.info.status == "RUNNING"], "no run is left RUNNING"
+    killed = [r for r in runs if r.info.status == "KILLED"]
+    assert killed and all("londi.resumed_in" in r.data.tags for r in killed), context
+    assert any("marked KILLED when the sweep resumed" in r.data.tags.get("londi.stopped", "") for r in killed)
+    finished = Counter(r.info.run_name.rsplit("__", 1)[0] for r in runs  # the name less its start time
+                       if r.info.status == "FINISHED" and r.data.tags.get("londi.kind") in ("eval", "router_train"))
+    assert finished and max(finished.values()) == 1, f"a part logged twice: {finished.most_common(3)}"
+    assert not facts["left_running"], "everything the scenario started is stopped"
