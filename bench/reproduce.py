@@ -404,7 +404,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     def execute(batch: list[CellJob]) -> dict[tuple[str, str], tuple[list, list]]:
         """Run the cells; each setting's (test, validation) episodes in run-seed order, whatever order they end in.
         A cell given twice (a router both fixed and learned on a task) runs once."""
-        batch = list({(job.task, job.label, job.seed): job for job in reversed(batch)}.values())[::-1]
+        unique: dict[tuple[str, str, int], CellJob] = {}
+        for job in batch:
+            unique.setdefault((job.task, job.label, job.seed), job)
+        batch = list(unique.values())
         outcomes = {}
         for outcome in executor.run(ctx, batch):
             outcomes[(outcome.job.task, outcome.job.label, outcome.job.seed)] = outcome
