@@ -193,6 +193,8 @@ def test_router_overhead(benchmark: pytest.FixtureRequest, cpu_pair: dict[str, A
     histories = _histories(16)
     made = router_spec(router).make()
     made.seed(0)
+    if hasattr(made, "prepare"):  # what the runner does first: the task's step limit (LONDI's progress feature)
+        made.prepare(get_task("babyai/Mixed"))
     for slot in range(16):
         made.start_episode(slot, slot)
     meter = Meter(16)

@@ -18,24 +18,37 @@ from bench.envs.tasks import BABYAI_LEVELS, BABYAI_MAX_STEPS, SCIENCEWORLD_UNREP
 from bench.models.cache import SCIENCEWORLD_DEMO_STEPS, committed_dir, scienceworld_demo_jobs
 from bench.models.demos import bot_episode, pairs
 from bench.models.lm import LONDI_META, ActionLM
-from bench.models.profiles import get_profile
+from bench.models.loader import load_lm
+from bench.models.profiles import get_profile, with_pair
 from bench.models.train import ModelRecipe, key_fields, step_accuracy
 
 STALE = "checkpoints/cpu does not match the code: run `python -m bench.models --profile cpu --commit` and commit it"
 
 
-@pytest.mark.parametrize("role", ["quick", "deepthink"])
-def test_committed_cpu_checkpoint_matches_the_recipe_and_the_text_format(role: str) -> None:
+@pytest.fixture(scope="module")
+def babyai_heldout() -> list:
+    """The cpu profile's held-out BabyAIBot episodes, played again now."""
     profile = get_profile("cpu")
-    recipe = getattr(profile, role)
-    path = committed_dir(profile, recipe)
-    assert (path / LONDI_META).exists(), STALE
-    meta = json.loads((path / LONDI_META).read_text())
-    assert key_fields(meta["recipe"]) == key_fields(json.loads(json.dumps(dataclasses.asdict(recipe)))), STALE
     heldout = [bot_episode(level, seed, BABYAI_MAX_STEPS) for level in BABYAI_LEVELS.values()
                for seed in range(profile.demo_seeds, profile.demo_seeds + profile.heldout_seeds)]
-    accuracy = step_accuracy(ActionLM.load(path), list(pairs([d for d in heldout if d is not None], recipe.context)))
-    assert accuracy == pytest.approx(meta["heldout_step_accuracy"], abs=0.003), STALE
+    return [d for d in heldout if d is not None]
+
+
+@pytest.mark.parametrize("pair", ["t5", "causal"])
+@pytest.mark.parametrize("role", ["quick", "deepthink"])
+def test_committed_cpu_checkpoint_matches_the_recipe_and_the_text_format(role: str, pair: str,
+                                                                          babyai_heldout: list) -> None:
+    """The T5 pair and the decoder-only pair (`--pair causal`), each model against its recipe and its held-out
+    step accuracy measured again."""
+    profile = with_pair(get_profile("cpu"), pair)
+    recipe = getattr(profile, role)
+    path = committed_dir(profile, recipe)
+    stale = STALE.replace("--commit", f"--pair {pair} --suites babyai --commit") if pair != "t5" else STALE
+    assert (path / LONDI_META).exists(), stale
+    meta = json.loads((path / LONDI_META).read_text())
+    assert key_fields(meta["recipe"]) == key_fields(json.loads(json.dumps(dataclasses.asdict(recipe)))), stale
+    accuracy = step_accuracy(load_lm(path), list(pairs(babyai_heldout, recipe.context)))
+    assert accuracy == pytest.approx(meta["heldout_step_accuracy"], abs=0.003), stale
 
 
 @pytest.fixture(scope="module")

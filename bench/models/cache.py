@@ -205,14 +205,16 @@ def training_notes(profile: Profile, paths: list[Path]) -> str:
 
     lines = [f"# The {profile.name} profile's offline pairs", "",
              f"Copied here by `python -m bench.models --profile {profile.name} --commit` (what `make models` runs, "
-             f"plus the copy; `--suites` picks the suite), these notes written at git {git_commit()} on "
-             f"{platform.machine()} with {os.cpu_count()} CPUs, torch {torch.__version__}. A pair copied at an "
-             "earlier commit keeps its weights: the cache key in its folder name (recipe and demonstrations) says "
-             "it is still the code's. The full loss curves are in each model's londi.json and in the MLflow "
-             "training runs.", ""]
+             f"plus the copy; `--suites` picks the suite, `--pair causal` the decoder-only pair, whose folders start "
+             f"with its architecture), these notes written at git {git_commit()} on {platform.machine()} with "
+             f"{os.cpu_count()} CPUs, torch {torch.__version__}. A pair copied at an earlier commit keeps its "
+             "weights and its training seconds, measured on the machine that trained it: the cache key in its "
+             "folder name (recipe and demonstrations) says it is still the code's. The full loss curves are in each "
+             "model's londi.json and in the MLflow training runs.", ""]
     for path in paths:
         meta = json.loads((path / LONDI_META).read_text())
-        lines += [f"## {meta['name']}: `{path.name}`", "",
+        arch = meta.get("recipe", {}).get("arch", "t5")
+        lines += [f"## {meta['name']} ({arch}): `{path.name}`", "",
                   f"context `{meta['context']}`, {meta['non_embedding_params']} non-embedding parameters, "
                   f"{meta.get('total_steps', meta['recipe']['steps'])} training steps, {meta['train_s']} s in all, "
                   f"held-out step accuracy against the expert (BabyAIBot; ScienceWorld's gold paths on dev variations) "

@@ -42,9 +42,16 @@ def study_path(results: Path, profile: str, name: str) -> Path:
 
 
 def load(results: Path, profile: str = "cpu") -> dict[str, dict[str, Any]]:
-    """The studies present in results/<profile>/, by name."""
-    return {name: json.loads(path.read_text()) for name in STUDIES
-            if (path := study_path(results, profile, name)).exists()}
+    """The studies present in results/<profile>/, by name, each with its calibration part (`_calibration`)."""
+    calibration = results / profile / "calibration.json"
+    parts = json.loads(calibration.read_text()).get("suites", {}) if calibration.exists() else {}
+    found = {}
+    for name in STUDIES:
+        path = study_path(results, profile, name)
+        if path.exists():
+            found[name] = {**json.loads(path.read_text()),
+                           "_calibration": parts.get(f"babyai@plug_and_play_{name}", {})}
+    return found
 
 
 def _cell(data: dict[str, Any], router: str) -> dict[str, Any] | None:
@@ -91,6 +98,10 @@ class Row:
     seeds: str
     episodes: int
     commit: str
+    priced_on: str = ""
+    """the calibration the study was priced from: machine and load when it was measured"""
+    stopped: str = ""
+    """where the study was stopped early, what it left out (its context says)"""
 
     @property
     def holds(self) -> bool:
@@ -119,7 +130,15 @@ def row(name: str, data: dict[str, Any]) -> Row:
                fraction=cell["deepthink_fraction"] if cell else None,
                non_inferior=bool(retained and retained["low"] >= RETAINED),
                seeds=str(context.get("seeds on the sweep tasks", context.get("seeds", "?"))),
-               episodes=int(deepthink["episodes"]), commit=str(context.get("git commit", "?")))
+               episodes=int(deepthink["episodes"]), commit=str(context.get("git commit", "?")),
+               priced_on=_priced_on(data.get("_calibration", {})), stopped=str(context.get("stopped", "")))
+
+
+def _priced_on(part: dict[str, Any]) -> str:
+    if not part:
+        return "no calibration part"
+    return (f"{part['machine']['cpu']}, load {part.get('load_average_at_start', float('nan')):.1f} on "
+            f"{part['machine']['cores']} cores when measured ({part['date'][:16]})")
 
 
 def rows(studies: dict[str, dict[str, Any]]) -> list[Row]:
@@ -174,7 +193,9 @@ def table(found: list[Row]) -> str:
                      f"{_iv(r.saving, True)} | {_iv(r.saving_amortised, True)} | {at_bound} |")
     lines += ["", "Made at git " + ", ".join(sorted({r.commit for r in found})) + f"; run seeds {found[0].seeds}, "
               f"{found[0].episodes} test episodes per router on {TASK}. Intervals: 95%, run seeds then episodes. "
-              "Reward retained and saving are against DEEPTHINK-only of the same pair, on the same episodes."]
+              "Reward retained and saving are against DEEPTHINK-only of the same pair, on the same episodes.", ""]
+    lines += [f"- {r.name}: priced from a calibration on {r.priced_on}" + (f"; stopped {r.stopped}" if r.stopped
+                                                                            else "") + "." for r in found]
     return "\n".join(lines)
 
 
