@@ -13,6 +13,8 @@ ARGS ?=
 # `make test` runs the test files on this many processes (pytest-xdist; a file's tests stay in one process, so its
 # module fixtures, such as a server it starts, are made once). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
+# torch threads per test process: 2 processes of 2 threads each on 2 cores wait on each other at every parallel region.
+TEST_THREADS ?= 1
 # `make ui`: the MLflow UI over the project's store, on this machine only.
 TRACKING ?= sqlite:///mlflow.db
 UI_PORT ?= 5000
@@ -44,7 +46,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $@
 
 test: setup
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
+	OMP_NUM_THREADS=$(TEST_THREADS) $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(ARGS)
 
 reproduce: setup
 	$(PY) -m bench.reproduce --profile $(PROFILE) $(ARGS)
