@@ -200,6 +200,8 @@ def test_unknown_router_fails_before_any_run(londi_cache: Path, tracking_uri: st
     (("--pair", "bert", "--report-as", "x"), "unknown model pair 'bert'; pairs: t5, causal, mixed"),
     (("--deepthink", "http://127.0.0.1:9/v1", "--report-as", "x"), "cannot reach the model server at "
      "http://127.0.0.1:9/v1"),
+    (("--executor", "dask"), "--executor 'dask': choose one of serial, ray"),
+    (("--ray-workers", "0"), "--ray-workers must be >= 1"),
 ])
 def test_bad_input_is_one_error_line_and_exit_2(args: tuple[str, ...], message: str, londi_cache: Path,
                                                  tracking_uri: str, tmp_path: Path,
