@@ -145,7 +145,11 @@ class RayExecutor(Executor):
             raise UserError(f"cannot join the Ray cluster at {address} ({error}); start it with `ray start --head` "
                             f"or give --ray-address HOST:PORT of a running head") from None
         self.nodes = [n for n in ray.nodes() if n.get("Alive")]
-        check_tracking_for_cluster(tracking_uri, len(self.nodes), address)
+        try:
+            check_tracking_for_cluster(tracking_uri, len(self.nodes), address)
+        except UserError:
+            ray.shutdown()  # the driver leaves the cluster it joined before saying why
+            raise
         self.remote = ray.remote(_remote_cell)
 
     def describe(self) -> dict[str, Any]:
