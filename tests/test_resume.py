@@ -21,6 +21,7 @@ from algos.londi_sac import LondiSAC
 from baselines.random_switch import RandomSwitch
 from bench.envs.tasks import get_task
 from bench.running.cell import train_and_evaluate
+from bench.running.evaluate import evaluate
 from bench.running.resume import Checkpointer, SweepState
 from bench.running.router import Router, StepView
 from bench.running.runner import EpisodeResult, ModelPair, run_episodes
@@ -162,6 +163,31 @@ def test_a_learned_router_resumes_its_training_and_its_runs_say_what_happened(
     assert outcome(again) == outcome(whole)
     assert len(client.search_runs([client.get_experiment_by_name("londi-bench").experiment_id],
                                   "tags.`londi.sweep` = 'stopped'")) == len(runs)
+
+
+def test_a_run_left_running_before_its_checkpoint_named_it_is_marked_killed_by_the_next_run_of_its_part(
+        smoke_models: ModelPair, tracking_uri: str, tmp_path: Path) -> None:
+    """A process killed between creating its MLflow run and writing the run's id beside the checkpoint leaves a
+    RUNNING run no checkpoint names: the next run of the same part of the same sweep marks it KILLED. A RUNNING run
+    of another part, or of another sweep, is left alone (it may still be going)."""
+    task = get_task("babyai/Mixed")
+    state = SweepState(tmp_path / "sweep-a", every_s=0)
+    client = MlflowClient(tracking_uri)
+    part = state.checkpointer(task.name, "random_switch[p=0.5]", 0, "eval").path.stem
+    other = state.checkpointer(task.name, "random_switch[p=0.5]", 1, "eval").path.stem
+    experiment = client.get_experiment_by_name("londi-bench")
+    exp_id = experiment.experiment_id if experiment else client.create_experiment("londi-bench")
+    orphan, same_part_other_sweep, other_part = (
+        client.create_run(exp_id, tags={"londi.sweep": sweep, "londi.part": name, "londi.kind": "eval"}).info.run_id
+        for sweep, name in (("sweep-a", part), ("sweep-b", part), ("sweep-a", other)))
+    evaluate(RandomSwitch(p=0.5), task, smoke_models, seed=0, episodes=2, batch_size=2, profile="smoke",
+             sweep="sweep-a", exp_name="random_switch[p=0.5]", tracking_uri=tracking_uri, progress=False,
+             checkpoint=state.checkpointer(task.name, "random_switch[p=0.5]", 0, "eval"))
+    status = {run: client.get_run(run).info.status for run in (orphan, same_part_other_sweep, other_part)}
+    assert status == {orphan: "KILLED", same_part_other_sweep: "RUNNING", other_part: "RUNNING"}
+    tags = client.get_run(orphan).data.tags
+    assert "SIGKILL" in tags["londi.stopped"]
+    assert client.get_run(tags["londi.resumed_in"]).data.tags["londi.part"] == part
 
 
 def test_a_sigkilled_sweep_resumes_from_the_command_line(londi_cache: Path, tracking_uri: str, tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ class RunLogger:
         uri: str | None = None,
     ) -> None:
         self.client = get_client(uri)
-        exp_id = experiment_id(self.client, experiment)
+        self.experiment_id = exp_id = experiment_id(self.client, experiment)
         self.run_id = self.client.create_run(exp_id, run_name=run_name, tags=tags or {}).info.run_id
         self._pending: list[Metric] = []
         entries = [Param(k, str(v)[:6000]) for k, v in sorted(params.items())]

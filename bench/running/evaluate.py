@@ -148,17 +148,26 @@ def _logged_run(name: str, params: dict, tags: dict[str, str], checkpoint: Check
     """The MLflow run of a training or an evaluation; with `checkpoint`, linked to the run it resumes (if any).
 
     A run stopped by Ctrl-C, SIGTERM or an exception was closed as KILLED or FAILED already; one whose process
-    was SIGKILLed is still RUNNING in MLflow and is marked KILLED here."""
+    was SIGKILLed is still RUNNING in MLflow and is marked KILLED here: the run the checkpoint names, and any other
+    RUNNING run of the same part of the same sweep (tag `londi.part`), such as one whose process died between
+    creating it and writing its id beside the checkpoint."""
     previous = checkpoint.previous_run() if checkpoint is not None else None
+    if checkpoint is not None:
+        tags = {**tags, "londi.part": checkpoint.path.stem}
     with RunLogger(name, params, {**tags, "londi.resumed_from": previous} if previous else tags,
                    experiment=experiment, uri=uri) as run:
-        if previous:
+        orphans = [] if checkpoint is None else [
+            r.info.run_id for r in run.client.search_runs(
+                [run.experiment_id],
+                f"tags.`londi.sweep` = '{tags['londi.sweep']}' and tags.`londi.part` = '{tags['londi.part']}' "
+                f"and attributes.status = 'RUNNING'") if r.info.run_id not in (run.run_id, previous)]
+        for stopped in ([previous] if previous else []) + orphans:
             try:
-                if run.client.get_run(previous).info.status == "RUNNING":
-                    run.client.set_tag(previous, "londi.stopped", "its process ended without closing the run "
+                if run.client.get_run(stopped).info.status == "RUNNING":
+                    run.client.set_tag(stopped, "londi.stopped", "its process ended without closing the run "
                                        "(SIGKILL or a lost machine); marked KILLED when the sweep resumed")
-                    run.client.set_terminated(previous, status="KILLED")
-                run.client.set_tag(previous, "londi.resumed_in", run.run_id)
+                    run.client.set_terminated(stopped, status="KILLED")
+                run.client.set_tag(stopped, "londi.resumed_in", run.run_id)
             except MlflowException:  # the stopped run was logged to another store
                 pass
         if checkpoint is not None:
