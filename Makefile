@@ -15,11 +15,16 @@ ARGS ?=
 TEST_WORKERS ?= 2
 # torch threads per test process: 2 processes of 2 threads each on 2 cores wait on each other at every parallel region.
 TEST_THREADS ?= 1
+# `make scaling`: the local Ray sizes, and the sweep run serially and on each (every kind of cell, on babyai/Mixed).
+WORKERS ?= 2
+SCALING_SWEEP ?= --profile $(PROFILE) --tasks babyai/Mixed --sweep-tasks babyai/Mixed --seeds 0 1 2 --routers quick_only \
+	deepthink_only random_switch[p=0.5] confidence_cascade[threshold=0.5] --learned londi_sac[c=0.003] londi_b[budget=4] \
+	--controls --sampled 1.0 --hindsight False
 # `make ui`: the MLflow UI over the project's store, on this machine only.
 TRACKING ?= sqlite:///mlflow.db
 UI_PORT ?= 5000
 
-.PHONY: help setup test reproduce regress calibrate models bench docs lint report clean ui
+.PHONY: help setup test reproduce regress calibrate models bench docs lint report clean ui scaling
 
 help:
 	@echo "make reproduce   run the comparison (PROFILE=$(PROFILE)), print the table, write results/"
@@ -31,6 +36,7 @@ help:
 	@echo "make docs        regenerate REPRODUCE.md from results/"
 	@echo "make models      retrain the offline QUICK and DEEPTHINK of PROFILE"
 	@echo "make bench       pytest-benchmark suite (env steps/s, decision latency), JSON to results/"
+	@echo "make scaling     one sweep serially and on a local Ray (WORKERS=$(WORKERS)): wall time, overhead per cell"
 	@echo "make ui          the MLflow UI over the project's runs on http://127.0.0.1:$(UI_PORT) (TRACKING=$(TRACKING))"
 	@echo "make lint        ruff"
 	@echo "make clean       remove the venv, caches, MLflow store"
@@ -65,6 +71,9 @@ models: setup
 
 bench: setup
 	$(PY) -m pytest -q tests/test_benchmarks.py tests/test_benchmarks_lm.py --benchmark-only --benchmark-json results/benchmarks.json $(ARGS)
+
+scaling: setup
+	$(PY) -m bench.scaling --out results/$(PROFILE)/executors --workers $(WORKERS) --sweep="$(SCALING_SWEEP)" $(ARGS)
 
 ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri $(TRACKING) --host 127.0.0.1 --port $(UI_PORT)

@@ -11,8 +11,9 @@ The package reads as its layers, each importing only from the ones above it in t
   resume, an evaluation or a training as an MLflow run.
 - `bench.reporting`: statistics, tables, verdicts and plots, the pair report, REPRODUCE.md.
 - entry points: `bench.reproduce` (the comparison), `bench.regress` (the smoke reference), `bench.calibrate`
-  (what each model's call costs on this machine, for priced costs), `bench.cli` (what every router's own command
-  line shares).
+  (what each model's call costs on this machine, for priced costs), `bench.scaling` (a sweep serially against
+  Ray: wall time, overhead per cell, the tracking load), `bench.cli` (what every router's own command line
+  shares).
 
 Routers live outside the package, one per file: `baselines/` and `algos/`; bench/ never imports them by name.
 

@@ -11,6 +11,7 @@ models, and each suite gets its own report (results/<profile>/<suite>.md, csv, j
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import re
 import shlex
 import signal
@@ -60,7 +61,7 @@ from bench.running.executors import EXECUTORS, Executor, RayOptions, make_execut
 from bench.running.hindsight import HindsightSearch, frontiers, pair_key
 from bench.running.resume import SweepState, default_state_dir
 from bench.running.routers import RouterSpec, router_spec
-from bench.running.sweep import RANDOM_QUICK, SAMPLED_PREFIX, CellJob, PairSource, SweepContext
+from bench.running.sweep import RANDOM_QUICK, SAMPLED_PREFIX, CellJob, PairSource, SweepContext, write_timeline
 
 TRAINED_LEVELS = set(BABYAI_LEVELS.values())
 """The BabyAI levels every profile's pair is cloned from (bench.models.cache keys them)."""
@@ -158,12 +159,16 @@ class Args:
     """CPUs of the local Ray started for --executor ray (a cell takes one)"""
     ray_gpus_per_cell: float = 0.0
     """GPU fraction each cell asks of Ray where the models run on CUDA (0.25: four cells share a GPU)"""
+    timeline: Path | None = None
+    """write where and when every cell ran to this CSV (cell, worker, start and end in seconds from the sweep's
+    start, seconds loading its pair): what an executor's scheduling and model loading cost"""
     report_as: str | None = None
     """name the report's files (results/<profile>/<name>.md, .csv, .json, _cost_reward.png) instead of after the
     suite, and leave out the pair report: a side study beside the main report, e.g. heldout_levels"""
 
 
-RERUN_SKIPS = ("resume", "state_dir", "progress", "executor", "ray_address", "ray_workers", "ray_gpus_per_cell")
+RERUN_SKIPS = ("resume", "state_dir", "progress", "executor", "ray_address", "ray_workers", "ray_gpus_per_cell",
+               "timeline")
 """Options that say how a sweep ran, not what it ran: left out of the command a report prints to rerun it."""
 
 
@@ -370,6 +375,8 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     pair_sources: dict[str, tuple[str, str]] = {}
     suite_s: dict[str, float] = dict.fromkeys(suites, 0.0)  # seconds spent on each suite's pair and cells
     executor_info: dict[str, object] = {}
+    timeline: list[dict[str, object]] = []  # every cell: where, when, how long (--timeline)
+    epoch = time.time() - (time.perf_counter() - started)  # the sweep's start, in epoch seconds
     for suite in suites:
         began = time.perf_counter()
         quick_path = deepthink_path = None
@@ -412,6 +419,10 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
         for outcome in executor.run(ctx, batch):
             outcomes[(outcome.job.task, outcome.job.label, outcome.job.seed)] = outcome
             suite_s[outcome.job.suite] += outcome.seconds
+            timeline.append({"cell": outcome.job.name, "worker": outcome.worker,
+                             "start_s": round(outcome.started - epoch, 3), "seconds": round(outcome.seconds, 3),
+                             "load_s": round(outcome.load_s, 3), "received_s": round(time.time() - epoch, 3),
+                             "result_kb": round(len(pickle.dumps(outcome)) / 1024, 1)})
         settings: dict[tuple[str, str], tuple[list, list]] = {}
         for job in batch:  # the order the serial sweep always had
             outcome = outcomes[(job.task, job.label, job.seed)]
@@ -457,6 +468,8 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
                     matched.add(control.label)
                     matched_jobs += jobs(control, task)
     execute(matched_jobs)
+    if args.timeline is not None:
+        write_timeline(timeline, args.timeline)
 
     everything = episodes_frame(sweep, args.tracking_uri, args.experiment)
     training = training_frame(sweep, args.tracking_uri, args.experiment)

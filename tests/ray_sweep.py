@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.running.sweep import place_invariant
+
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = ["--profile", "smoke", "--tasks", "babyai/Mixed", "--routers", "quick_only", "deepthink_only",
          "--learned", "londi_sac[c=0.01]", "--sampled", "1", "--ablation", "quick_only", "--no-match-cascade",
@@ -16,9 +18,6 @@ SWEEP = ["--profile", "smoke", "--tasks", "babyai/Mixed", "--routers", "quick_on
          "--no-progress"]
 """A smoke sweep with every kind of cell: fixed routers, a learned setting (trained, validated, tested), its
 matched random switching, sampled models and the random-QUICK ablation."""
-NUMBERS = ["reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted_fraction", "flops",
-           "priced_s", "priced_b1_s", "projected_gpu_s"]
-"""What must not move with where a cell ran (the clock's seconds may)."""
 
 
 def reproduce(*args: str, results: Path, uri: str, state: Path, cache: Path) -> subprocess.CompletedProcess[str]:
@@ -30,5 +29,4 @@ def reproduce(*args: str, results: Path, uri: str, state: Path, cache: Path) -> 
 
 def numbers(results: Path) -> pd.DataFrame:
     table = pd.read_csv(results / "smoke" / "babyai.csv")
-    columns = ["task", "router", "episodes"] + [c for c in table.columns if c.split("_ci_")[0] in NUMBERS]
-    return table[columns].sort_values(["task", "router"]).reset_index(drop=True)
+    return place_invariant(table)

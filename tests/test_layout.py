@@ -29,6 +29,7 @@ LAYERS = {
     "bench.calibrate": 5,
     "bench.hindsight": 5,
     "bench.rename_effect": 5,
+    "bench.scaling": 5,
     "algos": 6,  # routers plug in from outside: they may use any of bench, bench never names them
     "baselines": 6,
 }

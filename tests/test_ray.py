@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parent.parent
 def serial(smoke_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The smoke sweep run serially: its results folder (with the calibration the Ray runs reuse)."""
     root = tmp_path_factory.mktemp("serial")
-    done = reproduce(results=root / "results", uri=f"sqlite:///{root / 'mlflow.db'}", state=root / "state",
-                     cache=smoke_cache)
+    done = reproduce("--timeline", str(root / "results" / "timeline.csv"), results=root / "results",
+                     uri=f"sqlite:///{root / 'mlflow.db'}", state=root / "state", cache=smoke_cache)
     assert done.returncode == 0, done.stderr[-3000:]
     return root / "results"
 
@@ -47,8 +47,8 @@ def _same_prices(serial: Path, results: Path) -> None:
 def test_a_sweep_on_a_local_ray_gives_the_serial_numbers(smoke_cache: Path, serial: Path, tmp_path: Path) -> None:
     _same_prices(serial, tmp_path / "ray")
     uri = f"sqlite:///{tmp_path / 'ray.db'}"
-    on_ray = reproduce("--executor", "ray", "--ray-workers", "2", results=tmp_path / "ray", uri=uri,
-                       state=tmp_path / "ray-state", cache=smoke_cache)
+    on_ray = reproduce("--executor", "ray", "--ray-workers", "2", "--timeline", str(tmp_path / "timeline.csv"),
+                       results=tmp_path / "ray", uri=uri, state=tmp_path / "ray-state", cache=smoke_cache)
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
     pd.testing.assert_frame_equal(numbers(serial), numbers(tmp_path / "ray"), check_exact=True)
     cells = re.findall(r"ray: \d+/\d+ \S+ \S+ seed \d+ on node \w+ pid (\d+)", on_ray.stderr)
@@ -60,6 +60,17 @@ def test_a_sweep_on_a_local_ray_gives_the_serial_numbers(smoke_cache: Path, seri
     assert runs and all(r.info.status == "FINISHED" for r in runs)
     report = pd.read_json(tmp_path / "ray" / "smoke" / "babyai.json", typ="series")
     assert report["context"]["executor"] == "ray" and report["context"]["ray nodes"] == 1
+
+    # The timeline (--timeline): every cell once, where and when it ran, and what loading the pair took.
+    before, after = pd.read_csv(serial / "timeline.csv"), pd.read_csv(tmp_path / "timeline.csv")
+    assert sorted(before["cell"]) == sorted(after["cell"]) and before["cell"].is_unique
+    assert set(before["worker"]) == {"driver"} and (before["load_s"] < 0.01).all()  # the driver loaded it before
+    firsts = after[after["worker"].str.endswith("(loaded its pair)")]
+    assert set(firsts["worker"].str.extract(r"pid (\d+)")[0]) == set(cells)
+    assert firsts["load_s"].min() > after.drop(firsts.index)["load_s"].max()
+    for table in (before, after):
+        assert (table["seconds"] > table["load_s"]).all() and (table["start_s"] >= 0).all()
+        assert (table["received_s"] >= table["start_s"] + table["seconds"] - 0.05).all()
 
 
 def test_a_cell_that_raises_stops_the_sweep_at_once_without_retries(londi_cache: Path, tmp_path: Path) -> None:

@@ -134,7 +134,11 @@ class RayExecutor(Executor):
         # Workers import the harness, its routers and the user's (module:Class) from the driver's paths: the
         # checkout is at the same path on every node, like the model cache (check_shared).
         paths = [os.getcwd(), str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}}
+        # MLflow prints a "View run ... at URL" line per run through a tracking server; from every worker they would
+        # bury the sweep's progress lines (set MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT=false to have them).
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+                                    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": os.environ.get(
+                                        "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")}}
         try:
             if address is None:
                 ray.init(num_cpus=options.workers, include_dashboard=False, _node_ip_address="127.0.0.1",

@@ -28,6 +28,9 @@ RANDOM_QUICK = "random_quick"
 """Variant of a cell whose QUICK is a uniformly random policy (the paper's ablation)."""
 SAMPLED_PREFIX = "sampled:"
 """Variant `sampled:T`: both models act by sampling at temperature T."""
+PLACE_INVARIANT = ["reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted_fraction",
+                   "flops", "priced_s", "priced_b1_s", "projected_gpu_s"]
+"""Report columns (with their intervals) that must not move with where a cell ran; the clock's seconds may."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,10 @@ class CellOutcome:
     seconds: float = 0.0
     worker: str = "driver"
     """where it ran: the driver, or a Ray node and process"""
+    started: float = float("nan")
+    """when it began (epoch seconds on the machine that ran it)"""
+    load_s: float = 0.0
+    """seconds of `seconds` spent loading its pair (a worker's first cell; 0 where the pair was loaded before)"""
 
 
 _PAIRS: dict[tuple[str, str, str], ModelPair] = {}
@@ -148,9 +155,12 @@ def finished_before(ctx: SweepContext, job: CellJob) -> CellOutcome | None:
 def run_cell(ctx: SweepContext, job: CellJob, models: ModelPair | None = None) -> CellOutcome:
     """Run one cell (skipping what the sweep state says is finished, continuing a stopped part from its
     checkpoint) and return its episodes."""
-    began = time.perf_counter()
+    began, started = time.perf_counter(), time.time()
     task = get_task(job.task)
-    pair = variant_of(models if models is not None else pair_for(ctx, job.suite), job.variant)
+    if models is None:
+        models = pair_for(ctx, job.suite)
+    load_s = time.perf_counter() - began
+    pair = variant_of(models, job.variant)
     router = job.spec.make()
     if hasattr(router, "train_episodes") and "train_episodes" not in job.spec.options \
             and job.train_episodes is not None:
@@ -160,4 +170,27 @@ def run_cell(ctx: SweepContext, job: CellJob, models: ModelPair | None = None) -
                               job.label, tracking_uri=ctx.tracking_uri, experiment=ctx.experiment,
                               progress=ctx.progress, state=ctx.state(), valid_episodes=job.valid_episodes,
                               valid_out=valid)
-    return CellOutcome(job, test, valid, seconds=time.perf_counter() - began)
+    return CellOutcome(job, test, valid, seconds=time.perf_counter() - began, started=started, load_s=load_s)
+
+
+def write_timeline(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Every cell of a sweep as one CSV row (reproduce --timeline): the cell, where it ran, when it started and how
+    long it took (seconds from the sweep's start), the part of that spent loading its pair, and when the driver had
+    its outcome, and the outcome's size as the driver receives it (pickled). A cell the sweep finished before it was
+    resumed has no start."""
+    import csv
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = ["cell", "worker", "start_s", "seconds", "load_s", "received_s", "result_kb"]
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def place_invariant(table: Any) -> Any:
+    """A report table (pandas) cut to its place-invariant columns, in a fixed row order: what two sweeps of the same
+    cells give alike wherever their cells ran."""
+    columns = ["task", "router", "episodes"] + [c for c in table.columns if c.split("_ci_")[0] in PLACE_INVARIANT]
+    return table[columns].sort_values(["task", "router"]).reset_index(drop=True)

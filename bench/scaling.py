@@ -1,0 +1,375 @@
+"""How much a sweep gains from Ray on this machine, what each cell pays for being sent there, and what would bound
+a cluster of many nodes.
+
+    python -m bench.scaling --out results/cpu/executors --workers 2 --sweep="--profile cpu --tasks babyai/Mixed ..."
+
+(`make scaling`.) The same sweep (`bench.reproduce` with the options of `--sweep`) runs once serially and
+once on a local Ray per `--workers` count, one after another, each into its own results folder, sweep state and
+MLflow server (started here on 127.0.0.1 with a fresh store, stopped by its process id: the tracking a cluster
+needs, so its requests can be counted), with one price book (the serial run's, which starts from the committed
+calibration) so that priced costs compare exactly.
+Then:
+
+- **same numbers**: every configuration's report must equal the serial one's on the place-invariant columns
+  (rewards, DEEPTHINK fractions, FLOPs, priced costs); a difference is a "no" and the exit status is 1;
+- **wall time** of each whole command (the clock of a shared machine: a labelled measurement, never a ranking of
+  routers), cell-seconds, and how busy the workers were;
+- **overhead per cell** from the sweeps' `--timeline`: Ray's start before the first cell, loading the pair (a
+  worker's first cell), the gap between two cells on one worker (scheduling and shipping the job), the outcome's
+  trip back to the driver and its size, and how much slower a cell ran beside others than alone;
+- **tracking load**: the MLflow requests each cell made (counted in the server's access log) and, with
+  `--tracking-bench`, the write rate one server sustains (log_batch requests per second from 1, 4 and 16 clients);
+- **a 100-node bound**: the requests per second, pair loads and outcomes a driver and one tracking server would
+  face, from the measurements above.
+
+Writes OUT.json, OUT.md and OUT_timeline.png (each configuration's cells on their workers over time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import tyro
+
+from bench.common.errors import user_errors
+from bench.common.provenance import REPO_ROOT, git_commit
+from bench.common.tracking import FLUSH_EVERY
+from bench.running.sweep import place_invariant
+
+NODES, CELLS_PER_NODE = 100, 16
+"""The cluster the bound is worked out for: 100 nodes of 16 cells each (a 16-core or 8-GPU node)."""
+
+
+@dataclass
+class Args:
+    out: Path
+    """where the study goes: OUT.json, OUT.md, OUT_timeline.png (e.g. results/cpu/executors)"""
+    sweep: str = "--profile smoke"
+    """bench.reproduce's options for the sweep, as one string; --results-dir, --tracking-uri, --state-dir,
+    --executor, --ray-workers and --timeline are set here for each run"""
+    workers: list[int] = field(default_factory=lambda: [2])
+    """local Ray sizes to run the sweep on (CPUs; a cell takes one), each after the serial run"""
+    tracking_bench: bool = True
+    """also measure one MLflow server's write rate (log_batch requests per second from 1, 4 and 16 clients)"""
+    work: Path | None = None
+    """where the runs keep their results, stores and logs (kept); unset: a temporary folder, removed"""
+
+
+SET_HERE = ("--results-dir", "--tracking-uri", "--state-dir", "--executor", "--ray-workers", "--ray-address",
+            "--timeline", "--resume")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TrackingServer:
+    """An MLflow server on 127.0.0.1 with a fresh sqlite store, started here and stopped by its process group."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.port = _free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.log = root / "server.log"
+        mlflow = Path(sys.executable).with_name("mlflow")
+        self.proc = subprocess.Popen(
+            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--backend-store-uri",
+             f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
+            stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the MLflow server did not start: {self.log.read_text()[-2000:]}")
+            try:
+                if urllib.request.urlopen(f"{self.uri}/health", timeout=2).status == 200:
+                    return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError("the MLflow server did not answer /health within 120 s")
+
+    def requests(self) -> Counter:
+        """The requests it served, by endpoint (its access log)."""
+        found = re.findall(r'"(?:GET|POST|PUT|PATCH|DELETE) (/[^ ?"]*)[^"]*" \d{3}', self.log.read_text())
+        return Counter("artifacts" if "mlflow-artifacts" in path else path.split("/mlflow/", 1)[-1]
+                       for path in found if path != "/health")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _profile(options: list[str]) -> str:
+    return options[options.index("--profile") + 1] if "--profile" in options else "cpu"
+
+
+def run_config(name: str, options: list[str], executor: list[str], root: Path, calibration: Path) -> dict[str, Any]:
+    """One run of the sweep, with the price book `calibration` (where it exists): its wall time, its timeline, the
+    requests it made of its own tracking server."""
+    folder = root / name
+    results = folder / "results"
+    profile = _profile(options)
+    if calibration.exists():
+        (results / profile).mkdir(parents=True, exist_ok=True)
+        shutil.copy(calibration, results / profile)
+    server = TrackingServer(folder / "tracking")
+    try:
+        argv = [sys.executable, "-m", "bench.reproduce", *options, *executor, "--results-dir", str(results),
+                "--tracking-uri", server.uri, "--state-dir", str(folder / "state"), "--timeline",
+                str(folder / "timeline.csv"), "--no-progress"]
+        print(f"scaling: {name}: {' '.join(argv[3:])}", file=sys.stderr, flush=True)
+        began = time.monotonic()
+        with (folder / "reproduce.log").open("w") as log:
+            done = subprocess.run(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        wall = time.monotonic() - began
+        requests = server.requests()
+    finally:
+        server.stop()
+    if done.returncode != 0:
+        raise RuntimeError(f"{name}: bench.reproduce exited {done.returncode}: "
+                           f"{(folder / 'reproduce.log').read_text()[-3000:]}")
+    print(f"scaling: {name}: {wall:.0f} s", file=sys.stderr, flush=True)
+    tables = {path.stem: place_invariant(pd.read_csv(path)) for path in sorted((results / profile).glob("*.csv"))
+              if (path.with_suffix(".json")).exists() and path.stem not in ("calibration", "pair")
+              and not path.stem.endswith(("_training", "_londi_where"))}
+    return {"name": name, "wall_s": wall, "timeline": pd.read_csv(folder / "timeline.csv"), "requests": requests,
+            "tables": tables}
+
+
+def analyse(run: dict[str, Any], serial: dict[str, Any] | None) -> dict[str, Any]:
+    """What one configuration's timeline says about its cells and their overhead."""
+    t = run["timeline"].copy()
+    t["end_s"] = t["start_s"] + t["seconds"]
+    t["pid"] = t["worker"].str.extract(r"(pid \d+|driver)")[0]
+    gaps = []
+    for _, lane in t.sort_values("start_s").groupby("pid"):
+        ends, starts = lane["end_s"].to_numpy(), lane["start_s"].to_numpy()
+        gaps += [float(s - e) for s, e in zip(starts[1:], ends[:-1], strict=True)]
+    span = float(t["end_s"].max() - t["start_s"].min())
+    lanes = t["pid"].nunique()
+    out = {
+        "wall_s": round(run["wall_s"], 1),
+        "cells": len(t),
+        "workers": lanes,
+        "cell_seconds": round(float(t["seconds"].sum()), 1),
+        "first_cell_start_s": round(float(t["start_s"].min()), 1),
+        "cells_span_s": round(span, 1),
+        "busy": round(float(t["seconds"].sum()) / (lanes * span), 3) if span > 0 else float("nan"),
+        "pair_loads": int((t["load_s"] > 0.01).sum()),
+        "pair_load_s": round(float(t.loc[t["load_s"] > 0.01, "load_s"].median()), 2) if (t["load_s"] > 0.01).any()
+        else 0.0,
+        "gap_between_cells_s_median": round(statistics.median(gaps), 3) if gaps else float("nan"),
+        "gap_between_cells_s_max": round(max(gaps), 3) if gaps else float("nan"),
+        "return_s_median": round(float((t["received_s"] - t["end_s"]).median()), 3),
+        "result_kb_median": round(float(t["result_kb"].median()), 1),
+        "result_kb_max": round(float(t["result_kb"].max()), 1),
+        "requests": sum(run["requests"].values()),
+        "requests_per_cell": round(sum(run["requests"].values()) / len(t), 1),
+        "requests_by_endpoint": dict(run["requests"].most_common()),
+    }
+    if serial is not None:
+        alone = serial["timeline"].set_index("cell")["seconds"]
+        ratio = (t.set_index("cell")["seconds"] - t.set_index("cell")["load_s"]) / alone.reindex(t["cell"]).to_numpy()
+        out["cell_slowdown_median"] = round(float(ratio.median()), 3)
+        out["speed_up"] = round(serial["wall_s"] / run["wall_s"], 3)
+        out["same_numbers"] = all(
+            name in run["tables"] and table.equals(run["tables"][name]) for name, table in serial["tables"].items())
+    return out
+
+
+def tracking_bench(root: Path, clients: tuple[int, ...] = (1, 4, 16), seconds: float = 10.0) -> list[dict[str, Any]]:
+    """log_batch requests of FLUSH_EVERY metrics per second that one MLflow server (1 worker, sqlite) sustains."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric
+
+    server = TrackingServer(root / "bench-tracking")
+    rows = []
+    try:
+        client = MlflowClient(server.uri)
+        experiment = client.create_experiment("write-rate")
+        for k in clients:
+            runs = [client.create_run(experiment).info.run_id for _ in range(k)]
+            counts = [0] * k
+            stop = time.monotonic() + seconds
+
+            def write(i: int, runs: list[str] = runs, counts: list[int] = counts, stop: float = stop) -> None:
+                mine = MlflowClient(server.uri)
+                step = 0
+                while time.monotonic() < stop:
+                    now = int(time.time() * 1000)
+                    mine.log_batch(runs[i], metrics=[Metric(f"m{j}", float(j), now, step) for j in range(FLUSH_EVERY)])
+                    counts[i] += 1
+                    step += 1
+
+            threads = [threading.Thread(target=write, args=(i,)) for i in range(k)]
+            began = time.monotonic()
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            took = time.monotonic() - began
+            rows.append({"clients": k, "requests_per_s": round(sum(counts) / took, 1),
+                         "metric_rows_per_s": round(sum(counts) * FLUSH_EVERY / took)})
+            print(f"scaling: tracking server: {k} clients, {rows[-1]['requests_per_s']} log_batch/s",
+                  file=sys.stderr, flush=True)
+    finally:
+        server.stop()
+    return rows
+
+
+def bound(configs: dict[str, dict[str, Any]], write_rate: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a sweep on NODES x CELLS_PER_NODE workers would ask of one tracking server and the driver, at the
+    measured cell length, requests per cell, outcome size and pair load."""
+    serial = configs["serial"]
+    cell_s = serial["cell_seconds"] / serial["cells"]
+    workers = NODES * CELLS_PER_NODE
+    requests_per_cell = serial["requests_per_cell"]
+    load = [c for c in configs.values() if c.get("pair_loads")]
+    out = {
+        "nodes": NODES, "cells_per_node": CELLS_PER_NODE,
+        "mean_cell_s_here": round(cell_s, 2),
+        "requests_per_cell": requests_per_cell,
+        "cells_finishing_per_s": round(workers / cell_s, 1),
+        "tracking_requests_per_s_needed": round(workers * requests_per_cell / cell_s, 1),
+        "tracking_requests_per_s_measured": max((r["requests_per_s"] for r in write_rate), default=float("nan")),
+        "result_mb_per_s_to_driver": round(workers / cell_s * serial["result_kb_median"] / 1024, 1),
+        "pair_load_s": load[0]["pair_load_s"] if load else float("nan"),
+    }
+    measured = out["tracking_requests_per_s_measured"]
+    out["servers_needed"] = (int(-(-out["tracking_requests_per_s_needed"] // measured)) if measured == measured
+                             and measured > 0 else None)
+    out["min_cell_s_for_one_server"] = (round(workers * requests_per_cell / measured, 1) if measured == measured
+                                        and measured > 0 else None)
+    return out
+
+
+def plot(runs: list[dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(runs), 1, figsize=(10, 1.2 + 1.1 * sum(
+        r["timeline"]["worker"].str.extract(r"(pid \d+|driver)")[0].nunique() for r in runs)), squeeze=False,
+        sharex=True)
+    for ax, run in zip(axes[:, 0], runs, strict=True):
+        t = run["timeline"]
+        lanes = {pid: i for i, pid in enumerate(dict.fromkeys(t["worker"].str.extract(r"(pid \d+|driver)")[0]))}
+        for _, row in t.iterrows():
+            lane = lanes[re.search(r"(pid \d+|driver)", row["worker"]).group(1)]
+            learned = "londi" in row["cell"] or "cascade" in row["cell"]
+            ax.barh(lane, row["seconds"], left=row["start_s"], color="tab:orange" if learned else "tab:blue",
+                    edgecolor="white", linewidth=0.5)
+            if row["load_s"] > 0.01:
+                ax.barh(lane, row["load_s"], left=row["start_s"], color="black")
+        ax.set_yticks(list(lanes.values()), list(lanes))
+        ax.set_title(f"{run['name']}: {run['wall_s']:.0f} s wall", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("seconds from the sweep's start (orange: learning cells; black: loading the pair)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def render(study: dict[str, Any]) -> str:
+    configs, b = study["configs"], study["bound"]
+    lines = [f"# Executors: serial against Ray on this machine ({study['machine']})", "",
+             f"`{study['command']}` at {study['git_commit']}, {study['date']}.", "",
+             "Wall time is this shared machine's clock: a measurement of the executors, not a ranking of routers.", "",
+             "| run | wall s | speed-up | same numbers | cells | workers | cell-s | busy | first cell at s "
+             "| pair loads (s each) | gap between cells s (median, max) | back to driver s "
+             "| outcome kB (median, max) | cell slowdown | tracking requests / cell |", "|" + "---|" * 15]
+    for name, c in configs.items():
+        same = "" if "same_numbers" not in c else ("yes" if c["same_numbers"] else "**no**")
+        lines.append(
+            f"| {name} | {c['wall_s']} | {c.get('speed_up', '')} | {same} | {c['cells']} | {c['workers']} | "
+            f"{c['cell_seconds']} | {c['busy']} | {c['first_cell_start_s']} | {c['pair_loads']} ({c['pair_load_s']}) | "
+            f"{c['gap_between_cells_s_median']}, {c['gap_between_cells_s_max']} | {c['return_s_median']} | "
+            f"{c['result_kb_median']}, {c['result_kb_max']} | {c.get('cell_slowdown_median', '')} | "
+            f"{c['requests_per_cell']} |")
+    if study["write_rate"]:
+        lines += ["", "One MLflow server (1 worker, sqlite), log_batch of "
+                  f"{FLUSH_EVERY} metrics: " + "; ".join(f"{r['clients']} clients {r['requests_per_s']} requests/s"
+                                                         for r in study["write_rate"]) + "."]
+    lines += ["", f"## What would bound {b['nodes']} nodes x {b['cells_per_node']} cells", "",
+              f"- Cells of this sweep's mean length here ({b['mean_cell_s_here']} s) finish at "
+              f"{b['cells_finishing_per_s']} per second.",
+              f"- Tracking: {b['requests_per_cell']} requests per cell make {b['tracking_requests_per_s_needed']} "
+              f"requests/s against {b['tracking_requests_per_s_measured']} measured for one server: "
+              f"{b['servers_needed']} server(s), or cells of at least {b['min_cell_s_for_one_server']} s for one.",
+              f"- Driver: {b['result_mb_per_s_to_driver']} MB/s of outcomes to receive and unpickle.",
+              f"- Model loading: {b['pair_load_s']} s once per worker process for this pair."]
+    return "\n".join(lines) + "\n"
+
+
+def _machine() -> str:
+    model = re.search(r"model name\s*:\s*(.+)", Path("/proc/cpuinfo").read_text()) if Path("/proc/cpuinfo").exists() \
+        else None
+    return f"{os.cpu_count()} cores" + (f", {model.group(1).strip()}" if model else "")
+
+
+def main(args: Args) -> dict[str, Any]:
+    options = shlex.split(args.sweep)
+    given = [o for o in options if o in SET_HERE]
+    if given:
+        raise ValueError(f"{', '.join(given)}: set by bench.scaling for each run; leave it out of the sweep's options")
+    if not args.workers or min(args.workers) < 1:
+        raise ValueError(f"--workers {args.workers}: give one or more local Ray sizes of at least 1 CPU")
+    root = args.work or Path(tempfile.mkdtemp(prefix="londi-scaling-"))
+    try:
+        # The serial run prices with the committed calibration (measured again where it is stale on this machine);
+        # every other run with the serial run's, so that priced costs compare exactly.
+        profile = _profile(options)
+        runs = [run_config("serial", options, [], root, REPO_ROOT / "results" / profile / "calibration.json")]
+        prices = root / "serial" / "results" / profile / "calibration.json"
+        runs += [run_config(f"ray-{n}", options, ["--executor", "ray", "--ray-workers", str(n)], root, prices)
+                 for n in args.workers]
+        configs = {run["name"]: analyse(run, None if run["name"] == "serial" else runs[0]) for run in runs}
+        write_rate = tracking_bench(root) if args.tracking_bench else []
+        study = {"command": "python -m bench.scaling " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
+                 "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "machine": _machine(), "configs": configs, "write_rate": write_rate,
+                 "bound": bound(configs, write_rate)}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(study, indent=1, default=str))
+        args.out.with_suffix(".md").write_text(render(study))
+        plot(runs, args.out.with_name(args.out.name + "_timeline.png"))
+        print(render(study))
+        print(f"wrote {args.out}.json, {args.out}.md, {args.out}_timeline.png", file=sys.stderr)
+        return study
+    finally:
+        if args.work is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    with user_errors():
+        study = main(tyro.cli(Args))
+    sys.exit(0 if all(c.get("same_numbers", True) for c in study["configs"].values()) else 1)

@@ -1,0 +1,96 @@
+"""bench.scaling: the serial-against-Ray study says no when a configuration's numbers differ, reads overhead off the
+timelines, counts a real tracking server's requests, and refuses options it sets itself."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+from bench.scaling import TrackingServer, analyse, bound, render
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def table(reward: float) -> pd.DataFrame:
+    return pd.DataFrame({"task": ["babyai/Mixed"] * 2, "router": ["quick_only", "deepthink_only"], "episodes": [4, 4],
+                         "reward": [0.5, reward], "reward_ci_low": [0.4, reward - 0.1], "flops": [1e9, 2e9]})
+
+
+def timeline(rows: list[tuple[str, str, float, float, float]]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=["cell", "worker", "start_s", "seconds", "load_s"])
+    frame["received_s"] = frame["start_s"] + frame["seconds"] + 0.01
+    frame["result_kb"] = 12.0
+    return frame
+
+
+SERIAL = {"name": "serial", "wall_s": 100.0, "requests": Counter({"runs/create": 4, "runs/log-batch": 16}),
+          "tables": {"babyai": table(0.8)},
+          "timeline": timeline([("a", "driver", 10, 20, 0), ("b", "driver", 30, 20, 0), ("c", "driver", 50, 20, 0),
+                                ("d", "driver", 70, 20, 0)])}
+
+
+def ray_run(reward: float) -> dict:
+    return {"name": "ray-2", "wall_s": 80.0, "requests": Counter({"runs/create": 4, "runs/log-batch": 16}),
+            "tables": {"babyai": table(reward)},
+            "timeline": timeline([("a", "node 1 pid 7 (loaded its pair)", 12, 33, 3),
+                                  ("b", "node 1 pid 8 (loaded its pair)", 12, 33, 3),
+                                  ("c", "node 1 pid 7", 45.5, 30, 0), ("d", "node 1 pid 8", 45.2, 30, 0)])}
+
+
+def test_a_configuration_whose_numbers_differ_is_a_no_and_the_report_says_so() -> None:
+    same, moved = analyse(ray_run(0.8), SERIAL), analyse(ray_run(0.75), SERIAL)
+    assert same["same_numbers"] is True and moved["same_numbers"] is False
+    configs = {"serial": analyse(SERIAL, None), "ray-2": moved}
+    text = render({"configs": configs, "bound": bound(configs, []), "write_rate": [], "machine": "2 cores",
+                   "command": "python -m bench.scaling", "git_commit": "abc", "date": "today"})
+    assert "| ray-2 | 80.0 | 1.25 | **no** |" in text
+    assert "| ray-2 | 80.0 | 1.25 | yes |" in render({"configs": {"serial": configs["serial"], "ray-2": same},
+                                                       "bound": bound(configs, []), "write_rate": [], "machine": "",
+                                                       "command": "", "git_commit": "", "date": ""})
+
+
+def test_the_overhead_per_cell_is_read_off_the_timeline() -> None:
+    got = analyse(ray_run(0.8), SERIAL)
+    assert (got["cells"], got["workers"], got["pair_loads"], got["pair_load_s"]) == (4, 2, 2, 3.0)
+    assert got["gap_between_cells_s_median"] == 0.35 and got["gap_between_cells_s_max"] == 0.5
+    assert got["cell_slowdown_median"] == 1.5  # (33 - 3) / 20 and 30 / 20
+    assert got["speed_up"] == 1.25 and got["requests_per_cell"] == 5.0
+    assert got["busy"] == round(126 / (2 * (75.5 - 12)), 3)
+    serial = analyse(SERIAL, None)
+    assert serial["pair_loads"] == 0 and serial["gap_between_cells_s_median"] == 0.0 and serial["busy"] == 1.0
+
+    b = bound({"serial": serial, "ray-2": got}, [{"clients": 4, "requests_per_s": 50.0}])
+    assert b["cells_finishing_per_s"] == 1600 / 20 and b["tracking_requests_per_s_needed"] == 1600 * 5 / 20
+    assert b["servers_needed"] == 8 and b["min_cell_s_for_one_server"] == 160.0 and b["pair_load_s"] == 3.0
+
+
+def test_the_tracking_server_counts_the_requests_it_served_and_stops(tmp_path: Path) -> None:
+    server = TrackingServer(tmp_path)
+    try:
+        client = MlflowClient(server.uri)
+        run = client.create_run(client.create_experiment("x")).info.run_id
+        for step in range(3):
+            client.log_batch(run, metrics=[Metric("m", 1.0, 0, step)])
+        counts = server.requests()
+    finally:
+        server.stop()
+    assert counts["runs/create"] == 1 and counts["runs/log-batch"] == 3, counts
+    assert server.proc.poll() is not None
+
+
+def test_options_the_study_sets_itself_are_one_error_line(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for argv, problem in ((["--sweep=--profile smoke --results-dir x"], "--results-dir: set by bench.scaling"),
+                          (["--workers", "0"], "--workers [0]: give one or more")):
+        done = subprocess.run([sys.executable, "-m", "bench.scaling", "--out", str(tmp_path / "s"), *argv], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: "), done.stderr
+        assert problem in done.stderr
+    assert not list(tmp_path.iterdir())
