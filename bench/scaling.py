@@ -52,6 +52,7 @@ import tyro
 from bench.common.errors import user_errors
 from bench.common.provenance import REPO_ROOT, git_commit
 from bench.common.tracking import FLUSH_EVERY
+from bench.reporting.executors import plot, render
 from bench.running.sweep import place_invariant
 
 NODES, CELLS_PER_NODE = 100, 16
@@ -203,8 +204,13 @@ def analyse(run: dict[str, Any], serial: dict[str, Any] | None) -> dict[str, Any
     return out
 
 
+HEAVY = ("runs/log-batch", "artifacts")
+"""Requests that write many rows or a file; every other request (create, set-tag, update, get, search) is light."""
+
+
 def tracking_bench(root: Path, clients: tuple[int, ...] = (1, 4, 16), seconds: float = 10.0) -> list[dict[str, Any]]:
-    """log_batch requests of FLUSH_EVERY metrics per second that one MLflow server (1 worker, sqlite) sustains."""
+    """Requests per second one MLflow server (1 worker, sqlite) sustains from 1, 4 and 16 clients: heavy ones
+    (log_batch of FLUSH_EVERY metrics, as a cell's runs send them) and light ones (set_tag)."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric
 
@@ -213,31 +219,34 @@ def tracking_bench(root: Path, clients: tuple[int, ...] = (1, 4, 16), seconds: f
     try:
         client = MlflowClient(server.uri)
         experiment = client.create_experiment("write-rate")
-        for k in clients:
-            runs = [client.create_run(experiment).info.run_id for _ in range(k)]
-            counts = [0] * k
-            stop = time.monotonic() + seconds
+        for kind in ("heavy", "light"):
+            for k in clients:
+                runs = [client.create_run(experiment).info.run_id for _ in range(k)]
+                counts = [0] * k
+                stop = time.monotonic() + seconds
 
-            def write(i: int, runs: list[str] = runs, counts: list[int] = counts, stop: float = stop) -> None:
-                mine = MlflowClient(server.uri)
-                step = 0
-                while time.monotonic() < stop:
-                    now = int(time.time() * 1000)
-                    mine.log_batch(runs[i], metrics=[Metric(f"m{j}", float(j), now, step) for j in range(FLUSH_EVERY)])
-                    counts[i] += 1
-                    step += 1
+                def write(i: int, runs: list[str] = runs, counts: list[int] = counts, stop: float = stop,
+                          kind: str = kind) -> None:
+                    mine = MlflowClient(server.uri)
+                    while time.monotonic() < stop:
+                        if kind == "heavy":
+                            now = int(time.time() * 1000)
+                            mine.log_batch(runs[i], metrics=[Metric(f"m{j}", float(j), now, counts[i])
+                                                             for j in range(FLUSH_EVERY)])
+                        else:
+                            mine.set_tag(runs[i], f"t{counts[i] % 50}", str(counts[i]))
+                        counts[i] += 1
 
-            threads = [threading.Thread(target=write, args=(i,)) for i in range(k)]
-            began = time.monotonic()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            took = time.monotonic() - began
-            rows.append({"clients": k, "requests_per_s": round(sum(counts) / took, 1),
-                         "metric_rows_per_s": round(sum(counts) * FLUSH_EVERY / took)})
-            print(f"scaling: tracking server: {k} clients, {rows[-1]['requests_per_s']} log_batch/s",
-                  file=sys.stderr, flush=True)
+                threads = [threading.Thread(target=write, args=(i,)) for i in range(k)]
+                began = time.monotonic()
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                took = time.monotonic() - began
+                rows.append({"kind": kind, "clients": k, "requests_per_s": round(sum(counts) / took, 1)})
+                print(f"scaling: tracking server: {kind} requests, {k} clients: {rows[-1]['requests_per_s']}/s",
+                      file=sys.stderr, flush=True)
     finally:
         server.stop()
     return rows
@@ -245,88 +254,32 @@ def tracking_bench(root: Path, clients: tuple[int, ...] = (1, 4, 16), seconds: f
 
 def bound(configs: dict[str, dict[str, Any]], write_rate: list[dict[str, Any]]) -> dict[str, Any]:
     """What a sweep on NODES x CELLS_PER_NODE workers would ask of one tracking server and the driver, at the
-    measured cell length, requests per cell, outcome size and pair load."""
+    measured cell length, requests per cell (heavy and light, each at its measured best rate), outcome size and
+    pair load."""
     serial = configs["serial"]
     cell_s = serial["cell_seconds"] / serial["cells"]
     workers = NODES * CELLS_PER_NODE
-    requests_per_cell = serial["requests_per_cell"]
+    by_endpoint = serial["requests_by_endpoint"]
+    heavy = sum(n for name, n in by_endpoint.items() if name in HEAVY) / serial["cells"]
+    light = sum(n for name, n in by_endpoint.items() if name not in HEAVY) / serial["cells"]
+    best = {kind: max((r["requests_per_s"] for r in write_rate if r.get("kind", "heavy") == kind), default=0.0)
+            for kind in ("heavy", "light")}
+    # Seconds of one server's time a cell's requests take at the best measured rates (None: not measured).
+    server_s = (heavy / best["heavy"] + light / best["light"]) if best["heavy"] > 0 and best["light"] > 0 else None
     load = [c for c in configs.values() if c.get("pair_loads")]
-    out = {
+    return {
         "nodes": NODES, "cells_per_node": CELLS_PER_NODE,
         "mean_cell_s_here": round(cell_s, 2),
-        "requests_per_cell": requests_per_cell,
+        "requests_per_cell": serial["requests_per_cell"],
+        "heavy_requests_per_cell": round(heavy, 1), "light_requests_per_cell": round(light, 1),
+        "best_requests_per_s": best,
         "cells_finishing_per_s": round(workers / cell_s, 1),
-        "tracking_requests_per_s_needed": round(workers * requests_per_cell / cell_s, 1),
-        "tracking_requests_per_s_measured": max((r["requests_per_s"] for r in write_rate), default=float("nan")),
+        "server_s_per_cell": None if server_s is None else round(server_s, 3),
+        "servers_needed": None if server_s is None else int(-(-workers * server_s // cell_s)),
+        "min_cell_s_for_one_server": None if server_s is None else round(workers * server_s, 1),
         "result_mb_per_s_to_driver": round(workers / cell_s * serial["result_kb_median"] / 1024, 1),
         "pair_load_s": load[0]["pair_load_s"] if load else float("nan"),
     }
-    measured = out["tracking_requests_per_s_measured"]
-    out["servers_needed"] = (int(-(-out["tracking_requests_per_s_needed"] // measured)) if measured == measured
-                             and measured > 0 else None)
-    out["min_cell_s_for_one_server"] = (round(workers * requests_per_cell / measured, 1) if measured == measured
-                                        and measured > 0 else None)
-    return out
-
-
-def plot(runs: list[dict[str, Any]], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(runs), 1, figsize=(10, 1.2 + 1.1 * sum(
-        r["timeline"]["worker"].str.extract(r"(pid \d+|driver)")[0].nunique() for r in runs)), squeeze=False,
-        sharex=True)
-    for ax, run in zip(axes[:, 0], runs, strict=True):
-        t = run["timeline"]
-        lanes = {pid: i for i, pid in enumerate(dict.fromkeys(t["worker"].str.extract(r"(pid \d+|driver)")[0]))}
-        for _, row in t.iterrows():
-            lane = lanes[re.search(r"(pid \d+|driver)", row["worker"]).group(1)]
-            learned = "londi" in row["cell"] or "cascade" in row["cell"]
-            ax.barh(lane, row["seconds"], left=row["start_s"], color="tab:orange" if learned else "tab:blue",
-                    edgecolor="white", linewidth=0.5)
-            if row["load_s"] > 0.01:
-                ax.barh(lane, row["load_s"], left=row["start_s"], color="black")
-        ax.set_yticks(list(lanes.values()), list(lanes))
-        ax.set_title(f"{run['name']}: {run['wall_s']:.0f} s wall", fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel("seconds from the sweep's start (orange: learning cells; black: loading the pair)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def render(study: dict[str, Any]) -> str:
-    configs, b = study["configs"], study["bound"]
-    lines = [f"# Executors: serial against Ray on this machine ({study['machine']})", "",
-             f"`{study['command']}` at {study['git_commit']}, {study['date']}.", "",
-             "Wall time is this shared machine's clock: a measurement of the executors, not a ranking of routers.", "",
-             "| run | wall s | speed-up | same numbers | cells | workers | cell-s | busy | first cell at s "
-             "| pair loads (s each) | gap between cells s (median, max) | back to driver s "
-             "| outcome kB (median, max) | cell slowdown | tracking requests / cell |", "|" + "---|" * 15]
-    for name, c in configs.items():
-        same = "" if "same_numbers" not in c else ("yes" if c["same_numbers"] else "**no**")
-        lines.append(
-            f"| {name} | {c['wall_s']} | {c.get('speed_up', '')} | {same} | {c['cells']} | {c['workers']} | "
-            f"{c['cell_seconds']} | {c['busy']} | {c['first_cell_start_s']} | {c['pair_loads']} ({c['pair_load_s']}) | "
-            f"{c['gap_between_cells_s_median']}, {c['gap_between_cells_s_max']} | {c['return_s_median']} | "
-            f"{c['result_kb_median']}, {c['result_kb_max']} | {c.get('cell_slowdown_median', '')} | "
-            f"{c['requests_per_cell']} |")
-    if study["write_rate"]:
-        lines += ["", "One MLflow server (1 worker, sqlite), log_batch of "
-                  f"{FLUSH_EVERY} metrics: " + "; ".join(f"{r['clients']} clients {r['requests_per_s']} requests/s"
-                                                         for r in study["write_rate"]) + "."]
-    lines += ["", f"## What would bound {b['nodes']} nodes x {b['cells_per_node']} cells", "",
-              f"- Cells of this sweep's mean length here ({b['mean_cell_s_here']} s) finish at "
-              f"{b['cells_finishing_per_s']} per second.",
-              f"- Tracking: {b['requests_per_cell']} requests per cell make {b['tracking_requests_per_s_needed']} "
-              f"requests/s against {b['tracking_requests_per_s_measured']} measured for one server: "
-              f"{b['servers_needed']} server(s), or cells of at least {b['min_cell_s_for_one_server']} s for one.",
-              f"- Driver: {b['result_mb_per_s_to_driver']} MB/s of outcomes to receive and unpickle.",
-              f"- Model loading: {b['pair_load_s']} s once per worker process for this pair."]
-    return "\n".join(lines) + "\n"
 
 
 def _machine() -> str:

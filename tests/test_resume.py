@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from algos.londi_sac import LondiSAC
 from baselines.random_switch import RandomSwitch
+from bench.common.tracking import experiment_id
 from bench.envs.tasks import get_task
 from bench.running.cell import train_and_evaluate
 from bench.running.evaluate import evaluate
@@ -175,8 +176,7 @@ def test_a_run_left_running_before_its_checkpoint_named_it_is_marked_killed_by_t
     client = MlflowClient(tracking_uri)
     part = state.checkpointer(task.name, "random_switch[p=0.5]", 0, "eval").path.stem
     other = state.checkpointer(task.name, "random_switch[p=0.5]", 1, "eval").path.stem
-    experiment = client.get_experiment_by_name("londi-bench")
-    exp_id = experiment.experiment_id if experiment else client.create_experiment("londi-bench")
+    exp_id = experiment_id(client)  # with its artifacts beside the store, as the harness makes it
     orphan, same_part_other_sweep, other_part = (
         client.create_run(exp_id, tags={"londi.sweep": sweep, "londi.part": name, "londi.kind": "eval"}).info.run_id
         for sweep, name in (("sweep-a", part), ("sweep-b", part), ("sweep-a", other)))

@@ -13,7 +13,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
-from bench.scaling import TrackingServer, analyse, bound, render
+from bench.reporting.executors import render
+from bench.scaling import TrackingServer, analyse, bound
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,9 +67,14 @@ def test_the_overhead_per_cell_is_read_off_the_timeline() -> None:
     serial = analyse(SERIAL, None)
     assert serial["pair_loads"] == 0 and serial["gap_between_cells_s_median"] == 0.0 and serial["busy"] == 1.0
 
-    b = bound({"serial": serial, "ray-2": got}, [{"clients": 4, "requests_per_s": 50.0}])
-    assert b["cells_finishing_per_s"] == 1600 / 20 and b["tracking_requests_per_s_needed"] == 1600 * 5 / 20
-    assert b["servers_needed"] == 8 and b["min_cell_s_for_one_server"] == 160.0 and b["pair_load_s"] == 3.0
+    rates = [{"kind": "heavy", "clients": 1, "requests_per_s": 40.0}, {"kind": "heavy", "clients": 4,
+                                                                       "requests_per_s": 50.0},
+             {"kind": "light", "clients": 4, "requests_per_s": 500.0}]
+    b = bound({"serial": serial, "ray-2": got}, rates)
+    assert (b["heavy_requests_per_cell"], b["light_requests_per_cell"]) == (4.0, 1.0)
+    assert b["cells_finishing_per_s"] == 1600 / 20 and b["server_s_per_cell"] == 4 / 50 + 1 / 500
+    assert b["servers_needed"] == 7 and b["min_cell_s_for_one_server"] == 131.2 and b["pair_load_s"] == 3.0
+    assert bound({"serial": serial}, [])["servers_needed"] is None  # no write rate measured: no bound claimed
 
 
 def test_the_tracking_server_counts_the_requests_it_served_and_stops(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import tyro
 
 from bench.common.provenance import REPO_ROOT
 from bench.models.profiles import get_profile
+from bench.reporting.executors import render as render_executors
 from bench.reporting.report import PAPER_SAVING, family, is_londi
 
 ROOT = REPO_ROOT
@@ -108,6 +109,10 @@ class Results:
         """Prompt length of the Flan-T5-shape calls of `suite` in the GPU check."""
         return next(row["prompt_tokens"] for row in self.gpu_check()["flan_t5_shapes"] if row.get("suite") == suite
                     and "prompt_tokens" in row)
+
+    def executors(self) -> dict[str, Any]:
+        """The executors study (make scaling: results/<profile>/executors.json)."""
+        return _json(self.results / self.profile / "executors.json")
 
     def rename(self) -> dict[str, Any]:
         return _json(self.results / self.profile / "scienceworld_rename.json")
@@ -694,6 +699,7 @@ def render(results: Results | None = None) -> str:
                "gpu_shape_table": lambda: gpu_shape_table(r), "calibration_table": lambda: calibration_table(r),
                "heldout_levels_table": lambda: heldout_levels_table(r), "limit_tables": lambda: limit_tables(r),
                "plug_and_play_table": lambda: plug_and_play_section(r, "table"),
+               "executors_section": lambda: render_executors(r.executors(), title=False),
                "plug_and_play_models": lambda: plug_and_play_section(r, "models_table"),
                "plug_and_play_encoders": lambda: plug_and_play_section(r, "encoder_rows"),
                "mdp_matching": lambda: _mdp_matching(r), "rename_tables": lambda: rename_tables(r),

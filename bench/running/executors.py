@@ -81,9 +81,12 @@ class SerialExecutor(Executor):
 def _remote_cell(ctx: SweepContext, job: CellJob) -> CellOutcome:
     """The body of a Ray task: one cell on this worker, with the pairs this worker process keeps."""
     import ray
+    import torch
 
     from bench.running.sweep import loaded_pairs
 
+    # As many torch threads as the CPUs the task was given (Ray's OMP_NUM_THREADS may come after torch's pool).
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     began = loaded_pairs()
     outcome = run_cell(ctx, job)
     node = ray.get_runtime_context().get_node_id()[:8]
