@@ -70,6 +70,8 @@ class Args:
     """local Ray sizes to run the sweep on (CPUs; a cell takes one), each after the serial run"""
     tracking_bench: bool = True
     """also measure one MLflow server's write rate (log_batch requests per second from 1, 4 and 16 clients)"""
+    paper_load: bool = True
+    """also measure the size and loading time of the paper profile's pair (Flan-T5 small and large shapes)"""
     work: Path | None = None
     """where the runs keep their results, stores and logs (kept); unset: a temporary folder, removed"""
 
@@ -252,7 +254,40 @@ def tracking_bench(root: Path, clients: tuple[int, ...] = (1, 4, 16), seconds: f
     return rows
 
 
-def bound(configs: dict[str, dict[str, Any]], write_rate: list[dict[str, Any]]) -> dict[str, Any]:
+def paper_pair_load(root: Path) -> list[dict[str, Any]]:
+    """The paper profile's models (Flan-T5 small and large, built from their configs: no hub here), saved as a
+    checkpoint and loaded again in a fresh process: their size on disk and the seconds `from_pretrained` takes,
+    from this machine's page cache (the file was just written), as a worker loads its pair."""
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    from bench.models.profiles import FLAN_T5_SHAPES
+
+    rows = []
+    for name, shape in FLAN_T5_SHAPES.items():
+        path = root / name
+        torch.manual_seed(0)
+        model = T5ForConditionalGeneration(T5Config(vocab_size=32128, feed_forward_proj="gated-gelu",
+                                                    tie_word_embeddings=False, **shape))
+        params = sum(p.numel() for p in model.parameters())
+        model.save_pretrained(path)
+        del model
+        size = sum(f.stat().st_size for f in path.iterdir())
+        probe = ("import sys, time\nfrom transformers import T5ForConditionalGeneration\nt = time.perf_counter()\n"
+                 "T5ForConditionalGeneration.from_pretrained(sys.argv[1])\nprint(time.perf_counter() - t)")
+        done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"loading {name} failed: {done.stderr[-2000:]}")
+        rows.append({"model": name, "params": params, "gb_on_disk": round(size / 1e9, 2),
+                     "load_s": round(float(done.stdout.strip().splitlines()[-1]), 2)})
+        shutil.rmtree(path)
+        print(f"scaling: {name}: {rows[-1]['gb_on_disk']} GB, loaded in {rows[-1]['load_s']} s", file=sys.stderr,
+              flush=True)
+    return rows
+
+
+def bound(configs: dict[str, dict[str, Any]], write_rate: list[dict[str, Any]],
+          paper_load: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """What a sweep on NODES x CELLS_PER_NODE workers would ask of one tracking server and the driver, at the
     measured cell length, requests per cell (heavy and light, each at its measured best rate), outcome size and
     pair load."""
@@ -279,6 +314,8 @@ def bound(configs: dict[str, dict[str, Any]], write_rate: list[dict[str, Any]]) 
         "min_cell_s_for_one_server": None if server_s is None else round(workers * server_s, 1),
         "result_mb_per_s_to_driver": round(workers / cell_s * serial["result_kb_median"] / 1024, 1),
         "pair_load_s": load[0]["pair_load_s"] if load else float("nan"),
+        "paper_pair_gb": round(sum(r["gb_on_disk"] for r in paper_load), 2) if paper_load else None,
+        "paper_pair_load_s": round(sum(r["load_s"] for r in paper_load), 2) if paper_load else None,
     }
 
 
@@ -306,10 +343,11 @@ def main(args: Args) -> dict[str, Any]:
                  for n in args.workers]
         configs = {run["name"]: analyse(run, None if run["name"] == "serial" else runs[0]) for run in runs}
         write_rate = tracking_bench(root) if args.tracking_bench else []
+        paper_load = paper_pair_load(root) if args.paper_load else []
         study = {"command": "python -m bench.scaling " + " ".join(sys.argv[1:]), "git_commit": git_commit(),
                  "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                  "machine": _machine(), "configs": configs, "write_rate": write_rate,
-                 "bound": bound(configs, write_rate)}
+                 "paper_load": paper_load, "bound": bound(configs, write_rate, paper_load)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".json").write_text(json.dumps(study, indent=1, default=str))
         args.out.with_suffix(".md").write_text(render(study))

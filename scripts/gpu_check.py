@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from bench.models.lm import ActionLM
+from bench.models.profiles import FLAN_T5_SHAPES
 from bench.running.gpu import GpuMonitor, nvml_status
 from bench.running.metering import Meter
 
@@ -46,11 +47,6 @@ SW_HISTORY_PROMPT = (
     "a orange wire, a blue wire, an electric motor, which is off, a switch, which is off. an ultra low temperature "
     "freezer. The ultra low temperature freezer door is open. In the ultra low temperature freezer is: nothing. You "
     "also see: A door to the hallway (that is open) Inventory: In your inventory, you see: an orange")
-FLAN_T5_SHAPES = {
-    # google/flan-t5-small and google/flan-t5-large's config.json (gated-GELU feed-forward, untied output layer).
-    "flan-t5-small-shape": dict(d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8, num_decoder_layers=8),
-    "flan-t5-large-shape": dict(d_model=1024, d_ff=2816, d_kv=64, num_heads=16, num_layers=24, num_decoder_layers=24),
-}
 GENERATED_TOKENS = 8
 """Tokens generated per ScienceWorld decision (random weights never stop on their own; a gold action is ~8)."""
 

@@ -10,11 +10,12 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from bench.reporting.executors import render
-from bench.scaling import TrackingServer, analyse, bound
+from bench.scaling import TrackingServer, analyse, bound, paper_pair_load
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -100,3 +101,24 @@ def test_options_the_study_sets_itself_are_one_error_line(tmp_path: Path) -> Non
         assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: "), done.stderr
         assert problem in done.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_the_paper_pair_is_built_from_its_configs_saved_and_loaded_in_a_fresh_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measurement itself, on two tiny shapes in place of Flan-T5 small and large (the real ones are 3 GB)."""
+    import bench.models.profiles as profiles
+
+    monkeypatch.setattr(profiles, "FLAN_T5_SHAPES", {
+        "tiny-shape": dict(d_model=32, d_ff=64, d_kv=8, num_heads=4, num_layers=1, num_decoder_layers=1),
+        "less-tiny-shape": dict(d_model=64, d_ff=128, d_kv=16, num_heads=4, num_layers=2, num_decoder_layers=2)})
+    rows = paper_pair_load(tmp_path)
+    assert [r["model"] for r in rows] == ["tiny-shape", "less-tiny-shape"]
+    assert rows[0]["params"] < rows[1]["params"] and all(r["load_s"] > 0 for r in rows)
+    assert rows[1]["gb_on_disk"] * 1e9 > rows[1]["params"] * 4 * 0.99 - 1e7  # float32 weights, rounded to 10 MB
+    assert not list(tmp_path.iterdir()), "the checkpoints are removed once measured"
+    serial = analyse(SERIAL, None)
+    b = bound({"serial": serial}, [], [{"gb_on_disk": 0.3, "load_s": 1.0}, {"gb_on_disk": 3.1, "load_s": 4.0}])
+    assert (b["paper_pair_gb"], b["paper_pair_load_s"]) == (3.4, 5.0)
+    text = render({"configs": {"serial": serial}, "bound": b, "write_rate": [], "machine": "", "command": "",
+                   "git_commit": "", "date": ""})
+    assert "is 3.4 GB and loads in 5.0 s" in text and "100 nodes read 340 GB" in text

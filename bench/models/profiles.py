@@ -13,6 +13,13 @@ from dataclasses import dataclass, replace
 from bench.envs.tasks import SCIENCEWORLD_DEMO_ONLY, TaskSpec, task_names
 from bench.models.train import ModelRecipe
 
+FLAN_T5_SHAPES = {
+    # google/flan-t5-small and google/flan-t5-large's config.json (gated-GELU feed-forward, untied output layer, a
+    # 32128-entry vocabulary): the paper profile's pair, built from their configs where the hub is out of reach.
+    "flan-t5-small-shape": dict(d_model=512, d_ff=1024, d_kv=64, num_heads=6, num_layers=8, num_decoder_layers=8),
+    "flan-t5-large-shape": dict(d_model=1024, d_ff=2816, d_kv=64, num_heads=16, num_layers=24, num_decoder_layers=24),
+}
+
 LONDI_SWEEP = (
     "londi_sac[c=0.001]", "londi_sac[c=0.003]", "londi_sac[c=0.01]", "londi_sac[c=0.03]", "londi_sac[c=0.1]",
     "londi_b[budget=2]", "londi_b[budget=4]", "londi_b[budget=6]",

@@ -44,7 +44,12 @@ def render(study: dict[str, Any], title: bool = True) -> str:
               f"{b['servers_needed']} server(s) for these cells, or one server for cells of at least "
               f"{b['min_cell_s_for_one_server']} s.",
               f"- Driver: {b['result_mb_per_s_to_driver']} MB/s of outcomes to receive and unpickle.",
-              f"- Model loading: {b['pair_load_s']} s once per worker process for this pair."]
+              f"- Model loading: {b['pair_load_s']} s once per worker process for this pair"
+              + (f"; the paper's pair (Flan-T5 small and large shapes) is {b['paper_pair_gb']} GB and loads in "
+                 f"{b['paper_pair_load_s']} s from this machine's page cache: {b['nodes']} nodes read "
+                 f"{round(b['nodes'] * b['paper_pair_gb'])} GB from shared storage once (a node's workers share its "
+                 f"page cache), and every worker process holds its own copy in memory."
+                 if b.get("paper_pair_gb") else ".")]
     return "\n".join(lines) + "\n"
 
 
