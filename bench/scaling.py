@@ -360,7 +360,12 @@ def main(args: Args) -> dict[str, Any]:
             shutil.rmtree(root, ignore_errors=True)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops like Ctrl-C: the tracking server this study started is stopped too
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _interrupt)
     with user_errors():
         study = main(tyro.cli(Args))
     sys.exit(0 if all(c.get("same_numbers", True) for c in study["configs"].values()) else 1)

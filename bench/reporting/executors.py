@@ -73,6 +73,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> Path:
             if row["load_s"] > 0.01:
                 ax.barh(lane, row["load_s"], left=row["start_s"], color="black")
         ax.set_yticks(list(lanes.values()), list(lanes))
+        ax.set_xlim(left=0)
         ax.set_title(f"{run['name']}: {run['wall_s']:.0f} s wall", fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("seconds from the sweep's start (orange: learning cells; black: loading the pair)")
     fig.tight_layout()

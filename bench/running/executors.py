@@ -158,6 +158,10 @@ class RayExecutor(Executor):
             ray.shutdown()  # the driver leaves the cluster it joined before saying why
             raise
         self.remote = ray.remote(_remote_cell)
+        # Start every worker now, importing the harness (torch, transformers), while the driver loads its pairs and
+        # prices: Ray starts a worker process only when a task needs one, and on a busy machine each takes seconds.
+        slots = int(ray.cluster_resources().get("CPU", 0) // max(options.cpus_per_cell, 1e-9))
+        self.warming = [ray.remote(_warm).options(num_cpus=options.cpus_per_cell).remote() for _ in range(slots)]
 
     def describe(self) -> dict[str, Any]:
         resources = self.ray.cluster_resources()
@@ -227,6 +231,14 @@ class RayExecutor(Executor):
     def close(self) -> None:
         if self.ray.is_initialized():
             self.ray.shutdown()
+
+
+def _warm() -> int:
+    """A worker's first task: import what a cell needs, so that the first cell sent to it does not wait for that."""
+    import bench.models.cache  # noqa: F401 - the imports are the point (torch, transformers, the harness)
+    import bench.running.sweep  # noqa: F401
+
+    return os.getpid()
 
 
 def _missing(paths: list[str]) -> list[str]:
