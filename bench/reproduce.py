@@ -160,8 +160,8 @@ class Args:
     ray_gpus_per_cell: float = 0.0
     """GPU fraction each cell asks of Ray where the models run on CUDA (0.25: four cells share a GPU)"""
     timeline: Path | None = None
-    """write where and when every cell ran to this CSV (cell, worker, start and end in seconds from the sweep's
-    start, seconds loading its pair): what an executor's scheduling and model loading cost"""
+    """write where and when every cell ran to this CSV (cell, its batch, worker, start and length in seconds from the
+    sweep's start, seconds loading its pair, when the driver had it, its size): what scheduling and loading cost"""
     report_as: str | None = None
     """name the report's files (results/<profile>/<name>.md, .csv, .json, _cost_reward.png) instead of after the
     suite, and leave out the pair report: a side study beside the main report, e.g. heldout_levels"""
@@ -376,6 +376,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     suite_s: dict[str, float] = dict.fromkeys(suites, 0.0)  # seconds spent on each suite's pair and cells
     executor_info: dict[str, object] = {}
     timeline: list[dict[str, object]] = []  # every cell: where, when, how long (--timeline)
+    batches = [0]  # execute() calls so far: the matched controls' batch waits for the first one to finish
     epoch = time.time() - (time.perf_counter() - started)  # the sweep's start, in epoch seconds
     for suite in suites:
         began = time.perf_counter()
@@ -416,13 +417,16 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             unique.setdefault((job.task, job.label, job.seed), job)
         batch = list(unique.values())
         outcomes = {}
+        batches[0] += 1
         for outcome in executor.run(ctx, batch):
             outcomes[(outcome.job.task, outcome.job.label, outcome.job.seed)] = outcome
             suite_s[outcome.job.suite] += outcome.seconds
-            timeline.append({"cell": outcome.job.name, "worker": outcome.worker,
-                             "start_s": round(outcome.started - epoch, 3), "seconds": round(outcome.seconds, 3),
-                             "load_s": round(outcome.load_s, 3), "received_s": round(time.time() - epoch, 3),
-                             "result_kb": round(len(pickle.dumps(outcome)) / 1024, 1)})
+            if args.timeline is not None:
+                timeline.append({"cell": outcome.job.name, "batch": batches[0], "worker": outcome.worker,
+                                 "start_s": round(outcome.started - epoch, 3),
+                                 "seconds": round(outcome.seconds, 3), "load_s": round(outcome.load_s, 3),
+                                 "received_s": round(time.time() - epoch, 3),
+                                 "result_kb": round(len(pickle.dumps(outcome)) / 1024, 1)})
         settings: dict[tuple[str, str], tuple[list, list]] = {}
         for job in batch:  # the order the serial sweep always had
             outcome = outcomes[(job.task, job.label, job.seed)]

@@ -27,6 +27,7 @@ Writes OUT.json, OUT.md and OUT_timeline.png (each configuration's cells on thei
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import re
@@ -95,27 +96,34 @@ class TrackingServer:
         self.uri = f"http://127.0.0.1:{self.port}"
         self.log = root / "server.log"
         mlflow = Path(sys.executable).with_name("mlflow")
-        self.proc = subprocess.Popen(
-            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--backend-store-uri",
-             f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts"), "--workers", "1"],
-            stdout=self.log.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port), "--backend-store-uri",
+                 f"sqlite:///{root / 'server.db'}", "--artifacts-destination", str(root / "artifacts"), "--workers",
+                 "1"], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self._wait_healthy(120)
+        except BaseException:  # a timeout, a bad answer, Ctrl-C or SIGTERM: never leave the server behind
+            self.stop()
+            raise
+
+    def _wait_healthy(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the MLflow server did not start: {self.log.read_text()[-2000:]}")
             try:
                 if urllib.request.urlopen(f"{self.uri}/health", timeout=2).status == 200:
                     return
-            except OSError:
+            except (OSError, http.client.HTTPException):
                 time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("the MLflow server did not answer /health within 120 s")
+        raise RuntimeError(f"the MLflow server did not answer /health within {seconds:.0f} s")
 
     def requests(self) -> Counter:
-        """The requests it served, by endpoint (its access log)."""
-        found = re.findall(r'"(?:GET|POST|PUT|PATCH|DELETE) (/[^ ?"]*)[^"]*" \d{3}', self.log.read_text())
-        return Counter("artifacts" if "mlflow-artifacts" in path else path.split("/mlflow/", 1)[-1]
-                       for path in found if path != "/health")
+        """The requests it served, by method and endpoint (its access log): `POST runs/log-batch`, `PUT artifacts`."""
+        found = re.findall(r'"(GET|POST|PUT|PATCH|DELETE) (/[^ ?"]*)[^"]*" \d{3}', self.log.read_text())
+        return Counter(f"{method} " + ("artifacts" if "mlflow-artifacts" in path else path.split("/mlflow/", 1)[-1])
+                       for method, path in found if path != "/health")
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -127,14 +135,36 @@ class TrackingServer:
                 self.proc.wait()
 
 
+def _option(options: list[str], name: str, default: str) -> str:
+    """The value of `name` in bench.reproduce's options, given as `--name value` or `--name=value`."""
+    for i, option in enumerate(options):
+        if option == name and i + 1 < len(options):
+            return options[i + 1]
+        if option.startswith(name + "="):
+            return option.split("=", 1)[1]
+    return default
+
+
+def _stop_group(proc: subprocess.Popen, first: int) -> None:
+    """Stop a child started in its own session, and everything it started: `first`, then SIGKILL after 60 s."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, first)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def _profile(options: list[str]) -> str:
-    return options[options.index("--profile") + 1] if "--profile" in options else "cpu"
+    return _option(options, "--profile", "cpu")
 
 
 def run_config(name: str, options: list[str], executor: list[str], root: Path, calibration: Path) -> dict[str, Any]:
     """One run of the sweep, with the price book `calibration` (where it exists): its wall time, its timeline, the
     requests it made of its own tracking server."""
     folder = root / name
+    shutil.rmtree(folder, ignore_errors=True)  # a fresh store and results folder, even in a reused --work
     results = folder / "results"
     profile = _profile(options)
     if calibration.exists():
@@ -148,19 +178,26 @@ def run_config(name: str, options: list[str], executor: list[str], root: Path, c
         print(f"scaling: {name}: {' '.join(argv[3:])}", file=sys.stderr, flush=True)
         began = time.monotonic()
         with (folder / "reproduce.log").open("w") as log:
-            done = subprocess.run(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            child = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, start_new_session=True)
+            try:
+                returncode = child.wait()
+            except BaseException:  # Ctrl-C or SIGTERM here: the sweep stops as it would (its Ray, its runs closed)
+                _stop_group(child, signal.SIGINT)
+                raise
         wall = time.monotonic() - began
         requests = server.requests()
     finally:
         server.stop()
-    if done.returncode != 0:
-        raise RuntimeError(f"{name}: bench.reproduce exited {done.returncode}: "
+    if returncode != 0:
+        raise RuntimeError(f"{name}: bench.reproduce exited {returncode}: "
                            f"{(folder / 'reproduce.log').read_text()[-3000:]}")
     print(f"scaling: {name}: {wall:.0f} s", file=sys.stderr, flush=True)
     tables = {path.stem: place_invariant(pd.read_csv(path)) for path in sorted((results / profile).glob("*.csv"))
               if (path.with_suffix(".json")).exists() and path.stem not in ("calibration", "pair")
               and not path.stem.endswith(("_training", "_londi_where"))}
+    if not tables:
+        raise RuntimeError(f"{name}: the sweep wrote no report table under {results / profile}: nothing to compare")
     return {"name": name, "wall_s": wall, "timeline": pd.read_csv(folder / "timeline.csv"), "requests": requests,
             "tables": tables}
 
@@ -169,13 +206,16 @@ def analyse(run: dict[str, Any], serial: dict[str, Any] | None) -> dict[str, Any
     """What one configuration's timeline says about its cells and their overhead."""
     t = run["timeline"].copy()
     t["end_s"] = t["start_s"] + t["seconds"]
-    t["pid"] = t["worker"].str.extract(r"(pid \d+|driver)")[0]
-    gaps = []
-    for _, lane in t.sort_values("start_s").groupby("pid"):
-        ends, starts = lane["end_s"].to_numpy(), lane["start_s"].to_numpy()
-        gaps += [float(s - e) for s, e in zip(starts[1:], ends[:-1], strict=True)]
+    t["lane"] = t["worker"].str.replace(" (loaded its pair)", "", regex=False)  # node and pid, or the driver
+    if "batch" not in t:
+        t["batch"] = 1
+    gaps, barrier = [], []  # between two cells of a batch on one worker; from a worker's last cell of a batch to
+    for _, lane in t.sort_values("start_s").groupby("lane"):  # its first of the next (the wait for the others)
+        ends, starts, batch = lane["end_s"].to_numpy(), lane["start_s"].to_numpy(), lane["batch"].to_numpy()
+        for i in range(1, len(lane)):
+            (gaps if batch[i] == batch[i - 1] else barrier).append(float(starts[i] - ends[i - 1]))
     span = float(t["end_s"].max() - t["start_s"].min())
-    lanes = t["pid"].nunique()
+    lanes = t["lane"].nunique()
     out = {
         "wall_s": round(run["wall_s"], 1),
         "cells": len(t),
@@ -189,6 +229,7 @@ def analyse(run: dict[str, Any], serial: dict[str, Any] | None) -> dict[str, Any
         else 0.0,
         "gap_between_cells_s_median": round(statistics.median(gaps), 3) if gaps else float("nan"),
         "gap_between_cells_s_max": round(max(gaps), 3) if gaps else float("nan"),
+        "barrier_wait_s_mean": round(statistics.mean(barrier), 1) if barrier else 0.0,
         "return_s_median": round(float((t["received_s"] - t["end_s"]).median()), 3),
         "result_kb_median": round(float(t["result_kb"].median()), 1),
         "result_kb_max": round(float(t["result_kb"].max()), 1),
@@ -201,13 +242,16 @@ def analyse(run: dict[str, Any], serial: dict[str, Any] | None) -> dict[str, Any
         ratio = (t.set_index("cell")["seconds"] - t.set_index("cell")["load_s"]) / alone.reindex(t["cell"]).to_numpy()
         out["cell_slowdown_median"] = round(float(ratio.median()), 3)
         out["speed_up"] = round(serial["wall_s"] / run["wall_s"], 3)
-        out["same_numbers"] = all(
-            name in run["tables"] and table.equals(run["tables"][name]) for name, table in serial["tables"].items())
+        out["same_numbers"] = bool(serial["tables"]) and set(run["tables"]) == set(serial["tables"]) and all(
+            table.equals(run["tables"][name]) for name, table in serial["tables"].items())
     return out
 
 
-HEAVY = ("runs/log-batch", "artifacts")
-"""Requests that write many rows or a file; every other request (create, set-tag, update, get, search) is light."""
+HEAVY = ("POST runs/log-batch", "PUT artifacts")
+"""Requests that write many rows or a file: every log_batch (metrics, params or tags) and artifact upload."""
+REPORT_READS = ("GET metrics/get-history", "GET artifacts")
+"""Requests only the driver makes, once, reading the finished sweep for its report: left out of the per-cell load.
+Every other request (create, update, set-tag, get, search) is light, the driver's few searches included."""
 
 
 def tracking_bench(root: Path, clients: tuple[int, ...] = (1, 4, 16), seconds: float = 10.0) -> list[dict[str, Any]]:
@@ -239,7 +283,7 @@ def tracking_bench(root: Path, clients: tuple[int, ...] = (1, 4, 16), seconds: f
                             mine.set_tag(runs[i], f"t{counts[i] % 50}", str(counts[i]))
                         counts[i] += 1
 
-                threads = [threading.Thread(target=write, args=(i,)) for i in range(k)]
+                threads = [threading.Thread(target=write, args=(i,), daemon=True) for i in range(k)]
                 began = time.monotonic()
                 for thread in threads:
                     thread.start()
@@ -256,8 +300,9 @@ def tracking_bench(root: Path, clients: tuple[int, ...] = (1, 4, 16), seconds: f
 
 def paper_pair_load(root: Path) -> list[dict[str, Any]]:
     """The paper profile's models (Flan-T5 small and large, built from their configs: no hub here), saved as a
-    checkpoint and loaded again in a fresh process: their size on disk and the seconds `from_pretrained` takes,
-    from this machine's page cache (the file was just written), as a worker loads its pair."""
+    checkpoint and loaded again in a fresh process: their size on disk and the seconds `from_pretrained` and reading
+    every weight once take, from this machine's page cache (the file was just written), as a worker loads its
+    pair."""
     import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
@@ -273,12 +318,15 @@ def paper_pair_load(root: Path) -> list[dict[str, Any]]:
         model.save_pretrained(path)
         del model
         size = sum(f.stat().st_size for f in path.iterdir())
-        probe = ("import sys, time\nfrom transformers import T5ForConditionalGeneration\nt = time.perf_counter()\n"
-                 "T5ForConditionalGeneration.from_pretrained(sys.argv[1])\nprint(time.perf_counter() - t)")
+        # Loaded, then every weight read once: a lazily mapped file is not in memory until its pages are touched.
+        probe = ("import sys, time, torch\nfrom transformers import T5ForConditionalGeneration\n"
+                 "t = time.perf_counter()\nm = T5ForConditionalGeneration.from_pretrained(sys.argv[1])\n"
+                 "with torch.no_grad():\n    sum(float(p.float().sum()) for p in m.parameters())\n"
+                 "print(time.perf_counter() - t)")
         done = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise RuntimeError(f"loading {name} failed: {done.stderr[-2000:]}")
-        rows.append({"model": name, "params": params, "gb_on_disk": round(size / 1e9, 2),
+        rows.append({"model": name, "params": params, "bytes": size, "gb_on_disk": round(size / 1e9, 2),
                      "load_s": round(float(done.stdout.strip().splitlines()[-1]), 2)})
         shutil.rmtree(path)
         print(f"scaling: {name}: {rows[-1]['gb_on_disk']} GB, loaded in {rows[-1]['load_s']} s", file=sys.stderr,
@@ -296,7 +344,7 @@ def bound(configs: dict[str, dict[str, Any]], write_rate: list[dict[str, Any]],
     workers = NODES * CELLS_PER_NODE
     by_endpoint = serial["requests_by_endpoint"]
     heavy = sum(n for name, n in by_endpoint.items() if name in HEAVY) / serial["cells"]
-    light = sum(n for name, n in by_endpoint.items() if name not in HEAVY) / serial["cells"]
+    light = sum(n for name, n in by_endpoint.items() if name not in HEAVY + REPORT_READS) / serial["cells"]
     best = {kind: max((r["requests_per_s"] for r in write_rate if r.get("kind", "heavy") == kind), default=0.0)
             for kind in ("heavy", "light")}
     # Seconds of one server's time a cell's requests take at the best measured rates (None: not measured).
@@ -307,6 +355,7 @@ def bound(configs: dict[str, dict[str, Any]], write_rate: list[dict[str, Any]],
         "mean_cell_s_here": round(cell_s, 2),
         "requests_per_cell": serial["requests_per_cell"],
         "heavy_requests_per_cell": round(heavy, 1), "light_requests_per_cell": round(light, 1),
+        "report_reads_per_cell": round(sum(by_endpoint.get(name, 0) for name in REPORT_READS) / serial["cells"], 1),
         "best_requests_per_s": best,
         "cells_finishing_per_s": round(workers / cell_s, 1),
         "server_s_per_cell": None if server_s is None else round(server_s, 3),
@@ -327,7 +376,7 @@ def _machine() -> str:
 
 def main(args: Args) -> dict[str, Any]:
     options = shlex.split(args.sweep)
-    given = [o for o in options if o in SET_HERE]
+    given = [o.split("=", 1)[0] for o in options if o.split("=", 1)[0] in SET_HERE]
     if given:
         raise ValueError(f"{', '.join(given)}: set by bench.scaling for each run; leave it out of the sweep's options")
     if not args.workers or min(args.workers) < 1:

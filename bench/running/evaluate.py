@@ -150,7 +150,8 @@ def _logged_run(name: str, params: dict, tags: dict[str, str], checkpoint: Check
     A run stopped by Ctrl-C, SIGTERM or an exception was closed as KILLED or FAILED already; one whose process
     was SIGKILLed is still RUNNING in MLflow and is marked KILLED here: the run the checkpoint names, and any other
     RUNNING run of the same part of the same sweep (tag `londi.part`), such as one whose process died between
-    creating it and writing its id beside the checkpoint."""
+    creating it and writing its id beside the checkpoint. Only one process runs a part at a time (a retried Ray task
+    runs once its worker is gone), so a RUNNING run of the part is one whose process ended."""
     previous = checkpoint.previous_run() if checkpoint is not None else None
     if checkpoint is not None:
         tags = {**tags, "londi.part": checkpoint.path.stem}

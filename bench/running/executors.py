@@ -160,7 +160,9 @@ class RayExecutor(Executor):
         self.remote = ray.remote(_remote_cell)
         # Start every worker now, importing the harness (torch, transformers), while the driver loads its pairs and
         # prices: Ray starts a worker process only when a task needs one, and on a busy machine each takes seconds.
-        slots = int(ray.cluster_resources().get("CPU", 0) // max(options.cpus_per_cell, 1e-9))
+        # Not for GPU cells: Ray does not give a CPU-only task's worker to a task that asks for a GPU.
+        slots = (int(ray.cluster_resources().get("CPU", 0) // options.cpus_per_cell)
+                 if options.cpus_per_cell > 0 and options.gpus_per_cell == 0 else 0)
         self.warming = [ray.remote(_warm).options(num_cpus=options.cpus_per_cell).remote() for _ in range(slots)]
 
     def describe(self) -> dict[str, Any]:

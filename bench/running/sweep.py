@@ -174,14 +174,15 @@ def run_cell(ctx: SweepContext, job: CellJob, models: ModelPair | None = None) -
 
 
 def write_timeline(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Every cell of a sweep as one CSV row (reproduce --timeline): the cell, where it ran, when it started and how
-    long it took (seconds from the sweep's start), the part of that spent loading its pair, and when the driver had
-    its outcome, and the outcome's size as the driver receives it (pickled). A cell the sweep finished before it was
+    """Every cell of a sweep as one CSV row (reproduce --timeline): the cell, its batch (the matched controls' batch
+    starts when the first has finished), where it ran, when it started and how long it took (seconds from the
+    sweep's start), the part of that spent loading its pair, when the driver had its outcome, and the outcome's size
+    as the driver receives it (pickled). A cell the sweep finished before it was
     resumed has no start."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ["cell", "worker", "start_s", "seconds", "load_s", "received_s", "result_kb"]
+    columns = ["cell", "batch", "worker", "start_s", "seconds", "load_s", "received_s", "result_kb"]
     with path.open("w", newline="") as out:
         writer = csv.DictWriter(out, fieldnames=columns)
         writer.writeheader()
