@@ -6,8 +6,9 @@ a cluster of many nodes.
 (`make scaling`.) The same sweep (`bench.reproduce` with the options of `--sweep`) runs once serially and
 once on a local Ray per `--workers` count, one after another, each into its own results folder, sweep state and
 MLflow server (started here on 127.0.0.1 with a fresh store, stopped by its process id: the tracking a cluster
-needs, so its requests can be counted), with one price book (the serial run's, which starts from the committed
-calibration) so that priced costs compare exactly.
+needs, so its requests can be counted), with one price book made before any run is timed (the committed
+calibration, measured again for the sweep's suites where it does not describe this machine), so that no run
+measures prices in its wall time and priced costs compare exactly.
 Then:
 
 - **same numbers**: every configuration's report must equal the serial one's on the place-invariant columns
@@ -154,6 +155,40 @@ def _stop_group(proc: subprocess.Popen, first: int) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def _values(options: list[str], name: str) -> list[str]:
+    """The values of a list option (`--tasks a b`), or [] where it is not given."""
+    if name not in options:
+        return []
+    values = []
+    for option in options[options.index(name) + 1:]:
+        if option.startswith("--"):
+            break
+        values.append(option)
+    return values
+
+
+def price_book(options: list[str], root: Path) -> Path:
+    """The calibration every run prices with, made before any run is timed: the committed one, measured again
+    (bench.calibrate) for the sweep's suites where it does not describe this machine."""
+    profile = _profile(options)
+    folder = root / "prices"
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / profile).mkdir(parents=True)
+    committed = REPO_ROOT / "results" / profile / "calibration.json"
+    if committed.exists():
+        shutil.copy(committed, folder / profile)
+    suites = sorted({task.split("/", 1)[0] for task in _values(options, "--tasks") + _values(options, "--sweep-tasks")})
+    argv = [sys.executable, "-m", "bench.calibrate", "--profile", profile, "--results-dir", str(folder),
+            "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}", "--no-progress",
+            *(["--suites", *suites] if suites else [])]
+    print(f"scaling: prices: {' '.join(argv[3:])}", file=sys.stderr, flush=True)
+    done = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.calibrate exited {done.returncode}: {done.stderr[-3000:]}")
+    return folder / profile / "calibration.json"
 
 
 def _profile(options: list[str]) -> str:
@@ -383,11 +418,10 @@ def main(args: Args) -> dict[str, Any]:
         raise ValueError(f"--workers {args.workers}: give one or more local Ray sizes of at least 1 CPU")
     root = args.work or Path(tempfile.mkdtemp(prefix="londi-scaling-"))
     try:
-        # The serial run prices with the committed calibration (measured again where it is stale on this machine);
-        # every other run with the serial run's, so that priced costs compare exactly.
-        profile = _profile(options)
-        runs = [run_config("serial", options, [], root, REPO_ROOT / "results" / profile / "calibration.json")]
-        prices = root / "serial" / "results" / profile / "calibration.json"
+        # One price book for every run, made before any is timed, so that no run measures prices in its wall time
+        # and priced costs compare exactly.
+        prices = price_book(options, root)
+        runs = [run_config("serial", options, [], root, prices)]
         runs += [run_config(f"ray-{n}", options, ["--executor", "ray", "--ray-workers", str(n)], root, prices)
                  for n in args.workers]
         configs = {run["name"]: analyse(run, None if run["name"] == "serial" else runs[0]) for run in runs}

@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from bench.reporting.executors import render
-from bench.scaling import TrackingServer, analyse, bound, paper_pair_load
+from bench.scaling import TrackingServer, _values, analyse, bound, paper_pair_load
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -133,3 +133,9 @@ def test_the_paper_pair_is_built_from_its_configs_saved_and_loaded_in_a_fresh_pr
     text = render({"configs": {"serial": serial}, "bound": b, "write_rate": [], "machine": "", "command": "",
                    "git_commit": "", "date": ""})
     assert "is 3.4 GB and loads in 5.0 s (every weight read once)" in text and "100 nodes read 340 GB" in text
+
+
+def test_the_sweeps_list_options_are_read_for_its_price_book() -> None:
+    options = ["--profile", "cpu", "--tasks", "babyai/Mixed", "scienceworld/power-component", "--seeds", "0", "1"]
+    assert _values(options, "--tasks") == ["babyai/Mixed", "scienceworld/power-component"]
+    assert _values(options, "--sweep-tasks") == [] and _values(options, "--seeds") == ["0", "1"]
