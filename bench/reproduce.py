@@ -376,7 +376,7 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
     suite_s: dict[str, float] = dict.fromkeys(suites, 0.0)  # seconds spent on each suite's pair and cells
     executor_info: dict[str, object] = {}
     timeline: list[dict[str, object]] = []  # every cell: where, when, how long (--timeline)
-    batches = [0]  # execute() calls so far: the matched controls' batch waits for the first one to finish
+    batch_no = 0  # execute() calls so far: the matched controls' batch waits for the first one to finish
     epoch = time.time() - (time.perf_counter() - started)  # the sweep's start, in epoch seconds
     for suite in suites:
         began = time.perf_counter()
@@ -417,12 +417,13 @@ def _run(plan: Plan, sweep: str, state: SweepState, tasks: list[TaskSpec], sweep
             unique.setdefault((job.task, job.label, job.seed), job)
         batch = list(unique.values())
         outcomes = {}
-        batches[0] += 1
+        nonlocal batch_no
+        batch_no += 1
         for outcome in executor.run(ctx, batch):
             outcomes[(outcome.job.task, outcome.job.label, outcome.job.seed)] = outcome
             suite_s[outcome.job.suite] += outcome.seconds
             if args.timeline is not None:
-                timeline.append({"cell": outcome.job.name, "batch": batches[0], "worker": outcome.worker,
+                timeline.append({"cell": outcome.job.name, "batch": batch_no, "worker": outcome.worker,
                                  "start_s": round(outcome.started - epoch, 3),
                                  "seconds": round(outcome.seconds, 3), "load_s": round(outcome.load_s, 3),
                                  "received_s": round(time.time() - epoch, 3),

@@ -54,8 +54,7 @@ import tyro
 from bench.common.errors import user_errors
 from bench.common.provenance import REPO_ROOT, git_commit
 from bench.common.tracking import FLUSH_EVERY
-from bench.reporting.executors import plot, render
-from bench.running.sweep import place_invariant
+from bench.reporting.executors import place_invariant, plot, render
 
 NODES, CELLS_PER_NODE = 100, 16
 """The cluster the bound is worked out for: 100 nodes of 16 cells each (a 16-core or 8-GPU node)."""
@@ -127,13 +126,7 @@ class TrackingServer:
                        for method, path in found if path != "/health")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        _stop_group(self.proc, signal.SIGTERM)
 
 
 def _option(options: list[str], name: str, default: str) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.running.sweep import place_invariant
+from bench.reporting.executors import place_invariant
 
 REPO = Path(__file__).resolve().parent.parent
 SWEEP = ["--profile", "smoke", "--tasks", "babyai/Mixed", "--routers", "quick_only", "deepthink_only",

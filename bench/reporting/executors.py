@@ -8,6 +8,17 @@ from typing import Any
 
 from bench.common.tracking import FLUSH_EVERY
 
+PLACE_INVARIANT = ["reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted_fraction",
+                   "flops", "priced_s", "priced_b1_s", "projected_gpu_s"]
+"""Report columns (with their intervals) that must not move with where a cell ran; the clock's seconds may."""
+
+
+def place_invariant(table: Any) -> Any:
+    """A report table (pandas) cut to its place-invariant columns, in a fixed row order: what two sweeps of the same
+    cells give alike wherever their cells ran."""
+    columns = ["task", "router", "episodes"] + [c for c in table.columns if c.split("_ci_")[0] in PLACE_INVARIANT]
+    return table[columns].sort_values(["task", "router"]).reset_index(drop=True)
+
 
 def render(study: dict[str, Any], title: bool = True) -> str:
     configs, b = study["configs"], study["bound"]

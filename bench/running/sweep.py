@@ -28,9 +28,6 @@ RANDOM_QUICK = "random_quick"
 """Variant of a cell whose QUICK is a uniformly random policy (the paper's ablation)."""
 SAMPLED_PREFIX = "sampled:"
 """Variant `sampled:T`: both models act by sampling at temperature T."""
-PLACE_INVARIANT = ["reward", "success", "steps", "deepthink_calls", "deepthink_fraction", "deepthink_acted_fraction",
-                   "flops", "priced_s", "priced_b1_s", "projected_gpu_s"]
-"""Report columns (with their intervals) that must not move with where a cell ran; the clock's seconds may."""
 
 
 @dataclass(frozen=True)
@@ -177,8 +174,7 @@ def write_timeline(rows: list[dict[str, Any]], path: Path) -> Path:
     """Every cell of a sweep as one CSV row (reproduce --timeline): the cell, its batch (the matched controls' batch
     starts when the first has finished), where it ran, when it started and how long it took (seconds from the
     sweep's start), the part of that spent loading its pair, when the driver had its outcome, and the outcome's size
-    as the driver receives it (pickled). A cell the sweep finished before it was
-    resumed has no start."""
+    as the driver receives it (pickled). A cell the sweep finished before it was resumed has no start."""
     import csv
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,10 +184,3 @@ def write_timeline(rows: list[dict[str, Any]], path: Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
-
-
-def place_invariant(table: Any) -> Any:
-    """A report table (pandas) cut to its place-invariant columns, in a fixed row order: what two sweeps of the same
-    cells give alike wherever their cells ran."""
-    columns = ["task", "router", "episodes"] + [c for c in table.columns if c.split("_ci_")[0] in PLACE_INVARIANT]
-    return table[columns].sort_values(["task", "router"]).reset_index(drop=True)
